@@ -1,0 +1,168 @@
+//! The command line: `serve`, `migrate`, `version`, `check-config [--probe]`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use crate::config::{ConfigSource, Settings, redacted_view};
+use crate::startup::Application;
+use crate::store::Db;
+
+#[derive(Debug, Parser)]
+#[command(name = "slackops", version, about = "Spinnaker operations from Slack")]
+pub struct Cli {
+    /// The YAML configuration file (also SLACKOPS_CONFIG). Environment variables
+    /// SLACKOPS_<SECTION>__<KEY> override it.
+    #[arg(long, global = true, env = "SLACKOPS_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service.
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Print the version.
+    Version,
+    /// Load and validate the configuration and print it with every secret redacted.
+    CheckConfig {
+        /// Also call Slack auth.test, Gate and the database to show which integrations work.
+        #[arg(long)]
+        probe: bool,
+    },
+}
+
+/// Parse arguments and run; the process exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    if let Command::Version = cli.command {
+        println!("slackops {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let settings = match Settings::load(&ConfigSource::from_process(cli.config.clone())) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("slackops: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::telemetry::install_crypto_provider();
+    match cli.command {
+        Command::Version => ExitCode::SUCCESS,
+        Command::Serve => {
+            crate::telemetry::init(&settings.log);
+            let result = async {
+                let app = Application::build(settings).await?;
+                app.run_until_stopped().await
+            }
+            .await;
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error.message = %e, error.cause_chain = ?e, "slackops failed");
+                    eprintln!("slackops: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Migrate => {
+            crate::telemetry::init(&settings.log);
+            let result = async {
+                let db = Db::connect(&settings.database).await?;
+                db.migrate().await
+            }
+            .await;
+            match result {
+                Ok(()) => {
+                    println!("migrations applied to {}", settings.database.display_url());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("slackops: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::CheckConfig { probe } => {
+            let view = redacted_view(&settings);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&view).unwrap_or_default()
+            );
+            if !probe {
+                println!("configuration is valid");
+                return ExitCode::SUCCESS;
+            }
+            let report = probe_integrations(&settings).await;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report.0).unwrap_or_default()
+            );
+            if report.1 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// Call each integration once; `(report, all_ok)`.
+pub async fn probe_integrations(settings: &Settings) -> (serde_json::Value, bool) {
+    use std::sync::Arc;
+
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let http = reqwest::Client::new();
+    let mut all_ok = true;
+    let mut probe = serde_json::Map::new();
+
+    let slack = crate::slack::api::SlackApi::new(&settings.slack, http, metrics.clone());
+    let slack_result = match slack.auth_test().await {
+        Ok(a) => {
+            json!({"ok": true, "team": a.team, "team_id": a.team_id, "bot_user": a.user, "bot_user_id": a.user_id})
+        }
+        Err(e) => {
+            all_ok = false;
+            json!({"ok": false, "error": e.to_string()})
+        }
+    };
+    probe.insert("slack".into(), slack_result);
+
+    let gate_result = match crate::spinnaker::gate::GateClient::new(&settings.spinnaker, metrics) {
+        Ok(gate) => match gate.whoami().await {
+            Ok(user) => {
+                json!({"ok": true, "url": settings.spinnaker.gate_url.as_str(), "authenticated_as": user.get("username").cloned().unwrap_or(serde_json::Value::Null)})
+            }
+            Err(e) => {
+                all_ok = false;
+                json!({"ok": false, "url": settings.spinnaker.gate_url.as_str(), "error": e.to_string()})
+            }
+        },
+        Err(e) => {
+            all_ok = false;
+            json!({"ok": false, "error": e.to_string()})
+        }
+    };
+    probe.insert("gate".into(), gate_result);
+
+    let db_result = match Db::connect(&settings.database).await {
+        Ok(db) => match db.readiness().await {
+            Ok(()) => json!({"ok": true, "url": settings.database.display_url()}),
+            Err(reason) => {
+                json!({"ok": false, "url": settings.database.display_url(), "error": reason, "hint": "run `slackops migrate` (serve also migrates at start)"})
+            }
+        },
+        Err(e) => {
+            json!({"ok": false, "url": settings.database.display_url(), "error": format!("{e:#}")})
+        }
+    };
+    if db_result["ok"] != true {
+        all_ok = false;
+    }
+    probe.insert("database".into(), db_result);
+    (json!({"probe": probe}), all_ok)
+}

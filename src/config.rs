@@ -1,0 +1,728 @@
+//! Typed, layered configuration.
+//!
+//! One YAML file (named by `--config` or `SLACKOPS_CONFIG`), then environment variables
+//! `SLACKOPS_<SECTION>__<KEY>` on top. Any key may instead be given as `<key>_file`, whose value is a
+//! path read at start-up (a mounted Kubernetes secret); trailing newlines are stripped.
+//!
+//! Loading never stops at the first problem: every missing or invalid key is collected and reported
+//! in one message, so an operator fixes a deployment in one round. Secrets are [`Secret`]s: their
+//! `Debug` and `Serialize` output is redacted, so `check-config`, logs and error messages can never
+//! print them. Every key is documented in `docs/configuration.md`; keep the two in step.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Yaml};
+use figment::value::{Dict, Value};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use url::Url;
+
+/// A secret string. It can be read only through [`Secret::expose`]; `Debug`, `Display` and
+/// `Serialize` print `[redacted]` (or `[unset]` when empty) so it never reaches a log line.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The secret value. Call sites are the only places a secret leaves this type; keep them few.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.trim().is_empty()
+    }
+    fn shown(&self) -> &'static str {
+        if self.is_empty() {
+            "[unset]"
+        } else {
+            "[redacted]"
+        }
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.shown())
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.shown())
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.shown())
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Environment values are parsed as structured data, so a numeric-looking token arrives
+        // as a number: accept any scalar and keep its text.
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Secret;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
+                Ok(Secret(v.to_owned()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Secret, E> {
+                Ok(Secret::default())
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The whole configuration. Each section is documented in `docs/configuration.md`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub slack: SlackSettings,
+    pub spinnaker: SpinnakerSettings,
+    pub jobs: JobSettings,
+    pub log: LogSettings,
+    pub api: ApiSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address the HTTP server binds. Port 0 picks a free port (tests).
+    pub listen: SocketAddr,
+    /// The URL Slack and echo reach this service at; used in links and the app manifest.
+    pub public_url: Option<Url>,
+    /// How long shutdown waits for in-flight requests and running jobs.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            public_url: None,
+            shutdown_timeout_secs: 25,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite://slackops.db` (default, one replica) or `postgres://user@host/db` (several replicas).
+    /// A PostgreSQL URL may carry a password; it is redacted when printed.
+    pub url: Secret,
+    pub max_connections: u32,
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: Secret::new("sqlite://slackops.db"),
+            max_connections: 10,
+            connect_timeout_secs: 10,
+        }
+    }
+}
+
+impl DatabaseSettings {
+    /// The URL with any password replaced, for display.
+    pub fn display_url(&self) -> String {
+        match Url::parse(self.url.expose()) {
+            Ok(mut u) if u.password().is_some() => {
+                let _ = u.set_password(Some("[redacted]"));
+                u.to_string()
+            }
+            Ok(u) => u.to_string(),
+            Err(_) => "[unparseable]".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SlackSettings {
+    /// Signing secret from the app's Basic Information page. Required.
+    pub signing_secret: Secret,
+    /// Bot token (`xoxb-…`). Required.
+    pub bot_token: Secret,
+    /// Web API base; tests point it at a local fake.
+    pub api_url: Url,
+    /// The layer answers Slack by this deadline even when a handler is still working (Slack allows 3 s).
+    pub ack_deadline_ms: u64,
+    /// Requests larger than this are refused with 413 before any hashing.
+    pub max_body_bytes: usize,
+    /// Timeout of one Web API call.
+    pub request_timeout_ms: u64,
+    /// Attempts for one Web API call on 429, 5xx and timeouts before the error is surfaced.
+    pub max_retries: u32,
+    /// A `Retry-After` longer than this is not slept through in place; the error goes back to the
+    /// caller (usually a job, which is rescheduled for that time).
+    pub max_inline_retry_after_secs: u64,
+    /// Sustained `chat.postMessage` rate per channel (Slack allows about 1 per second).
+    pub post_rate_per_channel: f64,
+    /// Burst of `chat.postMessage` calls allowed per channel above the sustained rate.
+    pub post_burst_per_channel: u32,
+}
+
+impl Default for SlackSettings {
+    fn default() -> Self {
+        Self {
+            signing_secret: Secret::default(),
+            bot_token: Secret::default(),
+            api_url: Url::parse("https://slack.com/api").expect("static url"),
+            ack_deadline_ms: 2500,
+            max_body_bytes: 1024 * 1024,
+            request_timeout_ms: 10_000,
+            max_retries: 4,
+            max_inline_retry_after_secs: 30,
+            post_rate_per_channel: 1.0,
+            post_burst_per_channel: 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpinnakerSettings {
+    /// Gate's API URL (with x509 auth, the certificate port, usually 8085).
+    pub gate_url: Url,
+    /// Deck's URL, for links to executions.
+    pub deck_url: Url,
+    /// How slackops authenticates to Gate.
+    pub auth: GateAuthSettings,
+    /// Token echo must send (`Authorization: Bearer …`, or as the Basic password) to `/spinnaker/events`.
+    pub echo_token: Secret,
+    pub request_timeout_ms: u64,
+}
+
+impl Default for SpinnakerSettings {
+    fn default() -> Self {
+        Self {
+            gate_url: Url::parse("http://localhost:8084").expect("static url"),
+            deck_url: Url::parse("http://localhost:9000").expect("static url"),
+            auth: GateAuthSettings::default(),
+            echo_token: Secret::default(),
+            request_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Gate authentication: `none`, `basic` (username/password), `bearer` (an OAuth or Gate API token)
+/// or `x509` (a client certificate and key, PEM).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct GateAuthSettings {
+    #[serde(rename = "type")]
+    pub kind: GateAuthKind,
+    pub username: Option<String>,
+    pub password: Secret,
+    pub token: Secret,
+    /// PEM client certificate (usually given as `client_cert_file`).
+    pub client_cert: Secret,
+    /// PEM private key (usually given as `client_key_file`).
+    pub client_key: Secret,
+    /// PEM CA bundle to trust in addition to the system roots (for a private Gate CA).
+    pub ca_cert: Secret,
+    /// Also send the judging user's email as `X-SPINNAKER-USER` (Gate header-auth mode only).
+    pub impersonate: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum GateAuthKind {
+    #[default]
+    None,
+    Basic,
+    Bearer,
+    X509,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobSettings {
+    /// Concurrent jobs per replica.
+    pub concurrency: usize,
+    /// How often an idle worker looks for due jobs (enqueues on this replica wake it at once).
+    pub poll_interval_ms: u64,
+    /// A running job's lease; a replica that dies mid-job leaves it to be picked up after this.
+    pub lease_secs: u64,
+    /// Attempts before a job is kept as failed.
+    pub max_attempts: u32,
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Finished jobs are kept this long for inspection, then purged.
+    pub retain_done_hours: u64,
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            poll_interval_ms: 500,
+            lease_secs: 60,
+            max_attempts: 10,
+            backoff_base_ms: 1000,
+            backoff_max_ms: 5 * 60 * 1000,
+            retain_done_hours: 24,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `text` for people, `json` for log pipelines.
+    pub format: LogFormat,
+    /// An `EnvFilter` directive; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The HTTP API under `/api/v1` (for tools and CI). Disabled while no token is set.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSettings {
+    /// Bearer tokens accepted by `/api/v1/*`.
+    pub tokens: Vec<Secret>,
+}
+
+/// Every problem found while loading, each naming its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub key: String,
+    pub message: String,
+}
+
+/// Loading failed; the message lists every bad key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n{}", .problems.iter().map(|p| format!("  - {}: {}", p.key, p.message)).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError {
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl ConfigError {
+    fn one(key: &str, message: impl Into<String>) -> Self {
+        Self {
+            problems: vec![ConfigProblem {
+                key: key.into(),
+                message: message.into(),
+            }],
+        }
+    }
+}
+
+/// Where the configuration comes from. Tests build one with an explicit environment.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigSource {
+    /// The YAML file, if any.
+    pub file: Option<PathBuf>,
+    /// Environment variables to read (normally `std::env::vars()`).
+    pub env: Vec<(String, String)>,
+}
+
+impl ConfigSource {
+    /// The process environment, and the file named by `path` or `SLACKOPS_CONFIG`.
+    pub fn from_process(path: Option<PathBuf>) -> Self {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        let file = path.or_else(|| {
+            env.iter()
+                .find(|(k, _)| k == "SLACKOPS_CONFIG")
+                .map(|(_, v)| PathBuf::from(v))
+        });
+        Self { file, env }
+    }
+}
+
+const ENV_PREFIX: &str = "SLACKOPS_";
+
+impl Settings {
+    /// Load, resolve `_file` keys, deserialize and validate; every problem is reported at once.
+    pub fn load(source: &ConfigSource) -> Result<Settings, ConfigError> {
+        // Defaults come from `#[serde(default)]` when deserializing, not from a serialized copy
+        // of `Settings::default()`: serializing would redact the secrets it carries.
+        let mut figment = Figment::new();
+        if let Some(file) = &source.file {
+            if !file.exists() {
+                return Err(ConfigError::one(
+                    "--config",
+                    format!("file {} does not exist", file.display()),
+                ));
+            }
+            figment = figment.merge(Yaml::file(file));
+        }
+        figment = figment.merge(env_provider(&source.env));
+
+        let mut merged: Dict = figment.extract().map_err(|e| ConfigError {
+            problems: figment_problems(e),
+        })?;
+        let mut problems = Vec::new();
+        resolve_file_keys(&mut merged, "", &mut problems);
+
+        let settings = match Figment::from(Serialized::defaults(merged)).extract::<Settings>() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                problems.extend(figment_problems(e));
+                None
+            }
+        };
+        if let Some(s) = &settings {
+            problems.extend(s.validate());
+        }
+        match settings {
+            Some(s) if problems.is_empty() => Ok(s),
+            _ => Err(ConfigError { problems }),
+        }
+    }
+
+    /// Semantic checks beyond types. Returns every problem found.
+    pub fn validate(&self) -> Vec<ConfigProblem> {
+        let mut p = Vec::new();
+        let mut bad = |key: &str, message: &str| {
+            p.push(ConfigProblem {
+                key: key.into(),
+                message: message.into(),
+            })
+        };
+        if self.slack.signing_secret.is_empty() {
+            bad(
+                "slack.signing_secret",
+                "required (env SLACKOPS_SLACK__SIGNING_SECRET or slack.signing_secret_file): the app's Signing Secret",
+            );
+        }
+        if self.slack.bot_token.is_empty() {
+            bad(
+                "slack.bot_token",
+                "required (env SLACKOPS_SLACK__BOT_TOKEN or slack.bot_token_file): the xoxb- bot token",
+            );
+        } else if !self.slack.bot_token.expose().starts_with("xox") {
+            bad("slack.bot_token", "must be a Slack token (xoxb-…)");
+        }
+        let db = self.database.url.expose();
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
+            bad("database.url", "must start with sqlite: or postgres://");
+        }
+        if self.database.max_connections == 0 {
+            bad("database.max_connections", "must be at least 1");
+        }
+        if !(100..=2900).contains(&self.slack.ack_deadline_ms) {
+            bad(
+                "slack.ack_deadline_ms",
+                "must be between 100 and 2900: Slack gives up after 3000 ms",
+            );
+        }
+        if self.slack.max_body_bytes < 1024 {
+            bad("slack.max_body_bytes", "must be at least 1024");
+        }
+        if self.slack.post_rate_per_channel <= 0.0 {
+            bad("slack.post_rate_per_channel", "must be greater than 0");
+        }
+        let auth = &self.spinnaker.auth;
+        match auth.kind {
+            GateAuthKind::None => {}
+            GateAuthKind::Basic => {
+                if auth.username.as_deref().unwrap_or("").is_empty() {
+                    bad(
+                        "spinnaker.auth.username",
+                        "required when spinnaker.auth.type is basic",
+                    );
+                }
+                if auth.password.is_empty() {
+                    bad(
+                        "spinnaker.auth.password",
+                        "required when spinnaker.auth.type is basic",
+                    );
+                }
+            }
+            GateAuthKind::Bearer => {
+                if auth.token.is_empty() {
+                    bad(
+                        "spinnaker.auth.token",
+                        "required when spinnaker.auth.type is bearer",
+                    );
+                }
+            }
+            GateAuthKind::X509 => {
+                if auth.client_cert.is_empty() {
+                    bad(
+                        "spinnaker.auth.client_cert",
+                        "required when spinnaker.auth.type is x509 (PEM; usually client_cert_file)",
+                    );
+                }
+                if auth.client_key.is_empty() {
+                    bad(
+                        "spinnaker.auth.client_key",
+                        "required when spinnaker.auth.type is x509 (PEM; usually client_key_file)",
+                    );
+                }
+            }
+        }
+        if self.jobs.concurrency == 0 {
+            bad("jobs.concurrency", "must be at least 1");
+        }
+        if self.jobs.max_attempts == 0 {
+            bad("jobs.max_attempts", "must be at least 1");
+        }
+        if self.jobs.lease_secs < 5 {
+            bad("jobs.lease_secs", "must be at least 5");
+        }
+        if self.api.tokens.iter().any(|t| t.expose().len() < 16) {
+            bad("api.tokens", "each token must be at least 16 characters");
+        }
+        p
+    }
+
+    pub fn ack_deadline(&self) -> Duration {
+        Duration::from_millis(self.slack.ack_deadline_ms)
+    }
+}
+
+/// `SLACKOPS_SLACK__SIGNING_SECRET` → `slack.signing_secret`. `SLACKOPS_CONFIG` names the file and
+/// is not a key. The variables are passed in rather than read from the process (as figment's `Env`
+/// does) so that tests can load many configurations in parallel without touching global state.
+fn env_provider(vars: &[(String, String)]) -> impl figment::Provider {
+    let mut dict = Dict::new();
+    for (k, v) in vars {
+        let Some(rest) = k.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        if rest == "CONFIG" || rest.is_empty() {
+            continue;
+        }
+        let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+        let value: Value = v.parse().unwrap_or_else(|_| Value::from(v.clone()));
+        insert_path(&mut dict, &path, value);
+    }
+    Serialized::defaults(dict)
+}
+
+fn insert_path(dict: &mut Dict, path: &[String], value: Value) {
+    match path {
+        [] => {}
+        [last] => {
+            dict.insert(last.clone(), value);
+        }
+        [first, rest @ ..] => {
+            let entry = dict
+                .entry(first.clone())
+                .or_insert_with(|| Value::from(Dict::new()));
+            if entry.as_dict().is_none() {
+                *entry = Value::from(Dict::new());
+            }
+            if let Value::Dict(_, inner) = entry {
+                insert_path(inner, rest, value);
+            }
+        }
+    }
+}
+
+/// Replace every `<key>_file: PATH` with `<key>: <contents of PATH>`.
+fn resolve_file_keys(dict: &mut Dict, prefix: &str, problems: &mut Vec<ConfigProblem>) {
+    let file_keys: Vec<String> = dict
+        .keys()
+        .filter(|k| k.ends_with("_file"))
+        .cloned()
+        .collect();
+    for fk in file_keys {
+        let key = fk.trim_end_matches("_file").to_string();
+        let full = join_key(prefix, &key);
+        let Some(v) = dict.remove(&fk) else { continue };
+        let Some(path) = v.as_str().map(str::to_owned) else {
+            problems.push(ConfigProblem {
+                key: join_key(prefix, &fk),
+                message: "must be a file path".into(),
+            });
+            continue;
+        };
+        if path.is_empty() {
+            continue;
+        }
+        match read_secret_file(Path::new(&path)) {
+            Ok(contents) => {
+                dict.insert(key, Value::from(contents));
+            }
+            Err(e) => problems.push(ConfigProblem {
+                key: join_key(prefix, &fk),
+                message: format!("cannot read {path}: {e} (for {full})"),
+            }),
+        }
+    }
+    for (k, v) in dict.iter_mut() {
+        if let Value::Dict(_, inner) = v {
+            resolve_file_keys(inner, &join_key(prefix, k), problems);
+        }
+    }
+}
+
+fn read_secret_file(path: &Path) -> std::io::Result<String> {
+    let s = std::fs::read_to_string(path)?;
+    Ok(s.trim_end_matches(['\n', '\r']).to_string())
+}
+
+fn join_key(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+fn figment_problems(e: figment::Error) -> Vec<ConfigProblem> {
+    e.into_iter()
+        .map(|err| {
+            let key = if err.path.is_empty() {
+                "(file)".to_string()
+            } else {
+                err.path.join(".")
+            };
+            ConfigProblem {
+                key,
+                message: err.kind.to_string(),
+            }
+        })
+        .collect()
+}
+
+/// The configuration as `check-config` prints it: every secret redacted.
+pub fn redacted_view(settings: &Settings) -> serde_json::Value {
+    let mut v = serde_json::to_value(settings).unwrap_or(serde_json::Value::Null);
+    if let Some(db) = v.get_mut("database").and_then(|d| d.as_object_mut()) {
+        db.insert(
+            "url".into(),
+            serde_json::Value::String(settings.database.display_url()),
+        );
+    }
+    v
+}
+
+/// Helper for tests and tools: a map of variables as `ConfigSource::env`.
+pub fn env_from<I, K, V>(vars: I) -> Vec<(String, String)>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: Into<String>,
+    V: Into<String>,
+{
+    vars.into_iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect::<BTreeMap<_, _>>()
+        .into_iter()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal() -> Vec<(String, String)> {
+        env_from([
+            ("SLACKOPS_SLACK__SIGNING_SECRET", "s3cret-signing"),
+            ("SLACKOPS_SLACK__BOT_TOKEN", "xoxb-1-2-3"),
+        ])
+    }
+
+    #[test]
+    fn env_sets_nested_keys_and_numbers_stay_secrets() {
+        let mut env = minimal();
+        env.push(("SLACKOPS_SPINNAKER__ECHO_TOKEN".into(), "12345678".into()));
+        env.push(("SLACKOPS_JOBS__CONCURRENCY".into(), "7".into()));
+        let s = Settings::load(&ConfigSource { file: None, env }).expect("valid");
+        assert_eq!(s.spinnaker.echo_token.expose(), "12345678");
+        assert_eq!(s.jobs.concurrency, 7);
+        assert_eq!(s.slack.signing_secret.expose(), "s3cret-signing");
+    }
+
+    #[test]
+    fn every_problem_is_named_at_once() {
+        let env = env_from([
+            ("SLACKOPS_DATABASE__URL", "mysql://x"),
+            ("SLACKOPS_SLACK__ACK_DEADLINE_MS", "5000"),
+        ]);
+        let err = Settings::load(&ConfigSource { file: None, env }).unwrap_err();
+        let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert!(keys.contains(&"slack.signing_secret"), "{keys:?}");
+        assert!(keys.contains(&"slack.bot_token"), "{keys:?}");
+        assert!(keys.contains(&"database.url"), "{keys:?}");
+        assert!(keys.contains(&"slack.ack_deadline_ms"), "{keys:?}");
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_or_serialization() {
+        let s = Settings::load(&ConfigSource {
+            file: None,
+            env: minimal(),
+        })
+        .unwrap();
+        let dbg = format!("{s:?}");
+        let json = redacted_view(&s).to_string();
+        for out in [dbg, json] {
+            assert!(!out.contains("s3cret-signing"));
+            assert!(!out.contains("xoxb-1-2-3"));
+            assert!(out.contains("[redacted]"));
+        }
+    }
+
+    #[test]
+    fn postgres_password_is_redacted_for_display() {
+        let d = DatabaseSettings {
+            url: Secret::new("postgres://app:hunter2@db:5432/slackops"),
+            ..Default::default()
+        };
+        assert!(!d.display_url().contains("hunter2"));
+        assert!(d.display_url().contains("app:"));
+    }
+
+    #[test]
+    fn a_type_error_names_its_key() {
+        let mut env = minimal();
+        env.push(("SLACKOPS_SERVER__LISTEN".into(), "not-an-address".into()));
+        let err = Settings::load(&ConfigSource { file: None, env }).unwrap_err();
+        assert!(
+            err.problems.iter().any(|p| p.key == "server.listen"),
+            "{err}"
+        );
+    }
+}

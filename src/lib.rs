@@ -1,0 +1,26 @@
+//! slackops: Spinnaker operations from Slack.
+//!
+//! A small service a platform team runs next to Spinnaker so people decide from Slack: approve or
+//! reject Manual Judgments, start and cancel pipelines, keep on-call user groups current. Slack
+//! stays true to what Spinnaker says. See `DESIGN.md` in the shared docs for the shape:
+//!
+//! - [`slack`]: the interaction layer (verify, parse, dispatch, ack; the Web API client);
+//! - [`registry`] and [`features`]: where features plug their handlers in;
+//! - [`spinnaker`]: the Gate client and echo's event intake;
+//! - [`store`] and [`jobs`]: the database (SQLite or PostgreSQL) and the durable job queue;
+//! - [`config`], [`startup`], [`state`], [`cli`]: configuration, lifecycle, shared state, commands.
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod features;
+pub mod http;
+pub mod jobs;
+pub mod metrics;
+pub mod registry;
+pub mod slack;
+pub mod spinnaker;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,137 @@
+//! The typed acknowledgment a handler returns, and how each becomes Slack's HTTP answer.
+//!
+//! Slack accepts different bodies per request type (reference/slack.md §2): commands and actions
+//! take an empty body or a message; a `view_submission` takes an empty body or a
+//! `response_action` (anything else breaks the modal). Handlers return an [`Ack`] and the layer
+//! renders it, so a feature cannot send the wrong shape.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseType {
+    /// Only the user who acted sees it.
+    #[default]
+    Ephemeral,
+    /// Everyone in the channel sees it.
+    InChannel,
+}
+
+/// A message reply (to a command or an action, or later through `response_url`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Reply {
+    pub response_type: ResponseType,
+    pub text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocks: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replace_original: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delete_original: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thread_ts: Option<String>,
+}
+
+impl Reply {
+    pub fn ephemeral(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            ..Default::default()
+        }
+    }
+    pub fn in_channel(text: impl Into<String>) -> Self {
+        Self {
+            response_type: ResponseType::InChannel,
+            text: text.into(),
+            ..Default::default()
+        }
+    }
+    pub fn blocks(mut self, blocks: Value) -> Self {
+        self.blocks = Some(blocks);
+        self
+    }
+    pub fn replace_original(mut self) -> Self {
+        self.replace_original = Some(true);
+        self
+    }
+}
+
+/// What a handler answers Slack with.
+#[derive(Debug, Clone, Default)]
+pub enum Ack {
+    /// 200 with no body.
+    #[default]
+    Empty,
+    /// A message: ephemeral or in channel.
+    Message(Reply),
+    /// Field errors in a modal: block_id → message.
+    ViewErrors(Vec<(String, String)>),
+    /// Replace the submitted modal.
+    ViewUpdate(Value),
+    /// Push a new modal onto the stack.
+    ViewPush(Value),
+    /// Close every modal of the stack.
+    ViewClear,
+}
+
+impl Ack {
+    pub fn ephemeral(text: impl Into<String>) -> Self {
+        Ack::Message(Reply::ephemeral(text))
+    }
+    pub fn view_error(block_id: impl Into<String>, message: impl Into<String>) -> Self {
+        Ack::ViewErrors(vec![(block_id.into(), message.into())])
+    }
+    /// The JSON body, or `None` for an empty 200.
+    pub fn body(&self) -> Option<Value> {
+        match self {
+            Ack::Empty => None,
+            Ack::Message(r) => serde_json::to_value(r).ok(),
+            Ack::ViewErrors(errors) => {
+                let map: serde_json::Map<String, Value> = errors
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                    .collect();
+                Some(json!({"response_action": "errors", "errors": map}))
+            }
+            Ack::ViewUpdate(view) => Some(json!({"response_action": "update", "view": view})),
+            Ack::ViewPush(view) => Some(json!({"response_action": "push", "view": view})),
+            Ack::ViewClear => Some(json!({"response_action": "clear"})),
+        }
+    }
+}
+
+impl IntoResponse for Ack {
+    fn into_response(self) -> Response {
+        match self.body() {
+            None => StatusCode::OK.into_response(),
+            Some(v) => (StatusCode::OK, Json(v)).into_response(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn view_errors_render_as_response_action() {
+        let b = Ack::view_error("summary", "required").body().unwrap();
+        assert_eq!(
+            b,
+            json!({"response_action":"errors","errors":{"summary":"required"}})
+        );
+    }
+
+    #[test]
+    fn replies_default_to_ephemeral() {
+        let b = Ack::ephemeral("hi").body().unwrap();
+        assert_eq!(b["response_type"], "ephemeral");
+        assert_eq!(b["text"], "hi");
+        assert!(b.get("blocks").is_none());
+        assert!(Ack::Empty.body().is_none());
+    }
+}

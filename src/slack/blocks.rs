@@ -1,0 +1,192 @@
+//! Block Kit building blocks on slack-morphism's typed models, with Slack's limits applied.
+//!
+//! Slack rejects a whole message (`invalid_blocks`) when one text is over its limit
+//! (reference/slack.md §3), so every helper here truncates to the documented limit and user
+//! supplied text is escaped for mrkdwn. Features compose these and send [`to_json`].
+
+use serde_json::Value;
+use slack_morphism::prelude::*;
+
+/// Section text limit.
+pub const SECTION_TEXT_MAX: usize = 3000;
+/// Header text limit.
+pub const HEADER_TEXT_MAX: usize = 150;
+/// Button text limit.
+pub const BUTTON_TEXT_MAX: usize = 75;
+/// Button value limit.
+pub const BUTTON_VALUE_MAX: usize = 2000;
+/// Context element text (kept well under the section limit).
+pub const CONTEXT_TEXT_MAX: usize = 2000;
+/// Blocks per message.
+pub const MESSAGE_BLOCKS_MAX: usize = 50;
+
+/// Escape `&`, `<` and `>` so user text cannot form links, mentions or broadcasts.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Cut to at most `max` characters, ending with `…` when cut. Never splits a character.
+pub fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// Cut to `max` characters but keep `suffix` (for example a link to the full text) intact.
+pub fn truncate_with(text: &str, max: usize, suffix: &str) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let room = max.saturating_sub(suffix.chars().count() + 1);
+    format!("{}…{suffix}", text.chars().take(room).collect::<String>())
+}
+
+pub fn md_text(text: &str, max: usize) -> SlackBlockText {
+    SlackBlockText::MarkDown(SlackBlockMarkDownText::new(truncate(text, max)))
+}
+
+pub fn plain(text: &str, max: usize) -> SlackBlockPlainTextOnly {
+    SlackBlockPlainTextOnly::from(truncate(text, max))
+}
+
+pub fn section(text: &str) -> SlackBlock {
+    SlackSectionBlock::new()
+        .with_text(md_text(text, SECTION_TEXT_MAX))
+        .into()
+}
+
+pub fn section_with_id(block_id: &str, text: &str) -> SlackBlock {
+    SlackSectionBlock::new()
+        .with_block_id(SlackBlockId(block_id.into()))
+        .with_text(md_text(text, SECTION_TEXT_MAX))
+        .into()
+}
+
+/// Up to 10 two-column fields.
+pub fn fields(items: &[String]) -> SlackBlock {
+    SlackSectionBlock::new()
+        .with_fields(items.iter().take(10).map(|t| md_text(t, 2000)).collect())
+        .into()
+}
+
+pub fn header(text: &str) -> SlackBlock {
+    SlackHeaderBlock::new(plain(text, HEADER_TEXT_MAX)).into()
+}
+
+pub fn context(text: &str) -> SlackBlock {
+    SlackContextBlock::new(vec![SlackContextBlockElement::MarkDown(
+        SlackBlockMarkDownText::new(truncate(text, CONTEXT_TEXT_MAX)),
+    )])
+    .into()
+}
+
+pub fn divider() -> SlackBlock {
+    SlackDividerBlock::new().into()
+}
+
+pub fn button(action_id: &str, text: &str, value: &str) -> SlackBlockButtonElement {
+    SlackBlockButtonElement::new(plain(text, BUTTON_TEXT_MAX))
+        .with_action_id(SlackActionId(action_id.into()))
+        .with_value(truncate(value, BUTTON_VALUE_MAX))
+}
+
+pub fn link_button(action_id: &str, text: &str, url: &url::Url) -> SlackBlockButtonElement {
+    SlackBlockButtonElement::new(plain(text, BUTTON_TEXT_MAX))
+        .with_action_id(SlackActionId(action_id.into()))
+        .with_url(url.clone())
+}
+
+/// A confirm dialog (title ≤ 100, text ≤ 300, buttons ≤ 30 characters).
+pub fn confirm(title: &str, text: &str, yes: &str, no: &str) -> SlackBlockConfirmItem {
+    SlackBlockConfirmItem::new(
+        plain(title, 100),
+        md_text(text, 300),
+        plain(yes, 30),
+        plain(no, 30),
+    )
+}
+
+pub fn actions(block_id: &str, elements: Vec<SlackActionBlockElement>) -> SlackBlock {
+    SlackActionsBlock::new(elements.into_iter().take(25).collect())
+        .with_block_id(SlackBlockId(block_id.into()))
+        .into()
+}
+
+/// Blocks as JSON for the Web API, capped at Slack's 50 blocks per message.
+pub fn to_json(blocks: &[SlackBlock]) -> Value {
+    let capped: Vec<&SlackBlock> = blocks.iter().take(MESSAGE_BLOCKS_MAX).collect();
+    serde_json::to_value(capped).unwrap_or(Value::Array(vec![]))
+}
+
+/// `<url|label>` with the label escaped.
+pub fn link(url: &str, label: &str) -> String {
+    format!(
+        "<{}|{}>",
+        url.replace('|', "%7C").replace('>', "%3E"),
+        escape(label)
+    )
+}
+
+/// A user mention.
+pub fn mention(user_id: &str) -> String {
+    format!("<@{user_id}>")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_neutralises_mentions_and_links() {
+        assert_eq!(
+            escape("<!channel> & <http://x|y>"),
+            "&lt;!channel&gt; &amp; &lt;http://x|y&gt;"
+        );
+    }
+
+    #[test]
+    fn truncate_respects_char_boundaries_and_limits() {
+        let s = "é".repeat(4000);
+        let t = truncate(&s, SECTION_TEXT_MAX);
+        assert_eq!(t.chars().count(), SECTION_TEXT_MAX);
+        assert!(t.ends_with('…'));
+        assert_eq!(truncate("short", 10), "short");
+        let w = truncate_with(&"a".repeat(100), 20, " <u|more>");
+        assert_eq!(w.chars().count(), 20);
+        assert!(w.ends_with(" <u|more>"));
+    }
+
+    #[test]
+    fn blocks_serialize_as_block_kit() {
+        let b = vec![
+            section("*hi*"),
+            actions(
+                "a",
+                vec![
+                    button("x:approve", "Approve", "v")
+                        .with_style(SlackBlockButtonStyle::Primary)
+                        .with_confirm(confirm("Sure?", "Really", "Yes", "No"))
+                        .into(),
+                ],
+            ),
+        ];
+        let v = to_json(&b);
+        assert_eq!(v[0]["type"], "section");
+        assert_eq!(v[0]["text"]["type"], "mrkdwn");
+        assert_eq!(v[1]["elements"][0]["action_id"], "x:approve");
+        assert_eq!(v[1]["elements"][0]["style"], "primary");
+        assert_eq!(v[1]["elements"][0]["confirm"]["confirm"]["text"], "Yes");
+    }
+}

@@ -1,0 +1,140 @@
+//! The one shared state: cheap handles to everything a handler or job needs.
+//!
+//! Built once at start-up by [`crate::startup`]; cloning it clones an `Arc`. Caches live here, not
+//! in statics, so each service instance (and each test) has its own.
+
+use std::sync::Arc;
+
+use tokio_util::task::TaskTracker;
+
+use crate::clock::SharedClock;
+use crate::config::Settings;
+use crate::jobs::JobQueue;
+use crate::metrics::{Metrics, SharedMetrics};
+use crate::registry::Registry;
+use crate::slack::api::SlackApi;
+use crate::slack::verify::SignatureVerifier;
+use crate::spinnaker::gate::GateClient;
+use crate::store::Db;
+
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: Arc<Settings>,
+    db: Db,
+    jobs: JobQueue,
+    slack: SlackApi,
+    gate: GateClient,
+    verifier: SignatureVerifier,
+    clock: SharedClock,
+    metrics: SharedMetrics,
+    registry: Arc<Registry>,
+    tasks: TaskTracker,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+/// Everything [`AppState::new`] needs; assembled by `startup`.
+pub struct StateParts {
+    pub settings: Settings,
+    pub db: Db,
+    pub clock: SharedClock,
+    pub registry: Registry,
+    pub http: reqwest::Client,
+}
+
+impl AppState {
+    pub fn new(parts: StateParts) -> anyhow::Result<Self> {
+        let metrics: SharedMetrics = Arc::new(Metrics::new());
+        let settings = Arc::new(parts.settings);
+        let slack = SlackApi::new(&settings.slack, parts.http.clone(), metrics.clone());
+        let gate = GateClient::new(&settings.spinnaker, metrics.clone())?;
+        let verifier =
+            SignatureVerifier::new(settings.slack.signing_secret.clone(), parts.clock.clone());
+        let jobs = JobQueue::new(parts.db.clone(), parts.clock.clone(), settings.jobs.clone());
+        Ok(Self {
+            inner: Arc::new(Inner {
+                settings,
+                db: parts.db,
+                jobs,
+                slack,
+                gate,
+                verifier,
+                clock: parts.clock,
+                metrics,
+                registry: Arc::new(parts.registry),
+                tasks: TaskTracker::new(),
+                http: parts.http,
+            }),
+        })
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+    pub fn jobs(&self) -> &JobQueue {
+        &self.inner.jobs
+    }
+    pub fn slack(&self) -> &SlackApi {
+        &self.inner.slack
+    }
+    pub fn gate(&self) -> &GateClient {
+        &self.inner.gate
+    }
+    pub fn verifier(&self) -> &SignatureVerifier {
+        &self.inner.verifier
+    }
+    pub fn clock(&self) -> &SharedClock {
+        &self.inner.clock
+    }
+    pub fn now_ms(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+    /// Background tasks (handlers past their ack deadline, jobs) that shutdown waits for.
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.inner.tasks
+    }
+    /// The shared outbound HTTP client (connection pool).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
+    /// Claim an Events API `event_id`. False when it was already processed.
+    pub async fn claim_event(&self, event_id: &str) -> Result<bool, sqlx::Error> {
+        let res = sqlx::query(
+            "INSERT INTO slack_events_seen (event_id, seen_at) VALUES ($1, $2)
+             ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(event_id)
+        .bind(self.now_ms())
+        .execute(self.db().pool())
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// Forget a claimed event whose handler failed, so Slack's retry runs it.
+    pub async fn forget_event(&self, event_id: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM slack_events_seen WHERE event_id = $1")
+            .bind(event_id)
+            .execute(self.db().pool())
+            .await?;
+        Ok(())
+    }
+}
