@@ -716,6 +716,18 @@ mod tests {
     }
 
     #[test]
+    fn lists_can_be_given_in_env() {
+        let mut env = minimal();
+        env.push((
+            "SLACKOPS_API__TOKENS".into(),
+            r#"["token-one-0123456789","token-two-0123456789"]"#.into(),
+        ));
+        let s = Settings::load(&ConfigSource { file: None, env }).expect("valid");
+        assert_eq!(s.api.tokens.len(), 2);
+        assert_eq!(s.api.tokens[1].expose(), "token-two-0123456789");
+    }
+
+    #[test]
     fn a_type_error_names_its_key() {
         let mut env = minimal();
         env.push(("SLACKOPS_SERVER__LISTEN".into(), "not-an-address".into()));
