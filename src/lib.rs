@@ -10,9 +10,12 @@
 //! - [`store`] and [`jobs`]: the database (SQLite or PostgreSQL) and the durable job queue;
 //! - [`config`], [`startup`], [`state`], [`cli`]: configuration, lifecycle, shared state, commands.
 
+pub mod approvals;
+pub mod authz;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod error;
 pub mod features;
 pub mod http;
 pub mod jobs;

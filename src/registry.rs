@@ -68,6 +68,16 @@ pub trait EchoHandler: Send + Sync + 'static {
     async fn handle(&self, state: AppState, event: Arc<serde_json::Value>) -> anyhow::Result<()>;
 }
 
+/// Work done every so often by one replica at a time (pollers, reconcilers, syncs). The runner
+/// holds the database lease named [`Periodic::name`] while it runs the task.
+#[async_trait]
+pub trait Periodic: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    /// `None` disables the task under this configuration.
+    fn interval(&self, settings: &crate::config::Settings) -> Option<std::time::Duration>;
+    async fn run(&self, state: &AppState) -> anyhow::Result<()>;
+}
+
 #[derive(Default, Clone)]
 pub struct Registry {
     commands: HashMap<String, Arc<dyn CommandHandler>>,
@@ -77,6 +87,7 @@ pub struct Registry {
     events: HashMap<String, Arc<dyn EventHandler>>,
     echo: HashMap<String, Vec<Arc<dyn EchoHandler>>>,
     jobs: HashMap<String, Arc<dyn JobHandler>>,
+    periodic: Vec<Arc<dyn Periodic>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -128,6 +139,14 @@ impl Registry {
     pub fn job(&mut self, kind: &str, h: impl JobHandler) -> &mut Self {
         self.jobs.insert(kind.to_string(), Arc::new(h));
         self
+    }
+
+    pub fn periodic(&mut self, p: impl Periodic) -> &mut Self {
+        self.periodic.push(Arc::new(p));
+        self
+    }
+    pub fn periodic_tasks(&self) -> &[Arc<dyn Periodic>] {
+        &self.periodic
     }
 
     pub fn command_handler(&self, command: &str) -> Option<Arc<dyn CommandHandler>> {

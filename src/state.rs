@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tokio_util::task::TaskTracker;
 
+use crate::authz::Authz;
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::jobs::JobQueue;
@@ -28,6 +29,7 @@ struct Inner {
     jobs: JobQueue,
     slack: SlackApi,
     gate: GateClient,
+    authz: Authz,
     verifier: SignatureVerifier,
     clock: SharedClock,
     metrics: SharedMetrics,
@@ -60,6 +62,10 @@ impl AppState {
         let verifier =
             SignatureVerifier::new(settings.slack.signing_secret.clone(), parts.clock.clone());
         let jobs = JobQueue::new(parts.db.clone(), parts.clock.clone(), settings.jobs.clone());
+        let authz = Authz::new(
+            slack.clone(),
+            std::time::Duration::from_secs(settings.approvals.membership_cache_secs),
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 settings,
@@ -67,6 +73,7 @@ impl AppState {
                 jobs,
                 slack,
                 gate,
+                authz,
                 verifier,
                 clock: parts.clock,
                 metrics,
@@ -91,6 +98,10 @@ impl AppState {
     }
     pub fn gate(&self) -> &GateClient {
         &self.inner.gate
+    }
+    /// Who may act (shared by every feature).
+    pub fn authz(&self) -> &Authz {
+        &self.inner.authz
     }
     pub fn verifier(&self) -> &SignatureVerifier {
         &self.inner.verifier

@@ -88,7 +88,11 @@ impl SlackErrorCode {
             "no_text" => NoText,
             "invalid_blocks" | "invalid_blocks_format" => InvalidBlocks,
             "invalid_arguments" => InvalidArguments,
-            "expired_trigger_id" | "trigger_expired" | "trigger_exchanged" => ExpiredTriggerId,
+            "expired_trigger_id"
+            | "trigger_expired"
+            | "trigger_exchanged"
+            | "exchanged_trigger_id"
+            | "invalid_trigger_id" => ExpiredTriggerId,
             "user_not_in_channel" => UserNotInChannel,
             "user_not_found" => UserNotFound,
             "users_not_found" => UsersNotFound,
@@ -476,7 +480,9 @@ impl SlackApi {
         let req = if FORM_METHODS.contains(&method) {
             req.form(&form_args(args))
         } else {
-            req.json(args)
+            // Slack asks for an explicit charset on JSON bodies (it warns `missing_charset`).
+            req.header("content-type", "application/json; charset=utf-8")
+                .body(serde_json::to_vec(args).unwrap_or_default())
         };
         let resp = req.send().await.map_err(|e| transport(method, e))?;
         let status = resp.status();

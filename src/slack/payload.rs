@@ -220,9 +220,23 @@ pub struct Interaction {
     pub callback_id: Option<String>,
     #[serde(default)]
     pub is_cleared: Option<bool>,
+    /// Values of stateful elements (selects, inputs) in the message the action came from.
+    #[serde(default)]
+    pub state: Option<ViewState>,
 }
 
 impl Interaction {
+    /// The selected value of a stateful element in the message (for example a select the user
+    /// set before pressing a button).
+    pub fn message_value(&self, block_id: &str, action_id: &str) -> Option<String> {
+        let el = self.state.as_ref()?.values.get(block_id)?.get(action_id)?;
+        el.get("selected_option")
+            .and_then(|o| o.get("value"))
+            .or_else(|| el.get("value"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    }
+
     pub fn team_id(&self) -> Option<&str> {
         self.team
             .as_ref()

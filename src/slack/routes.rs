@@ -308,13 +308,31 @@ pub async fn interactions(
                         Some(v) if interaction.response_url.is_none() => Late::View(v.id.clone()),
                         _ => late_url(),
                     };
-                    ack_within(
+                    let ack = ack_within(
                         &state,
                         "block_actions",
                         async move { h.handle(cx, i, action).await },
                         late,
                     )
-                    .await
+                    .await;
+                    // Slack ignores a message in the HTTP answer to block_actions: send it to the
+                    // response_url instead (ephemeral unless the reply says otherwise).
+                    match (ack, interaction.response_url.clone()) {
+                        (Ack::Message(reply), Some(url)) => {
+                            let st = state.clone();
+                            state.tasks().spawn(
+                                async move {
+                                    let body = serde_json::to_value(&reply).unwrap_or(Value::Null);
+                                    if let Err(e) = st.slack().respond(&url, &body).await {
+                                        warn!(error = %e, "replying to a block action through response_url failed");
+                                    }
+                                }
+                                .instrument(Span::current()),
+                            );
+                            Ack::Empty
+                        }
+                        (other, _) => other,
+                    }
                 }
                 None => unhandled("block_actions", &action.action_id),
             }

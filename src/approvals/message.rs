@@ -1,0 +1,431 @@
+//! The judgment message: one Slack message per judgment, rendered from the stored judgment so that
+//! every update (judging, approved, refused, judged in Deck, canceled) is a pure function of state.
+//!
+//! Live buttons appear only in `awaiting`; every other state renders without them, so a message
+//! never offers a decision Spinnaker has already taken. Each decision button carries a confirm
+//! dialog (keel users reported fat-finger approvals), names from Spinnaker are escaped, and the
+//! stage's HTML instructions are rendered as mrkdwn within Block Kit's limits.
+
+use serde_json::Value;
+use slack_morphism::prelude::*;
+use url::Url;
+
+use super::html::to_mrkdwn;
+use super::model::{self, Judgment, StageInfo};
+use crate::slack::blocks::{self, escape, link, mention, truncate, truncate_with};
+
+pub const ACTION_APPROVE: &str = "approvals:approve";
+pub const ACTION_REJECT: &str = "approvals:reject";
+pub const ACTION_INPUT: &str = "approvals:input";
+pub const ACTION_DECK: &str = "approvals:deck";
+pub const DECIDE_BLOCK: &str = "approvals_decide";
+
+/// Deck's page for an execution.
+pub fn deck_url(deck: &Url, application: &str, execution_id: &str) -> String {
+    let base = deck.as_str().trim_end_matches('/');
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    format!(
+        "{base}/#/applications/{}/executions/details/{}",
+        enc(application),
+        enc(execution_id)
+    )
+}
+
+/// `<!date^…>`: shown in each reader's own time zone.
+pub fn slack_date(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let fallback = chrono::DateTime::from_timestamp(secs, 0)
+        .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default();
+    format!("<!date^{secs}^{{date_short_pretty}} at {{time}}|{fallback}>")
+}
+
+fn who(user: Option<&str>, name: Option<&str>) -> String {
+    match (user, name) {
+        (Some(u), _) if u.starts_with('U') || u.starts_with('W') => mention(u),
+        (Some(u), _) => escape(u),
+        (None, Some(n)) => escape(n),
+        (None, None) => "someone".into(),
+    }
+}
+
+fn trigger_text(info: &StageInfo) -> String {
+    let by = info.trigger_user.as_deref().map(escape);
+    match (info.trigger_type.as_str(), by, &info.trigger_detail) {
+        ("manual", Some(u), _) => format!("{u} (manual)"),
+        (_, Some(u), Some(d)) => format!("{} ({u})", escape(d)),
+        (_, None, Some(d)) => escape(d),
+        (t, Some(u), None) => format!("{u} ({})", escape(t)),
+        (t, None, None) => format!("{} trigger", escape(t)),
+    }
+}
+
+/// Fallback text (notifications and screen readers) and the blocks.
+pub fn render(j: &Judgment, deck: &Url) -> (String, Value) {
+    let info = j.info();
+    let deck_link = deck_url(deck, &j.application, &j.execution_id);
+    let app = escape(&j.application);
+    let pipeline = escape(&j.pipeline_name);
+    let stage = escape(&j.stage_name);
+
+    let mut out: Vec<SlackBlock> = vec![blocks::header(&format!(
+        "Manual Judgment: {}",
+        j.stage_name
+    ))];
+    let lead = if model::is_open(&j.state) {
+        format!(
+            "*{app}* › *{pipeline}* is waiting for a judgment at stage *{stage}*. {}",
+            link(&deck_link, "Open in Deck")
+        )
+    } else {
+        format!(
+            "*{app}* › *{pipeline}*, stage *{stage}*. {}",
+            link(&deck_link, "Open in Deck")
+        )
+    };
+    out.push(blocks::section(&lead));
+    out.push(blocks::fields(&[
+        format!("*Application*\n{app}"),
+        format!("*Pipeline*\n{pipeline}"),
+        format!("*Triggered by*\n{}", trigger_text(&info)),
+        format!(
+            "*Stage started*\n{}",
+            if j.stage_start > 0 {
+                slack_date(j.stage_start)
+            } else {
+                "unknown".into()
+            }
+        ),
+    ]));
+    if !info.parameters.is_empty() {
+        let list: Vec<String> = info
+            .parameters
+            .iter()
+            .map(|(k, v)| format!("`{}`={}", escape(k), escape(&truncate(v, 80))))
+            .collect();
+        out.push(blocks::context(&format!(
+            "*Parameters:* {}",
+            list.join(", ")
+        )));
+    }
+    if !info.artifacts.is_empty() {
+        let list: Vec<String> = info
+            .artifacts
+            .iter()
+            .take(10)
+            .map(|a| escape(&truncate(a, 120)))
+            .collect();
+        let more = info.artifacts.len().saturating_sub(10);
+        let suffix = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        out.push(blocks::context(&format!(
+            "*Artifacts:* {}{suffix}",
+            list.join(", ")
+        )));
+    }
+    if let Some(html) = &info.instructions {
+        let text = to_mrkdwn(html);
+        if !text.trim().is_empty() {
+            let body = format!("*Instructions*\n{text}");
+            let more = format!(" {}", link(&deck_link, "full instructions in Deck"));
+            out.push(blocks::section(&truncate_with(
+                &body,
+                blocks::SECTION_TEXT_MAX,
+                &more,
+            )));
+        }
+    }
+    if !info.roles.is_empty() {
+        let roles: Vec<String> = info
+            .roles
+            .iter()
+            .map(|r| format!("`{}`", escape(r)))
+            .collect();
+        out.push(blocks::context(&format!(
+            "Requires one of the Spinnaker roles {}",
+            roles.join(", ")
+        )));
+    }
+
+    let status = status_line(j);
+    out.push(blocks::divider());
+    out.push(blocks::section_with_id("approvals_status", &status));
+    if j.state == model::AWAITING {
+        out.push(decision_block(j, &info));
+    }
+    let fallback = format!(
+        "Manual Judgment for {} › {}: {}",
+        j.application,
+        j.pipeline_name,
+        plain_status(j)
+    );
+    (fallback, blocks::to_json(&out))
+}
+
+fn decision_block(j: &Judgment, info: &StageInfo) -> SlackBlock {
+    let mut elements: Vec<SlackActionBlockElement> = Vec::new();
+    if !info.judgment_inputs.is_empty() {
+        let options: Vec<SlackBlockChoiceItem<SlackBlockPlainTextOnly>> = info
+            .judgment_inputs
+            .iter()
+            .take(100)
+            .map(|v| SlackBlockChoiceItem::new(blocks::plain(v, 75), truncate(v, 150)))
+            .collect();
+        elements.push(
+            SlackBlockStaticSelectElement::new()
+                .with_action_id(SlackActionId(ACTION_INPUT.into()))
+                .with_placeholder(blocks::plain("Choose a judgment input", 150))
+                .with_options(options)
+                .into(),
+        );
+    }
+    let target = format!(
+        "*{}* › *{}*",
+        escape(&j.application),
+        escape(&j.pipeline_name)
+    );
+    elements.push(
+        blocks::button(ACTION_APPROVE, "Approve", &j.id)
+            .with_style(SlackBlockButtonStyle::Primary)
+            .with_confirm(blocks::confirm(
+                "Approve this judgment?",
+                &format!(
+                    "Spinnaker will continue {target} past *{}*.",
+                    escape(&j.stage_name)
+                ),
+                "Approve",
+                "Cancel",
+            ))
+            .into(),
+    );
+    elements.push(
+        blocks::button(ACTION_REJECT, "Reject", &j.id)
+            .with_style(SlackBlockButtonStyle::Danger)
+            .with_confirm(
+                blocks::confirm(
+                    "Reject this judgment?",
+                    &format!(
+                        "Spinnaker will stop {target} at *{}*.",
+                        escape(&j.stage_name)
+                    ),
+                    "Reject",
+                    "Cancel",
+                )
+                .with_style("danger".into()),
+            )
+            .into(),
+    );
+    blocks::actions(DECIDE_BLOCK, elements)
+}
+
+fn input_suffix(j: &Judgment) -> String {
+    j.judgment_input
+        .as_deref()
+        .map(|i| format!(" with input *{}*", escape(i)))
+        .unwrap_or_default()
+}
+
+/// The one-line state, in mrkdwn.
+pub fn status_line(j: &Judgment) -> String {
+    let judge = who(j.judge_user.as_deref(), j.judge_name.as_deref());
+    let when = j
+        .decided_at
+        .map(|t| format!(" at {}", slack_date(t)))
+        .unwrap_or_default();
+    let by = j
+        .decided_by
+        .as_deref()
+        .map(escape)
+        .unwrap_or_else(|| "someone".into());
+    let note = j.note.as_deref().map(escape);
+    match j.state.as_str() {
+        model::AWAITING => match note {
+            Some(n) => format!(":warning: {n}\nThe judgment is open again."),
+            None => ":hourglass_flowing_sand: Waiting for a judgment.".into(),
+        },
+        model::JUDGING => {
+            let verb = if j.decision.as_deref() == Some("stop") {
+                "Rejecting"
+            } else {
+                "Approving"
+            };
+            format!(
+                ":arrows_counterclockwise: {verb}… by {judge}{}",
+                input_suffix(j)
+            )
+        }
+        model::APPROVED => format!(
+            ":white_check_mark: *Approved* by {judge}{when}{}",
+            input_suffix(j)
+        ),
+        model::REJECTED => format!(":no_entry: *Rejected* by {judge}{when}{}", input_suffix(j)),
+        model::DECIDED_ELSEWHERE => {
+            let verb = if j.decision.as_deref() == Some("stop") {
+                "Rejected"
+            } else {
+                "Approved"
+            };
+            format!(
+                ":white_check_mark: *{verb} in Spinnaker* by {by}{when}{}",
+                input_suffix(j)
+            )
+        }
+        model::CANCELED => {
+            let reason = note.map(|n| format!(": {n}")).unwrap_or_default();
+            format!(":no_entry_sign: *The pipeline was canceled* by {by}{when}{reason}")
+        }
+        model::ENDED => format!(
+            ":hourglass: *The stage ended without a judgment*{}{when}",
+            note.map(|n| format!(" ({n})")).unwrap_or_default()
+        ),
+        model::VANISHED => ":grey_question: *This execution no longer exists in Spinnaker.*".into(),
+        other => format!("State: {}", escape(other)),
+    }
+}
+
+fn plain_status(j: &Judgment) -> &'static str {
+    match j.state.as_str() {
+        model::AWAITING => "waiting for a judgment",
+        model::JUDGING => "being judged",
+        model::APPROVED => "approved",
+        model::REJECTED => "rejected",
+        model::DECIDED_ELSEWHERE => "judged in Spinnaker",
+        model::CANCELED => "pipeline canceled",
+        model::ENDED => "stage ended without a judgment",
+        model::VANISHED => "execution no longer exists",
+        _ => "updated",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::approvals::model::StageInfo;
+
+    fn judgment(state: &str, inputs: &[&str]) -> Judgment {
+        let info = StageInfo {
+            application: "myapp".into(),
+            pipeline_name: "deploy <prod>".into(),
+            execution_id: "01EXEC".into(),
+            stage_id: "s2".into(),
+            stage_name: "Approve prod".into(),
+            stage_start: 1_700_000_000_000,
+            instructions: Some("Promote <b>v42</b>?".into()),
+            judgment_inputs: inputs.iter().map(|s| s.to_string()).collect(),
+            trigger_type: "manual".into(),
+            trigger_user: Some("alice@example.com".into()),
+            parameters: vec![("version".into(), "v42".into())],
+            ..Default::default()
+        };
+        Judgment {
+            id: "J1".into(),
+            execution_id: "01EXEC".into(),
+            stage_id: "s2".into(),
+            stage_start: info.stage_start,
+            application: "myapp".into(),
+            pipeline_name: info.pipeline_name.clone(),
+            stage_name: "Approve prod".into(),
+            state: state.into(),
+            channel: None,
+            message_ts: None,
+            judge_user: Some("U1".into()),
+            judge_name: Some("bob".into()),
+            claimed_at: Some(1),
+            decision: Some("continue".into()),
+            judgment_input: None,
+            decided_by: None,
+            decided_at: Some(1_700_000_100_000),
+            note: None,
+            trigger_user: info.trigger_user.clone(),
+            snapshot: serde_json::to_string(&info).unwrap(),
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn deck() -> Url {
+        Url::parse("https://deck.example.com").unwrap()
+    }
+
+    fn action_ids(blocks: &Value) -> Vec<String> {
+        blocks
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["type"] == "actions")
+            .flat_map(|b| b["elements"].as_array().unwrap().iter())
+            .map(|e| e["action_id"].as_str().unwrap_or("").to_string())
+            .collect()
+    }
+
+    #[test]
+    fn awaiting_has_confirmed_approve_and_reject() {
+        let (text, b) = render(&judgment("awaiting", &[]), &deck());
+        assert!(text.contains("waiting"));
+        assert_eq!(action_ids(&b), vec![ACTION_APPROVE, ACTION_REJECT]);
+        let actions = b
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["type"] == "actions")
+            .unwrap();
+        for e in actions["elements"].as_array().unwrap() {
+            assert!(e.get("confirm").is_some(), "every decision button confirms");
+            assert_eq!(e["value"], "J1");
+        }
+        assert_eq!(actions["elements"][0]["style"], "primary");
+        assert_eq!(actions["elements"][1]["style"], "danger");
+        let all = b.to_string();
+        assert!(all.contains("deploy &lt;prod&gt;"), "names are escaped");
+        assert!(all.contains("*v42*"), "instructions rendered as mrkdwn");
+        assert!(!all.contains("<b>"));
+        assert!(
+            all.contains("https://deck.example.com/#/applications/myapp/executions/details/01EXEC")
+        );
+    }
+
+    #[test]
+    fn judgment_inputs_add_a_select_before_the_buttons() {
+        let (_, b) = render(&judgment("awaiting", &["deploy", "rollback"]), &deck());
+        assert_eq!(
+            action_ids(&b),
+            vec![ACTION_INPUT, ACTION_APPROVE, ACTION_REJECT]
+        );
+    }
+
+    #[test]
+    fn no_buttons_once_not_awaiting() {
+        for s in [
+            "judging",
+            "approved",
+            "rejected",
+            "decided_elsewhere",
+            "canceled",
+            "ended",
+            "vanished",
+        ] {
+            let (_, b) = render(&judgment(s, &["x"]), &deck());
+            assert!(action_ids(&b).is_empty(), "{s} must not show buttons");
+        }
+        let (_, b) = render(&judgment("judging", &[]), &deck());
+        assert!(b.to_string().contains("Approving… by <@U1>"));
+    }
+
+    #[test]
+    fn long_instructions_are_truncated_with_a_link() {
+        let mut j = judgment("awaiting", &[]);
+        let mut info = j.info();
+        info.instructions = Some("word ".repeat(2000));
+        j.snapshot = serde_json::to_string(&info).unwrap();
+        let (_, b) = render(&j, &deck());
+        for block in b.as_array().unwrap() {
+            if let Some(t) = block.pointer("/text/text").and_then(Value::as_str) {
+                assert!(t.chars().count() <= 3000);
+            }
+        }
+        assert!(b.to_string().contains("full instructions in Deck"));
+    }
+}
