@@ -113,6 +113,8 @@ impl Registry {
         self
     }
     pub fn action_prefix(&mut self, prefix: &str, h: impl ActionHandler) -> &mut Self {
+        // Registering a prefix again replaces its handler, as for every other kind.
+        self.actions.retain(|(p, _)| p != prefix);
         self.actions.push((prefix.to_string(), Arc::new(h)));
         // Longest prefix first, so "approvals:input" wins over "approvals:".
         self.actions

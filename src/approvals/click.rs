@@ -12,10 +12,10 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use super::message::{
-    ACTION_APPROVE, ACTION_INPUT, ACTION_REJECT, DECIDE_BLOCK, render, slack_date, status_line,
+    ACTION_APPROVE, ACTION_INPUT, ACTION_REJECT, DECIDE_BLOCK, slack_date, status_line,
 };
 use super::model::{self};
-use super::{FEATURE, JOB_JUDGE, JOB_RENDER, enqueue, policy};
+use super::{FEATURE, JOB_JUDGE, JOB_RENDER, delivery, enqueue, policy};
 use crate::jobs::NewJob;
 use crate::registry::{ActionHandler, SlackCtx};
 use crate::slack::ack::Ack;
@@ -218,18 +218,9 @@ async fn decide(
     .await;
 
     // Show "approving… by @user" without buttons now; the judge job renders again when done.
-    if let Some(claimed) = state.db().judgment(&j.id).await?
-        && let (Some(channel), Some(ts)) = (claimed.channel.clone(), claimed.message_ts.clone())
-    {
-        let (text, blocks) = render(&claimed, &state.settings().spinnaker.deck_url);
-        if let Err(e) = state
-            .slack()
-            .update_message(&channel, &ts, &text, Some(&blocks))
-            .await
-        {
-            warn!(error = %e, "showing the judging state failed; queued for retry");
-            enqueue(state, JOB_RENDER, &j.id, None).await?;
-        }
+    if let Err(e) = delivery::render_now(state, &j.id).await {
+        warn!(error = %e, "showing the judging state failed; queued for retry");
+        enqueue(state, JOB_RENDER, &j.id, None).await?;
     }
     Ok(Ack::Empty)
 }

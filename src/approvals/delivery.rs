@@ -96,31 +96,29 @@ pub struct RenderJob;
 #[async_trait]
 impl JobHandler for RenderJob {
     async fn run(&self, state: &AppState, job: &Job) -> Result<(), JobError> {
-        let Some(mut j) = load(state, job).await? else {
+        let r: JudgmentRef = job.payload().map_err(JobError::Permanent)?;
+        render_now(state, &r.id).await
+    }
+}
+
+/// Render the message from the stored state. Renders may race (the click's immediate "judging"
+/// update and the judge job's final one): after each update the state is read again and the
+/// message re-rendered until it shows the latest state, so the last writer is never stale.
+pub async fn render_now(state: &AppState, id: &str) -> Result<(), JobError> {
+    let db_err = |e: sqlx::Error| JobError::from(anyhow::Error::from(e));
+    let Some(mut j) = state.db().judgment(id).await.map_err(db_err)? else { return Ok(()) };
+    for _ in 0..5 {
+        let (Some(channel), Some(ts)) = (j.channel.clone(), j.message_ts.clone()) else {
             return Ok(());
         };
-        // Two renders may race; re-read after updating and render again until the message shows
-        // the latest state.
-        for _ in 0..5 {
-            let (Some(channel), Some(ts)) = (j.channel.clone(), j.message_ts.clone()) else {
-                return Ok(());
-            };
-            let (text, blocks) = render(&j, &state.settings().spinnaker.deck_url);
-            state
-                .slack()
-                .update_message(&channel, &ts, &text, Some(&blocks))
-                .await?;
-            match state.db().judgment(&j.id).await {
-                Ok(Some(latest))
-                    if latest.updated_at != j.updated_at || latest.state != j.state =>
-                {
-                    j = latest
-                }
-                _ => return Ok(()),
-            }
+        let (text, blocks) = render(&j, &state.settings().spinnaker.deck_url);
+        state.slack().update_message(&channel, &ts, &text, Some(&blocks)).await?;
+        match state.db().judgment(id).await.map_err(db_err)? {
+            Some(latest) if latest.updated_at != j.updated_at || latest.state != j.state => j = latest,
+            _ => return Ok(()),
         }
-        Ok(())
     }
+    Ok(())
 }
 
 /// Tell stakeholders of a final outcome: a thread reply, a DM to whoever triggered the execution,

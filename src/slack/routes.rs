@@ -66,12 +66,21 @@ pub async fn read_capped(headers: &HeaderMap, body: Body, cap: usize) -> Result<
         .map_err(|_| Refusal::TooLarge(cap))
 }
 
+/// Whether an endpoint receives Slack's `ssl_check` (commands and interactions do; events never).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SslCheck {
+    Possible,
+    Never,
+}
+
 /// Body limit, then signature. `Ok(None)` for Slack's `ssl_check`, which must get a bare 200.
 async fn verified(
     state: &AppState,
     headers: &HeaderMap,
     body: Body,
+    ssl: SslCheck,
 ) -> Result<Option<Bytes>, Refusal> {
+    let is_ssl = |bytes: &[u8]| ssl == SslCheck::Possible && is_ssl_check(headers, bytes);
     let cap = state.settings().slack.max_body_bytes;
     let bytes = match read_capped(headers, body, cap).await {
         Ok(b) => b,
@@ -82,7 +91,7 @@ async fn verified(
     };
     if let Err(e) = state.verifier().verify(headers, &bytes) {
         // Slack's certificate check may come unsigned; it gets a 200 and nothing else happens.
-        if is_ssl_check(&bytes) {
+        if is_ssl(&bytes) {
             return Ok(None);
         }
         state.metrics().signature_failure(e.reason());
@@ -92,15 +101,20 @@ async fn verified(
         );
         return Err(Refusal::Unverified(e));
     }
-    if is_ssl_check(&bytes) {
+    if is_ssl(&bytes) {
         return Ok(None);
     }
     Ok(Some(bytes))
 }
 
-fn is_ssl_check(body: &[u8]) -> bool {
-    // A cheap scan; the body is otherwise unparsed at this point.
-    body.windows(11).any(|w| w == b"ssl_check=1")
+/// Slack's certificate check: a form body whose decoded `ssl_check` field is `1`. Decoding a form
+/// is safe before verification because nothing is dispatched either way.
+fn is_ssl_check(headers: &HeaderMap, body: &[u8]) -> bool {
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+    form && form_field(body, "ssl_check").as_deref() == Some("1")
 }
 
 fn record_identity(team: Option<&str>, user: &str) {
@@ -206,7 +220,7 @@ async fn deliver_late(state: &AppState, ack: Ack, late: Late) {
 
 /// `POST /slack/commands`
 pub async fn commands(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let bytes = match verified(&state, &headers, body).await {
+    let bytes = match verified(&state, &headers, body, SslCheck::Possible).await {
         Ok(Some(b)) => b,
         Ok(None) => return StatusCode::OK.into_response(),
         Err(r) => return r.into_response(),
@@ -258,7 +272,7 @@ pub async fn interactions(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let bytes = match verified(&state, &headers, body).await {
+    let bytes = match verified(&state, &headers, body, SslCheck::Possible).await {
         Ok(Some(b)) => b,
         Ok(None) => return StatusCode::OK.into_response(),
         Err(r) => return r.into_response(),
@@ -400,7 +414,7 @@ fn unhandled(kind: &str, key: &str) -> Ack {
 
 /// `POST /slack/events`
 pub async fn events(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let bytes = match verified(&state, &headers, body).await {
+    let bytes = match verified(&state, &headers, body, SslCheck::Never).await {
         Ok(Some(b)) => b,
         Ok(None) => return StatusCode::OK.into_response(),
         Err(r) => return r.into_response(),
@@ -508,9 +522,15 @@ mod tests {
 
     #[test]
     fn ssl_check_is_detected_in_a_form() {
-        assert!(is_ssl_check(b"ssl_check=1&token=abc"));
-        assert!(is_ssl_check(b"token=abc&ssl_check=1"));
-        assert!(!is_ssl_check(b"token=abc"));
+        let mut form = HeaderMap::new();
+        form.insert(header::CONTENT_TYPE, "application/x-www-form-urlencoded".parse().unwrap());
+        let mut json = HeaderMap::new();
+        json.insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+        assert!(is_ssl_check(&form, b"ssl_check=1&token=abc"));
+        assert!(is_ssl_check(&form, b"token=abc&ssl_check=1"));
+        assert!(!is_ssl_check(&form, b"token=abc"));
+        assert!(!is_ssl_check(&form, b"text=ssl_check%3D1"));
+        assert!(!is_ssl_check(&json, br#"{"text":"ssl_check=1"}"#));
     }
 
     #[test]

@@ -99,6 +99,8 @@ pub struct RecordedPatch {
     pub effective_user: String,
     /// HTTP status the fake answered.
     pub status: u16,
+    /// When the PATCH arrived (for latency benchmarks).
+    pub at: std::time::Instant,
 }
 
 /// One `POST /pipelines/{application}/{pipelineNameOrId}` (trigger v1).
@@ -1115,6 +1117,7 @@ impl Inner {
             content_type: req.header("content-type").map(str::to_string),
             effective_user: user,
             status: reply.status.as_u16(),
+            at: std::time::Instant::now(),
         });
         match follow_up {
             Some(f) if f.after.is_zero() => {

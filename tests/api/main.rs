@@ -1,0 +1,10 @@
+//! Black-box tests: the real service on port 0 against local fake Slack and Gate servers
+//! (tests/support), on SQLite and, when `SLACKOPS_TEST_POSTGRES_URL` is set, PostgreSQL.
+//! One test binary, so the service is linked once.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod helpers;
+mod slack_client;
+mod slack_layer;
