@@ -501,19 +501,52 @@ impl Settings {
         let mut problems = Vec::new();
         resolve_file_keys(&mut merged, "", &mut problems);
 
-        let settings = match Figment::from(Serialized::defaults(merged)).extract::<Settings>() {
-            Ok(s) => Some(s),
-            Err(e) => {
-                problems.extend(figment_problems(e));
-                None
+        // Each section is read on its own, so a type error in one does not hide the problems of
+        // the others; a section that fails is replaced by its defaults for the checks that follow.
+        let known = [
+            "server",
+            "database",
+            "slack",
+            "spinnaker",
+            "jobs",
+            "log",
+            "api",
+            "approvals",
+        ];
+        for key in merged.keys() {
+            if !known.contains(&key.as_str()) {
+                problems.push(ConfigProblem {
+                    key: key.clone(),
+                    message: format!("unknown section; expected one of {}", known.join(", ")),
+                });
             }
-        };
-        if let Some(s) = &settings {
-            problems.extend(s.validate());
         }
-        match settings {
-            Some(s) if problems.is_empty() => Ok(s),
-            _ => Err(ConfigError { problems }),
+        let mut failed: Vec<&'static str> = Vec::new();
+        let mut read = SectionReader {
+            merged: &merged,
+            problems: &mut problems,
+            failed: &mut failed,
+        };
+        let settings = Settings {
+            server: read.section("server"),
+            database: read.section("database"),
+            slack: read.section("slack"),
+            spinnaker: read.section("spinnaker"),
+            jobs: read.section("jobs"),
+            log: read.section("log"),
+            api: read.section("api"),
+            approvals: read.section("approvals"),
+        };
+        // Checks on a section that failed to read would report its defaults, not the input.
+        problems.extend(settings.validate().into_iter().filter(|p| {
+            !failed
+                .iter()
+                .any(|f| p.key == *f || p.key.starts_with(&format!("{f}.")))
+        }));
+        if problems.is_empty() {
+            Ok(settings)
+        } else {
+            Err(ConfigError { problems })
         }
     }
 
@@ -656,6 +689,42 @@ impl Settings {
     }
 }
 
+/// Reads one section at a time, recording problems and which sections failed.
+struct SectionReader<'a> {
+    merged: &'a Dict,
+    problems: &'a mut Vec<ConfigProblem>,
+    failed: &'a mut Vec<&'static str>,
+}
+
+impl SectionReader<'_> {
+    fn section<T: serde::de::DeserializeOwned + Default>(&mut self, key: &'static str) -> T {
+        if !self.merged.contains_key(key) {
+            return T::default();
+        }
+        // A figment of the section alone, so error paths are relative to it.
+        let value = self
+            .merged
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| Value::from(Dict::new()));
+        match Figment::from(Serialized::defaults(value)).extract::<T>() {
+            Ok(v) => v,
+            Err(e) => {
+                for mut p in figment_problems(e) {
+                    p.key = if p.key == "(file)" {
+                        key.to_string()
+                    } else {
+                        format!("{key}.{}", p.key)
+                    };
+                    self.problems.push(p);
+                }
+                self.failed.push(key);
+                T::default()
+            }
+        }
+    }
+}
+
 /// `SLACKOPS_SLACK__SIGNING_SECRET` → `slack.signing_secret`. `SLACKOPS_CONFIG` names the file and
 /// is not a key. The variables are passed in rather than read from the process (as figment's `Env`
 /// does) so that tests can load many configurations in parallel without touching global state.
@@ -665,14 +734,46 @@ fn env_provider(vars: &[(String, String)]) -> impl figment::Provider {
         let Some(rest) = k.strip_prefix(ENV_PREFIX) else {
             continue;
         };
-        if rest == "CONFIG" || rest.is_empty() {
+        // Every key lives in a section, so a key variable always has `__`. Others, such as the
+        // SLACKOPS_PORT and SLACKOPS_SERVICE_HOST that Kubernetes injects for a Service named
+        // slackops, are not configuration.
+        if !rest.contains("__") {
             continue;
         }
         let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
-        let value: Value = v.parse().unwrap_or_else(|_| Value::from(v.clone()));
+        let value = env_value(v);
         insert_path(&mut dict, &path, value);
     }
     Serialized::defaults(dict)
+}
+
+/// An environment value as configuration: lists and maps (`[…]`, `{…}`) are parsed; `true`,
+/// `false` and numbers only when they read back exactly as written (so `0123456789` or `1.50`
+/// stay text, as a secret must); anything else is the text as given.
+fn env_value(raw: &str) -> Value {
+    let t = raw.trim();
+    if (t.starts_with('[') && t.ends_with(']')) || (t.starts_with('{') && t.ends_with('}')) {
+        // figment's parser never fails: text that is not a list or map stays text.
+        let Ok(v) = t.parse::<Value>();
+        return v;
+    }
+    match t {
+        "true" => return Value::from(true),
+        "false" => return Value::from(false),
+        _ => {}
+    }
+    if let Ok(i) = t.parse::<i64>()
+        && i.to_string() == t
+    {
+        return Value::from(i);
+    }
+    if let Ok(f) = t.parse::<f64>()
+        && f.is_finite()
+        && f.to_string() == t
+    {
+        return Value::from(f);
+    }
+    Value::from(raw.to_string())
 }
 
 fn insert_path(dict: &mut Dict, path: &[String], value: Value) {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 use super::message::{
     ACTION_APPROVE, ACTION_INPUT, ACTION_REJECT, DECIDE_BLOCK, slack_date, status_line,
@@ -217,10 +217,19 @@ async fn decide(
     )
     .await;
 
-    // Show "approving… by @user" without buttons now; the judge job renders again when done.
-    if let Err(e) = delivery::render_now(state, &j.id).await {
-        warn!(error = %e, "showing the judging state failed; queued for retry");
-        enqueue(state, JOB_RENDER, &j.id, None).await?;
-    }
+    // Show "approving… by @user" without buttons now, beside the ack rather than before it so a
+    // slow Slack cannot delay the ack; the judge job renders again when done.
+    let (st, id) = (state.clone(), j.id.clone());
+    state.tasks().spawn(
+        async move {
+            if let Err(e) = delivery::render_now(&st, &id).await {
+                warn!(error = %e, "showing the judging state failed; queued for retry");
+                if let Err(e) = enqueue(&st, JOB_RENDER, &id, None).await {
+                    warn!(error = %e, "queueing the render failed; the judge job renders the outcome");
+                }
+            }
+        }
+        .instrument(tracing::Span::current()),
+    );
     Ok(Ack::Empty)
 }

@@ -80,9 +80,10 @@ impl JobHandler for PostJob {
             .set_judgment_message(&j.id, &posted.channel, &posted.ts, state.now_ms())
             .await
             .map_err(|e| JobError::from(anyhow::Error::from(e)))?;
-        // The state may have moved while we posted (a fast judgment in Deck): render again.
+        // The state may have moved while we posted (a fast judgment in Deck): render again if
+        // what the message shows changed.
         if let Ok(Some(now)) = state.db().judgment(&j.id).await
-            && now.updated_at != j.updated_at
+            && (now.state != j.state || now.note != j.note || now.judge_user != j.judge_user)
         {
             enqueue(state, JOB_RENDER, &j.id, None).await?;
         }
@@ -106,15 +107,22 @@ impl JobHandler for RenderJob {
 /// message re-rendered until it shows the latest state, so the last writer is never stale.
 pub async fn render_now(state: &AppState, id: &str) -> Result<(), JobError> {
     let db_err = |e: sqlx::Error| JobError::from(anyhow::Error::from(e));
-    let Some(mut j) = state.db().judgment(id).await.map_err(db_err)? else { return Ok(()) };
+    let Some(mut j) = state.db().judgment(id).await.map_err(db_err)? else {
+        return Ok(());
+    };
     for _ in 0..5 {
         let (Some(channel), Some(ts)) = (j.channel.clone(), j.message_ts.clone()) else {
             return Ok(());
         };
         let (text, blocks) = render(&j, &state.settings().spinnaker.deck_url);
-        state.slack().update_message(&channel, &ts, &text, Some(&blocks)).await?;
+        state
+            .slack()
+            .update_message(&channel, &ts, &text, Some(&blocks))
+            .await?;
         match state.db().judgment(id).await.map_err(db_err)? {
-            Some(latest) if latest.updated_at != j.updated_at || latest.state != j.state => j = latest,
+            Some(latest) if latest.updated_at != j.updated_at || latest.state != j.state => {
+                j = latest
+            }
             _ => return Ok(()),
         }
     }

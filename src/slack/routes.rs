@@ -523,7 +523,10 @@ mod tests {
     #[test]
     fn ssl_check_is_detected_in_a_form() {
         let mut form = HeaderMap::new();
-        form.insert(header::CONTENT_TYPE, "application/x-www-form-urlencoded".parse().unwrap());
+        form.insert(
+            header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded".parse().unwrap(),
+        );
         let mut json = HeaderMap::new();
         json.insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
         assert!(is_ssl_check(&form, b"ssl_check=1&token=abc"));

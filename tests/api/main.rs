@@ -5,6 +5,11 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod approvals_flow;
+mod approvals_support;
+mod config_cli;
 mod helpers;
+mod jobs;
+mod ops;
 mod slack_client;
 mod slack_layer;
