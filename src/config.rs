@@ -109,6 +109,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub api: ApiSettings,
     pub approvals: ApprovalsSettings,
+    pub pipelines: PipelinesSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -429,6 +430,77 @@ impl ApproverRule {
     }
 }
 
+/// The pipeline slash command.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelinesSettings {
+    /// The slash command's name, as created in the Slack app.
+    pub command: String,
+    /// Who may start and cancel, per application (`*` for all) and optionally pipeline; the most
+    /// specific matching rule applies. An application no rule matches cannot be started or
+    /// canceled from Slack.
+    pub rules: Vec<PipelineRule>,
+    /// How often a started execution is checked until it ends.
+    pub follow_interval_secs: u64,
+    /// Stop following an execution after this long.
+    pub follow_max_hours: u64,
+    /// Executions listed by `status`.
+    pub status_limit: usize,
+}
+
+impl Default for PipelinesSettings {
+    fn default() -> Self {
+        Self {
+            command: "/spinnaker".into(),
+            rules: Vec::new(),
+            follow_interval_secs: 15,
+            follow_max_hours: 24,
+            status_limit: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineRule {
+    pub application: String,
+    pub pipeline: Option<String>,
+    pub users: Vec<String>,
+    pub groups: Vec<String>,
+    pub emails: Vec<String>,
+    pub everyone: bool,
+    /// Ask for a confirmation (a button) before starting.
+    pub confirm: bool,
+    /// False: the pipeline cannot be started from Slack at all (cancel still follows the rule).
+    pub startable: bool,
+}
+
+impl Default for PipelineRule {
+    fn default() -> Self {
+        Self {
+            application: String::new(),
+            pipeline: None,
+            users: Vec::new(),
+            groups: Vec::new(),
+            emails: Vec::new(),
+            everyone: false,
+            confirm: false,
+            startable: true,
+        }
+    }
+}
+
+impl PipelineRule {
+    pub fn principals(&self) -> Principals {
+        Principals {
+            users: self.users.clone(),
+            groups: self.groups.clone(),
+            emails: self.emails.clone(),
+            everyone: self.everyone,
+        }
+    }
+}
+
 /// Every problem found while loading, each naming its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigProblem {
@@ -536,6 +608,7 @@ impl Settings {
             log: read.section("log"),
             api: read.section("api"),
             approvals: read.section("approvals"),
+            pipelines: read.section("pipelines"),
         };
         // Checks on a section that failed to read would report its defaults, not the input.
         problems.extend(settings.validate().into_iter().filter(|p| {
@@ -668,6 +741,17 @@ impl Settings {
                     "names nobody: give users, groups, emails, or everyone: true",
                 );
             }
+        }
+        if !self.pipelines.command.starts_with('/') || self.pipelines.command.len() < 2 {
+            bad("pipelines.command", "must be a slash command such as /spinnaker");
+        }
+        for (i, r) in self.pipelines.rules.iter().enumerate() {
+            if r.application.is_empty() {
+                bad(&format!("pipelines.rules[{i}].application"), "required (an application name, or *)");
+            }
+        }
+        if self.pipelines.follow_interval_secs < 2 {
+            bad("pipelines.follow_interval_secs", "must be at least 2");
         }
         if self.approvals.judge_max_attempts == 0 {
             bad("approvals.judge_max_attempts", "must be at least 1");

@@ -17,6 +17,7 @@ use crate::state::AppState;
 /// Register every feature's handlers.
 pub fn register_all(registry: &mut Registry, settings: &Settings) {
     crate::approvals::register(registry, settings);
+    crate::pipelines::register(registry, settings);
 }
 
 /// Feature HTTP routes beyond the Slack and echo endpoints (the `/api/v1` surface).

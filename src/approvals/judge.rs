@@ -79,6 +79,23 @@ impl JobHandler for JudgeJob {
                     after: None,
                 })
             }
+            Err(Failure::Waiting(e)) => {
+                // Spinnaker holds this claim's judgment (our marker is in the stage) but orca has
+                // not acted yet, e.g. a stuck pipeline. Never give the buttons back: keep judging,
+                // say so once, and keep checking without using up attempts.
+                let note = format!("Spinnaker has the judgment but has not acted on it yet ({e}); slackops keeps checking.");
+                if state
+                    .db()
+                    .note_judging(&j.id, req.claimed_at, &note, state.now_ms())
+                    .await
+                    .map_err(|e| JobError::from(anyhow::Error::from(e)))?
+                {
+                    super::enqueue(state, super::JOB_RENDER, &j.id, None).await?;
+                }
+                Err(JobError::NotYet(Duration::from_secs(
+                    state.settings().approvals.outcome_wait_secs.max(1),
+                )))
+            }
             Err(Failure::Internal(e)) => Err(JobError::Retry {
                 error: e,
                 after: None,
@@ -88,8 +105,10 @@ impl JobHandler for JudgeJob {
 }
 
 enum Failure {
-    /// Gate unreachable, 5xx, timing out, or not done yet: try again later.
+    /// Gate unreachable, 5xx or timing out: try again later.
     Transient(anyhow::Error),
+    /// Spinnaker accepted this claim's judgment but has not acted on it yet.
+    Waiting(anyhow::Error),
     /// Our own database: try again later.
     Internal(anyhow::Error),
 }
@@ -229,10 +248,8 @@ async fn wait_for_outcome(state: &AppState, j: &Judgment) -> Result<(), Failure>
             other => return settle(state, j, &other, ours, Some(&exec)).await,
         }
         if started.elapsed() >= budget {
-            return Err(Failure::Transient(anyhow::anyhow!(
-                "Spinnaker accepted the judgment but has not acted on it within {}s",
-                budget.as_secs()
-            )));
+            let error = anyhow::anyhow!("no change in {}s", budget.as_secs());
+            return Err(if ours { Failure::Waiting(error) } else { Failure::Transient(error) });
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(2));

@@ -252,10 +252,8 @@ pub fn status_line(j: &Judgment) -> String {
             } else {
                 "Approving"
             };
-            format!(
-                ":arrows_counterclockwise: {verb}… by {judge}{}",
-                input_suffix(j)
-            )
+            let waiting = note.map(|n| format!("\n{n}")).unwrap_or_default();
+            format!(":arrows_counterclockwise: {verb}… by {judge}{}{waiting}", input_suffix(j))
         }
         model::APPROVED => format!(
             ":white_check_mark: *Approved* by {judge}{when}{}",

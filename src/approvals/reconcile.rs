@@ -34,6 +34,7 @@ impl Periodic for Reconciler {
 
 /// Check open judgments (least recently checked first). Returns how many were closed.
 pub async fn reconcile_once(state: &AppState) -> anyhow::Result<usize> {
+    rescue_judging(state).await?;
     let mut closed = 0;
     for j in state.db().open_posted_judgments(200).await? {
         match state.gate().execution(&j.execution_id).await {
@@ -71,6 +72,30 @@ pub async fn reconcile_once(state: &AppState) -> anyhow::Result<usize> {
         }
     }
     Ok(closed)
+}
+
+/// A judgment stays `judging` only while its judge job lives. If that job failed for good (say,
+/// the database was unreachable on its last attempt), queue a new one: it reads the stage first
+/// and, finding its claim's marker, never judges twice.
+async fn rescue_judging(state: &AppState) -> anyhow::Result<()> {
+    let grace_ms = 10 * 60 * 1000;
+    for j in state.db().judging_since(state.now_ms() - grace_ms, 100).await? {
+        let Some(claimed_at) = j.claimed_at else { continue };
+        let key = format!("{}:{}:{claimed_at}", super::JOB_JUDGE, j.id);
+        let live = state.jobs().live_with_key_prefix(&key).await?;
+        if !live {
+            warn!(judgment = %j.id, "a judgment was left without a judge job; queueing it again");
+            state
+                .jobs()
+                .enqueue(
+                    crate::jobs::NewJob::new(super::JOB_JUDGE, &super::click::JudgeRequest { id: j.id.clone(), claimed_at })
+                        .dedup(format!("{key}:rescued:{}", state.now_ms()))
+                        .max_attempts(state.settings().approvals.judge_max_attempts),
+                )
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 async fn vanish(state: &AppState, j: &model::Judgment) -> anyhow::Result<bool> {

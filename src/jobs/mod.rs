@@ -105,6 +105,10 @@ pub enum JobError {
     /// Retrying cannot help (bad payload, a 4xx that will not change): keep as failed now.
     #[error("{0:#}")]
     Permanent(anyhow::Error),
+    /// Nothing failed, the work is just not finished (an execution still running): look again
+    /// after this long. Does not use up an attempt.
+    #[error("not finished yet; checking again later")]
+    NotYet(Duration),
 }
 
 impl JobError {
@@ -298,6 +302,20 @@ impl JobQueue {
     ) -> Result<&'static str, sqlx::Error> {
         let now = self.clock.now_ms();
         let (state, run_at) = match error {
+            JobError::NotYet(after) => {
+                sqlx::query(
+                    "UPDATE jobs SET state = 'pending', run_at = $1, attempts = attempts - 1,
+                            lease_owner = NULL, lease_until = NULL, updated_at = $2
+                     WHERE id = $3 AND lease_owner = $4",
+                )
+                .bind(now + after.as_millis() as i64)
+                .bind(now)
+                .bind(&job.id)
+                .bind(owner)
+                .execute(self.db.pool())
+                .await?;
+                return Ok("pending");
+            }
             JobError::Permanent(_) => ("failed", now),
             JobError::Retry { .. } if job.attempts >= job.max_attempts => ("failed", now),
             JobError::Retry { after, .. } => {
@@ -371,6 +389,18 @@ impl JobQueue {
         .bind(key)
         .fetch_optional(self.db.pool())
         .await
+    }
+
+    /// Whether a pending or running job exists whose dedup key starts with `prefix`.
+    pub async fn live_with_key_prefix(&self, prefix: &str) -> Result<bool, sqlx::Error> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jobs WHERE state IN ('pending', 'running')
+               AND substr(dedup_key, 1, length($1)) = $1",
+        )
+        .bind(prefix)
+        .fetch_one(self.db.pool())
+        .await?;
+        Ok(n > 0)
     }
 
     /// Delete finished jobs older than the retention, and Events API dedup marks older than an hour.

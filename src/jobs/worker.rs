@@ -153,6 +153,11 @@ async fn run_one(state: &AppState, owner: &str, job: Job) {
                 error!(error = %crate::store::short_db_error(&e), "recording a finished job failed; it will run again")
             }
         },
+        Err(JobError::NotYet(after)) => {
+            if let Err(e) = queue.fail(&job, owner, &JobError::NotYet(after)).await {
+                error!(error = %crate::store::short_db_error(&e), "rescheduling an unfinished job failed; the lease will expire and the job run again");
+            }
+        }
         Err(err) => {
             metrics.jobs_attempt_failures.get_or_create(&labels).inc();
             match queue.fail(&job, owner, &err).await {

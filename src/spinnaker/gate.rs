@@ -383,6 +383,12 @@ impl GateClient {
         self.json("list_executions", req).await
     }
 
+    /// `GET /applications/{app}`: whether the application exists (and its attributes).
+    pub async fn application(&self, application: &str) -> Result<Value, GateError> {
+        let req = self.request(Method::GET, &format!("applications/{}", seg(application)), None)?;
+        self.json("get_application", req).await
+    }
+
     /// `GET /auth/user`: who Gate thinks slackops is (for `check-config --probe`).
     pub async fn whoami(&self) -> Result<Value, GateError> {
         let req = self.request(Method::GET, "auth/user", None)?;

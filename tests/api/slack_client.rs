@@ -131,6 +131,7 @@ async fn a_retry_after_longer_than_the_inline_limit_is_returned_as_rate_limited(
     match JobError::from(err) {
         JobError::Retry { after, .. } => assert_eq!(after, Some(Duration::from_secs(120))),
         JobError::Permanent(e) => panic!("expected a retry, got permanent {e}"),
+        JobError::NotYet(_) => panic!("expected a retry, got not-yet"),
     }
 }
 

@@ -1,0 +1,140 @@
+//! `cancel <execution id | Deck URL> [reason]`: show what would be canceled with a confirmed
+//! button; the click cancels through Gate and tells the channel who canceled and why.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::follow::is_final;
+use super::{ACTION_CONFIRM_CANCEL, audit, authorize, deck_link};
+use crate::registry::{ActionHandler, SlackCtx};
+use crate::slack::ack::{Ack, Reply};
+use crate::slack::api::Message;
+use crate::slack::blocks::{self, escape, link, mention};
+use crate::slack::payload::{Action, Interaction};
+use crate::spinnaker::gate::GateError;
+use crate::state::AppState;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CancelRequest {
+    #[serde(rename = "e")]
+    execution_id: String,
+    #[serde(rename = "r", default)]
+    reason: Option<String>,
+}
+
+/// Read the execution and say why it cannot be canceled, if so: `(application, pipeline)`.
+async fn target(state: &AppState, execution_id: &str) -> Result<(String, String, Value), String> {
+    let exec = match state.gate().execution(execution_id).await {
+        Ok(e) => e,
+        Err(GateError::NotFound(_)) => return Err(format!("Spinnaker has no execution `{}`.", escape(execution_id))),
+        Err(GateError::Empty) => return Err("Spinnaker would not show this execution to slackops (a permission problem).".into()),
+        Err(e) => return Err(format!("Gate did not answer ({}); nothing was canceled.", escape(&e.to_string()))),
+    };
+    let app = exec.get("application").and_then(Value::as_str).unwrap_or_default().to_string();
+    let name = exec.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+    let status = exec.get("status").and_then(Value::as_str).unwrap_or("UNKNOWN");
+    if is_final(status) {
+        return Err(format!(
+            "*{}* › *{}* (`{}`) already ended with status {}; there is nothing to cancel.",
+            escape(&app),
+            escape(&name),
+            escape(execution_id),
+            escape(status)
+        ));
+    }
+    Ok((app, name, exec))
+}
+
+/// The `cancel` subcommand: a confirmation, not yet the cancel.
+pub async fn cancel_command(state: &AppState, user: &str, execution_id: &str, reason: Option<String>) -> anyhow::Result<Ack> {
+    let (app, name, exec) = match target(state, execution_id).await {
+        Ok(t) => t,
+        Err(text) => return Ok(Ack::ephemeral(text)),
+    };
+    let who = state.authz().identity(user).await?;
+    if let Err(why) = authorize(state, &who, &app, &name, "cancel").await? {
+        audit(state, "cancel", user, &format!("execution:{execution_id}"), "refused", json!({"reason": why})).await;
+        return Ok(Ack::ephemeral(format!(":no_entry: {why}")));
+    }
+    let started_by = exec
+        .pointer("/trigger/user")
+        .and_then(Value::as_str)
+        .map(|u| format!(", started by {}", escape(u)))
+        .unwrap_or_default();
+    let why = reason.as_deref().map(|r| format!(" Reason: _{}_", escape(r))).unwrap_or_default();
+    let text = format!(
+        "Cancel *{}* › *{}* ({}{started_by})?{why}",
+        escape(&app),
+        escape(&name),
+        link(&deck_link(state.settings(), &app, execution_id), execution_id),
+    );
+    let value = serde_json::to_string(&CancelRequest {
+        execution_id: execution_id.to_string(),
+        reason,
+    })
+    .unwrap_or_default();
+    let button = blocks::button(ACTION_CONFIRM_CANCEL, "Cancel execution", &value)
+        .with_style(slack_morphism::prelude::SlackBlockButtonStyle::Danger)
+        .with_confirm(blocks::confirm("Cancel this execution?", &text, "Cancel it", "Keep running"));
+    let b = vec![blocks::section(&text), blocks::actions("pipelines_cancel", vec![button.into()])];
+    Ok(Ack::Message(Reply::ephemeral(text.clone()).blocks(blocks::to_json(&b))))
+}
+
+/// The confirmed click.
+pub struct ConfirmCancel;
+
+#[async_trait]
+impl ActionHandler for ConfirmCancel {
+    async fn handle(&self, cx: SlackCtx, interaction: Arc<Interaction>, action: Action) -> anyhow::Result<Ack> {
+        let state = &cx.state;
+        let Some(req) = action.value.as_deref().and_then(|v| serde_json::from_str::<CancelRequest>(v).ok()) else {
+            return Ok(Ack::ephemeral("This button is out of date; run the command again."));
+        };
+        let (app, name, _) = match target(state, &req.execution_id).await {
+            Ok(t) => t,
+            Err(text) => return Ok(Ack::Message(Reply::ephemeral(text).replace_original())),
+        };
+        let who = state.authz().identity(&cx.user_id).await?;
+        let subject = format!("execution:{}", req.execution_id);
+        if let Err(why) = authorize(state, &who, &app, &name, "cancel").await? {
+            audit(state, "cancel", &cx.user_id, &subject, "refused", json!({"reason": why})).await;
+            return Ok(Ack::Message(Reply::ephemeral(format!(":no_entry: {why}")).replace_original()));
+        }
+        let reason = format!(
+            "{} (canceled from Slack by {})",
+            req.reason.clone().unwrap_or_else(|| "no reason given".into()),
+            who.email.clone().unwrap_or_else(|| who.name.clone())
+        );
+        match state.gate().cancel(&req.execution_id, &reason, who.email.as_deref()).await {
+            Ok(()) => {
+                audit(state, "cancel", &cx.user_id, &subject, "ok", json!({"reason": req.reason, "application": app, "pipeline": name})).await;
+                let why = req.reason.as_deref().map(|r| format!(": {}", escape(r))).unwrap_or_default();
+                let text = format!(
+                    ":no_entry_sign: *{}* › *{}* canceled by {}{why} · {}",
+                    escape(&app),
+                    escape(&name),
+                    mention(&cx.user_id),
+                    link(&deck_link(state.settings(), &app, &req.execution_id), "Open in Deck")
+                );
+                if let Some(channel) = interaction.channel_id()
+                    && state.slack().post_message(&Message::text(channel, &text)).await.is_ok()
+                {
+                    return Ok(Ack::Message(Reply {
+                        delete_original: Some(true),
+                        ..Reply::ephemeral("Canceled.")
+                    }));
+                }
+                Ok(Ack::Message(Reply::in_channel(text).replace_original()))
+            }
+            Err(e) => {
+                audit(state, "cancel", &cx.user_id, &subject, "failed", json!({"gate": e.to_string()})).await;
+                Ok(Ack::Message(
+                    Reply::ephemeral(format!("Spinnaker did not cancel it: {}", escape(&e.to_string()))).replace_original(),
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! Pipeline commands: start, cancel and inspect Spinnaker pipelines from one slash command
+//! (`pipelines.command`, default `/spinnaker`).
+//!
+//! [`command`] reads the subcommand ([`parse`]) and answers; [`start`] looks the pipeline up,
+//! asks for missing parameters in a modal (opened before any slow call, since Slack's
+//! `trigger_id` lives 3 s), and triggers it once; [`cancel`] asks for a confirmation, then
+//! cancels; [`follow`] updates the "started" message when the execution ends.
+//!
+//! A start is never retried automatically: Gate's trigger is synchronous, so a timeout may hide a
+//! pipeline that did start, and the person is told to check rather than risking a second run.
+//! Who may start and cancel uses the same authorization model as approvals (`pipelines.rules`);
+//! reading (`status`, `pipelines`, `pending`) is open to everyone in the workspace.
+
+pub mod cancel;
+pub mod command;
+pub mod follow;
+pub mod parse;
+pub mod start;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tracing::warn;
+
+use crate::authz::Identity;
+use crate::config::{PipelineRule, Principals, Settings};
+use crate::jobs::NewJob;
+use crate::registry::Registry;
+use crate::slack::api::{Message, SlackErrorCode};
+use crate::slack::blocks::{escape, link, mention};
+use crate::spinnaker::gate::{GateError, ManualTrigger};
+use crate::state::AppState;
+use crate::store::audit::AuditEntry;
+use crate::store::new_id;
+
+pub const FEATURE: &str = "pipelines";
+pub const JOB_FOLLOW: &str = "pipelines.follow";
+pub const VIEW_START: &str = "pipelines:start";
+pub const ACTION_CONFIRM_START: &str = "pipelines:start-confirm";
+pub const ACTION_CONFIRM_CANCEL: &str = "pipelines:cancel";
+
+pub fn register(registry: &mut Registry, settings: &Settings) {
+    registry
+        .command(&settings.pipelines.command, command::PipelineCommand)
+        .view(VIEW_START, start::StartView)
+        .action_prefix(ACTION_CONFIRM_START, start::ConfirmStart)
+        .action_prefix(ACTION_CONFIRM_CANCEL, cancel::ConfirmCancel)
+        .job(JOB_FOLLOW, follow::FollowJob);
+}
+
+/// The rule for an application and pipeline: pipeline-specific, else application-wide, else `*`.
+pub fn rule_for<'a>(settings: &'a Settings, application: &str, pipeline: &str) -> Option<&'a PipelineRule> {
+    let rules = &settings.pipelines.rules;
+    let app = |r: &&PipelineRule| r.application.eq_ignore_ascii_case(application);
+    rules
+        .iter()
+        .find(|r| app(r) && r.pipeline.as_deref().is_some_and(|p| p.eq_ignore_ascii_case(pipeline)))
+        .or_else(|| rules.iter().find(|r| app(r) && r.pipeline.is_none()))
+        .or_else(|| rules.iter().find(|r| r.application == "*" && r.pipeline.is_none()))
+}
+
+/// May `who` start or cancel this pipeline? `Ok(Err(explanation))` when not.
+pub async fn authorize(
+    state: &AppState,
+    who: &Identity,
+    application: &str,
+    pipeline: &str,
+    verb: &str,
+) -> anyhow::Result<Result<PipelineRule, String>> {
+    let Some(rule) = rule_for(state.settings(), application, pipeline) else {
+        return Ok(Err(format!(
+            "Nobody may {verb} pipelines of *{}* from Slack: no `pipelines.rules` entry covers it. Ask your slackops operators.",
+            escape(application)
+        )));
+    };
+    let principals: Principals = rule.principals();
+    if state.authz().allows(&principals, who).await? {
+        Ok(Ok(rule.clone()))
+    } else {
+        Ok(Err(format!(
+            "You may not {verb} *{}* › *{}* from Slack. Allowed: {}.",
+            escape(application),
+            escape(pipeline),
+            state.authz().describe(&principals).await
+        )))
+    }
+}
+
+/// A request to start, carried through modals and confirmation buttons.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StartRequest {
+    #[serde(rename = "a")]
+    pub application: String,
+    #[serde(rename = "p")]
+    pub pipeline: String,
+    #[serde(rename = "v", default)]
+    pub parameters: BTreeMap<String, String>,
+    /// Where to announce the start.
+    #[serde(rename = "c", default)]
+    pub channel: Option<String>,
+}
+
+/// The follow job's payload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRef {
+    pub run_id: String,
+}
+
+pub fn deck_link(settings: &Settings, application: &str, execution_id: &str) -> String {
+    crate::approvals::message::deck_url(&settings.spinnaker.deck_url, application, execution_id)
+}
+
+async fn audit(state: &AppState, action: &str, actor: &str, subject: &str, outcome: &str, detail: serde_json::Value) {
+    let e = AuditEntry {
+        feature: FEATURE,
+        action,
+        actor,
+        subject,
+        outcome,
+        detail: Some(detail),
+    };
+    if let Err(e) = state.db().audit(state.now_ms(), e).await {
+        warn!(error = %crate::store::short_db_error(&e), "writing the audit log failed");
+    }
+}
+
+/// Trigger a pipeline once and announce it in the channel. `Err` is a message for the person.
+pub async fn trigger_and_announce(state: &AppState, who: &Identity, req: &StartRequest) -> Result<String, String> {
+    let subject = format!("pipeline:{}:{}", req.application, req.pipeline);
+    let user_for_spinnaker = who.email.clone().unwrap_or_else(|| format!("slack:{}", who.user_id));
+    let trigger = ManualTrigger {
+        kind: "manual".into(),
+        user: user_for_spinnaker.clone(),
+        parameters: req.parameters.iter().map(|(k, v)| (k.clone(), json!(v))).collect(),
+        artifacts: vec![],
+        notifications: vec![],
+    };
+    let answer = state
+        .gate()
+        .trigger(&req.application, &req.pipeline, &trigger, who.email.as_deref())
+        .await;
+    let execution_id = match answer {
+        Ok(r) => r.execution_id().to_string(),
+        Err(e) => {
+            let (outcome, text) = match &e {
+                GateError::BadRequest(m) => ("refused", format!("Spinnaker refused to start *{}* › *{}*: {}", escape(&req.application), escape(&req.pipeline), escape(m))),
+                GateError::NotFound(m) => ("not_found", format!("Spinnaker does not know *{}* › *{}*: {}", escape(&req.application), escape(&req.pipeline), escape(m))),
+                GateError::Forbidden(m) => ("refused", format!("Spinnaker refused slackops' request: {}", escape(m))),
+                e if e.is_transient() => (
+                    "unknown",
+                    format!(
+                        "Gate did not answer properly ({}). The pipeline may or may not have started, so slackops did not retry: check with `{} status {} {}` before starting it again.",
+                        escape(&e.to_string()),
+                        state.settings().pipelines.command,
+                        req.application,
+                        req.pipeline
+                    ),
+                ),
+                e => ("failed", format!("Starting the pipeline failed: {}", escape(&e.to_string()))),
+            };
+            audit(state, "start", &who.user_id, &subject, outcome, json!({"parameters": req.parameters, "gate": e.to_string()})).await;
+            return Err(text);
+        }
+    };
+    audit(
+        state,
+        "start",
+        &who.user_id,
+        &subject,
+        "ok",
+        json!({"parameters": req.parameters, "execution_id": execution_id, "trigger_user": user_for_spinnaker}),
+    )
+    .await;
+
+    let deck = deck_link(state.settings(), &req.application, &execution_id);
+    let params = if req.parameters.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "\nParameters: {}",
+            req.parameters
+                .iter()
+                .map(|(k, v)| format!("`{}`={}", escape(k), escape(&crate::slack::blocks::truncate(v, 80))))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let text = format!(
+        ":rocket: *{}* › *{}* started by {} · {}{params}",
+        escape(&req.application),
+        escape(&req.pipeline),
+        mention(&who.user_id),
+        link(&deck, "Open in Deck")
+    );
+    let run_id = new_id();
+    let now = state.now_ms();
+    if let Err(e) = sqlx::query(
+        "INSERT INTO pipeline_runs (id, execution_id, application, pipeline_name, started_by, status, started_at, parameters)
+         VALUES ($1, $2, $3, $4, $5, 'RUNNING', $6, $7) ON CONFLICT (execution_id) DO NOTHING",
+    )
+    .bind(&run_id)
+    .bind(&execution_id)
+    .bind(&req.application)
+    .bind(&req.pipeline)
+    .bind(&who.user_id)
+    .bind(now)
+    .bind(serde_json::to_string(&req.parameters).unwrap_or_default())
+    .execute(state.db().pool())
+    .await
+    {
+        warn!(error = %crate::store::short_db_error(&e), "recording the started execution failed; it will not be followed");
+        return Ok(text);
+    }
+
+    // Announce where the command was typed; in a channel the bot cannot post to, in a DM.
+    let mut posted = None;
+    if let Some(channel) = &req.channel {
+        let msg = Message::text(channel, &text);
+        posted = match state.slack().post_message(&msg).await {
+            Ok(p) => Some(p),
+            Err(e) if e.is(SlackErrorCode::NotInChannel) => match state.slack().conversations_join(channel).await {
+                Ok(()) => state.slack().post_message(&msg).await.ok(),
+                Err(_) => None,
+            },
+            Err(e) => {
+                warn!(error = %e, "announcing the start in the channel failed");
+                None
+            }
+        };
+    }
+    if posted.is_none()
+        && let Ok(dm) = state.slack().open_dm(&who.user_id).await
+    {
+        posted = state.slack().post_message(&Message::text(dm, &text)).await.ok();
+    }
+    if let Some(p) = &posted {
+        let _ = sqlx::query("UPDATE pipeline_runs SET channel = $1, message_ts = $2 WHERE id = $3")
+            .bind(&p.channel)
+            .bind(&p.ts)
+            .bind(&run_id)
+            .execute(state.db().pool())
+            .await;
+    }
+    let job = NewJob::new(JOB_FOLLOW, &RunRef { run_id: run_id.clone() })
+        .dedup(format!("{JOB_FOLLOW}:{run_id}"))
+        .run_at(now + (state.settings().pipelines.follow_interval_secs as i64) * 1000);
+    if let Err(e) = state.jobs().enqueue(job).await {
+        warn!(error = %crate::store::short_db_error(&e), "queueing the follow-up failed; the message will not be updated when it ends");
+    }
+    Ok(text)
+}

@@ -1,0 +1,472 @@
+//! `start <application> <pipeline> [name=value …]`: look the pipeline up, check the parameters
+//! against its `parameterConfig`, ask for missing ones in a modal, confirm when configured, and
+//! trigger it once.
+//!
+//! Slack's `trigger_id` expires 3 s after the command, and the lookups (Slack profile, user
+//! groups, Gate) can be slow; when they take longer than about a second a loading modal is opened
+//! first and updated once the answer is there.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use tracing::warn;
+
+use super::{ACTION_CONFIRM_START, StartRequest, VIEW_START, authorize, trigger_and_announce};
+use crate::authz::Identity;
+use crate::config::PipelineRule;
+use crate::registry::{ActionHandler, SlackCtx, ViewHandler};
+use crate::slack::ack::{Ack, Reply};
+use crate::slack::blocks::{self, escape, truncate};
+use crate::slack::payload::{Action, Interaction, SlashCommand};
+use crate::spinnaker::gate::GateError;
+use crate::state::AppState;
+
+/// How long the lookups may take before a loading modal is opened.
+const LOADING_AFTER: Duration = Duration::from_millis(1200);
+
+/// One entry of a pipeline's `parameterConfig`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamSpec {
+    pub name: String,
+    pub label: String,
+    pub description: Option<String>,
+    pub default: Option<String>,
+    pub required: bool,
+    pub options: Vec<String>,
+}
+
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::String(s) if s.is_empty() => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// Read `parameterConfig`.
+pub fn specs(config: &Value) -> Vec<ParamSpec> {
+    config
+        .get("parameterConfig")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| {
+                    let name = p.get("name").and_then(Value::as_str)?.to_string();
+                    let options: Vec<String> = p
+                        .get("options")
+                        .and_then(Value::as_array)
+                        .map(|o| o.iter().filter_map(|x| x.get("value").and_then(scalar).or_else(|| scalar(x))).collect())
+                        .unwrap_or_default();
+                    let has_options = p.get("hasOptions").and_then(Value::as_bool).unwrap_or(!options.is_empty());
+                    Some(ParamSpec {
+                        label: p.get("label").and_then(Value::as_str).filter(|l| !l.is_empty()).unwrap_or(&name).to_string(),
+                        description: p.get("description").and_then(Value::as_str).filter(|d| !d.is_empty()).map(str::to_owned),
+                        default: p.get("default").and_then(scalar),
+                        required: p.get("required").and_then(Value::as_bool).unwrap_or(false),
+                        options: if has_options { options } else { Vec::new() },
+                        name,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Check given parameters: known names, and values among a parameter's options.
+pub fn validate(specs: &[ParamSpec], given: &BTreeMap<String, String>) -> Result<(), String> {
+    for (k, v) in given {
+        let Some(spec) = specs.iter().find(|s| &s.name == k) else {
+            let known = if specs.is_empty() {
+                "it takes no parameters".to_string()
+            } else {
+                format!("it takes {}", specs.iter().map(|s| format!("`{}`", escape(&s.name))).collect::<Vec<_>>().join(", "))
+            };
+            return Err(format!("`{}` is not a parameter of this pipeline: {known}.", escape(k)));
+        };
+        if !spec.options.is_empty() && !spec.options.contains(v) {
+            return Err(format!(
+                "`{}={}` is not allowed: `{}` must be one of {}.",
+                escape(k),
+                escape(v),
+                escape(k),
+                spec.options.iter().map(|o| format!("`{}`", escape(o))).collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Required parameters with no default that were not given.
+pub fn missing<'a>(specs: &'a [ParamSpec], given: &BTreeMap<String, String>) -> Vec<&'a ParamSpec> {
+    specs
+        .iter()
+        .filter(|s| s.required && s.default.is_none() && given.get(&s.name).is_none_or(|v| v.is_empty()))
+        .collect()
+}
+
+fn block_id(name: &str) -> String {
+    format!("param:{}", truncate(name, 240))
+}
+
+fn title(text: &str) -> Value {
+    json!({"type": "plain_text", "text": truncate(text, 24)})
+}
+
+/// A modal that only says something.
+pub fn message_view(heading: &str, text: &str) -> Value {
+    json!({
+        "type": "modal",
+        "title": title(heading),
+        "close": {"type": "plain_text", "text": "Close"},
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": truncate(text, 3000)}}]
+    })
+}
+
+pub fn loading_view(req: &StartRequest) -> Value {
+    message_view(
+        "Start pipeline",
+        &format!(":hourglass_flowing_sand: Looking up *{}* › *{}* in Spinnaker…", escape(&req.application), escape(&req.pipeline)),
+    )
+}
+
+/// The parameter form (also the confirmation step for pipelines that need one).
+pub fn form_view(req: &StartRequest, specs: &[ParamSpec]) -> Value {
+    let mut blocks = vec![json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&format!(
+        "Start *{}* › *{}*{}",
+        escape(&req.application),
+        escape(&req.pipeline),
+        if specs.is_empty() { "?" } else { " with these parameters:" }
+    ), 3000)}})];
+    for s in specs.iter().take(95) {
+        let given = req.parameters.get(&s.name).cloned().or_else(|| s.default.clone());
+        let element = if s.options.is_empty() {
+            let mut e = json!({"type": "plain_text_input", "action_id": "value"});
+            if let Some(v) = given.filter(|v| !v.is_empty()) {
+                e["initial_value"] = json!(v);
+            }
+            e
+        } else {
+            let option = |v: &str| json!({"text": {"type": "plain_text", "text": truncate(v, 75)}, "value": truncate(v, 150)});
+            let mut e = json!({
+                "type": "static_select",
+                "action_id": "value",
+                "placeholder": {"type": "plain_text", "text": "Choose a value"},
+                "options": s.options.iter().take(100).map(|o| option(o)).collect::<Vec<_>>()
+            });
+            if let Some(v) = given.filter(|v| s.options.contains(v)) {
+                e["initial_option"] = option(&v);
+            }
+            e
+        };
+        let mut block = json!({
+            "type": "input",
+            "block_id": block_id(&s.name),
+            "optional": !s.required,
+            "label": {"type": "plain_text", "text": truncate(&s.label, 2000)},
+            "element": element
+        });
+        if let Some(d) = &s.description {
+            block["hint"] = json!({"type": "plain_text", "text": truncate(d, 2000)});
+        }
+        blocks.push(block);
+    }
+    json!({
+        "type": "modal",
+        "callback_id": VIEW_START,
+        "title": title("Start pipeline"),
+        "submit": {"type": "plain_text", "text": "Start"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "private_metadata": serde_json::to_string(&StartRequest { parameters: BTreeMap::new(), ..req.clone() }).unwrap_or_default(),
+        "blocks": blocks
+    })
+}
+
+/// What the lookups found.
+struct Prepared {
+    who: Arc<Identity>,
+    rule: PipelineRule,
+    specs: Vec<ParamSpec>,
+}
+
+/// Identity, authorization, and the pipeline's config. `Err` is a message for the person.
+async fn prepare(state: &AppState, user: &str, req: &StartRequest) -> Result<Prepared, String> {
+    let who = state.authz().identity(user).await.map_err(|e| format!("slackops could not read your Slack profile ({e}); try again."))?;
+    let rule = match authorize(state, &who, &req.application, &req.pipeline, "start").await {
+        Ok(Ok(rule)) => rule,
+        Ok(Err(why)) => return Err(format!(":no_entry: {why}")),
+        Err(e) => return Err(format!("slackops could not check your permissions ({e}); try again.")),
+    };
+    if !rule.startable {
+        return Err(format!(
+            "*{}* › *{}* cannot be started from Slack (`pipelines.rules`: startable is false). Start it in Deck.",
+            escape(&req.application),
+            escape(&req.pipeline)
+        ));
+    }
+    let config = match state.gate().pipeline_config(&req.application, &req.pipeline).await {
+        Ok(c) => c,
+        Err(GateError::NotFound(_)) => return Err(not_found(state, &req.application, &req.pipeline).await),
+        Err(e) if e.is_transient() => return Err(format!("Gate did not answer ({}); nothing was started. Try again in a moment.", escape(&e.to_string()))),
+        Err(e) => return Err(format!("Spinnaker would not show the pipeline: {}", escape(&e.to_string()))),
+    };
+    if config.get("disabled").and_then(Value::as_bool) == Some(true) {
+        return Err(format!("*{}* › *{}* is disabled in Spinnaker.", escape(&req.application), escape(&req.pipeline)));
+    }
+    Ok(Prepared {
+        who,
+        rule,
+        specs: specs(&config),
+    })
+}
+
+/// Why a pipeline lookup found nothing: the application, or the pipeline.
+async fn not_found(state: &AppState, application: &str, pipeline: &str) -> String {
+    let cmd = &state.settings().pipelines.command;
+    match state.gate().application(application).await {
+        Err(GateError::NotFound(_)) => format!(
+            "There is no application *{}* in Spinnaker. Check the spelling (application names are lower case).",
+            escape(application)
+        ),
+        _ => {
+            let names = state
+                .gate()
+                .pipeline_configs(application)
+                .await
+                .map(|cs| {
+                    cs.iter()
+                        .filter_map(|c| c.get("name").and_then(Value::as_str).map(|n| format!("`{}`", escape(n))))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
+            let list = if names.is_empty() { format!("See `{cmd} pipelines {application}`.") } else { format!("Its pipelines: {}.", names.join(", ")) };
+            format!("*{}* has no pipeline *{}*. {list}", escape(application), escape(pipeline))
+        }
+    }
+}
+
+/// The `start` subcommand.
+pub async fn start_command(state: &AppState, cmd: &SlashCommand, mut req: StartRequest) -> anyhow::Result<Ack> {
+    req.channel = cmd.channel_id.clone();
+    let began = Instant::now();
+    let work = prepare(state, &cmd.user_id, &req);
+    tokio::pin!(work);
+    let mut view_id: Option<String> = None;
+    let prepared = tokio::select! {
+        r = &mut work => r,
+        _ = tokio::time::sleep(LOADING_AFTER.saturating_sub(began.elapsed())) => {
+            if let Some(t) = &cmd.trigger_id {
+                match state.slack().views_open(t, &loading_view(&req)).await {
+                    Ok(id) => view_id = Some(id),
+                    Err(e) => warn!(error = %e, "opening the loading modal failed"),
+                }
+            }
+            work.await
+        }
+    };
+    // Answer in the modal if one is open, else privately.
+    let reply = |text: String| {
+        let view_id = view_id.clone();
+        async move {
+            match view_id {
+                Some(id) => {
+                    state.slack().views_update(&id, &message_view("Start pipeline", &text), None).await?;
+                    Ok::<Ack, anyhow::Error>(Ack::Empty)
+                }
+                None => Ok(Ack::ephemeral(text)),
+            }
+        }
+    };
+    let p = match prepared {
+        Ok(p) => p,
+        Err(text) => return reply(text).await,
+    };
+    if let Err(text) = validate(&p.specs, &req.parameters) {
+        let usage = format!("\nUsage: `{} start {} {} name=value …`", state.settings().pipelines.command, req.application, req.pipeline);
+        return reply(format!("{text}{usage}")).await;
+    }
+    let lacking = missing(&p.specs, &req.parameters);
+    if !lacking.is_empty() || (p.rule.confirm && view_id.is_some()) {
+        let form = form_view(&req, &p.specs);
+        let opened = match (&view_id, &cmd.trigger_id) {
+            (Some(id), _) => state.slack().views_update(id, &form, None).await.map(|_| ()),
+            (None, Some(t)) => state.slack().views_open(t, &form).await.map(|_| ()),
+            (None, None) => Err(crate::slack::api::SlackError::ResponseUrlExhausted),
+        };
+        return match opened {
+            Ok(()) => Ok(Ack::Empty),
+            Err(e) => {
+                warn!(error = %e, "opening the parameter modal failed");
+                let names = lacking.iter().map(|s| format!("{}=…", s.name)).collect::<Vec<_>>().join(" ");
+                Ok(Ack::ephemeral(format!(
+                    "This pipeline needs parameters, and the form could not be opened ({e}). Give them in the command: `{} start {} {} {names}`",
+                    state.settings().pipelines.command, req.application, req.pipeline
+                )))
+            }
+        };
+    }
+    if p.rule.confirm {
+        return Ok(Ack::Message(confirmation(&req)));
+    }
+    match trigger_and_announce(state, &p.who, &req).await {
+        Ok(text) => match view_id {
+            Some(_) => reply(text).await,
+            None => Ok(Ack::Empty),
+        },
+        Err(text) => reply(text).await,
+    }
+}
+
+/// An ephemeral "Start?" with a confirmed button carrying the request.
+fn confirmation(req: &StartRequest) -> Reply {
+    let value = serde_json::to_string(req).unwrap_or_default();
+    let params = if req.parameters.is_empty() {
+        "no parameters".to_string()
+    } else {
+        req.parameters.iter().map(|(k, v)| format!("`{}`={}", escape(k), escape(v))).collect::<Vec<_>>().join(", ")
+    };
+    let text = format!("Start *{}* › *{}* with {params}?", escape(&req.application), escape(&req.pipeline));
+    if value.len() > blocks::BUTTON_VALUE_MAX {
+        return Reply::ephemeral("Too many parameters to confirm with a button; start it with fewer parameters and fill in the rest in the form.");
+    }
+    let button = blocks::button(ACTION_CONFIRM_START, "Start pipeline", &value)
+        .with_style(slack_morphism::prelude::SlackBlockButtonStyle::Primary)
+        .with_confirm(blocks::confirm("Start this pipeline?", &text, "Start", "Cancel"));
+    let b = vec![blocks::section(&text), blocks::actions("pipelines_confirm", vec![button.into()])];
+    Reply::ephemeral(text.clone()).blocks(blocks::to_json(&b))
+}
+
+/// The parameter modal's submission.
+pub struct StartView;
+
+#[async_trait]
+impl ViewHandler for StartView {
+    async fn submit(&self, cx: SlackCtx, interaction: Arc<Interaction>) -> anyhow::Result<Ack> {
+        let state = &cx.state;
+        let view = interaction.view.clone().unwrap_or_default();
+        let Ok(mut req) = serde_json::from_str::<StartRequest>(&view.private_metadata) else {
+            return Ok(Ack::ViewUpdate(message_view("Start pipeline", "This form is out of date; run the command again.")));
+        };
+        let p = match prepare(state, &cx.user_id, &req).await {
+            Ok(p) => p,
+            Err(text) => return Ok(Ack::ViewUpdate(message_view("Start pipeline", &text))),
+        };
+        let mut errors = Vec::new();
+        let mut params = BTreeMap::new();
+        for s in &p.specs {
+            let bid = block_id(&s.name);
+            match view.input(&bid, "value").filter(|v| !v.is_empty()) {
+                Some(v) if !s.options.is_empty() && !s.options.contains(&v) => {
+                    errors.push((bid, format!("Choose one of: {}", s.options.join(", "))));
+                }
+                Some(v) => {
+                    params.insert(s.name.clone(), v);
+                }
+                None if s.required && s.default.is_none() => errors.push((bid, "Required".to_string())),
+                None => {}
+            }
+        }
+        if !errors.is_empty() {
+            return Ok(Ack::ViewErrors(errors));
+        }
+        req.parameters = params;
+        match trigger_and_announce(state, &p.who, &req).await {
+            Ok(text) => Ok(Ack::ViewUpdate(message_view("Pipeline started", &text))),
+            Err(text) => {
+                // Gate's 400 names the parameter: show it on that field when there is one.
+                let named = p.specs.iter().find(|s| text.contains(&format!("parameter {} is missing", s.name)));
+                match named {
+                    Some(s) => Ok(Ack::ViewErrors(vec![(block_id(&s.name), text)])),
+                    None => Ok(Ack::ViewUpdate(message_view("Start pipeline", &text))),
+                }
+            }
+        }
+    }
+}
+
+/// The confirmation button of a pipeline that needs one.
+pub struct ConfirmStart;
+
+#[async_trait]
+impl ActionHandler for ConfirmStart {
+    async fn handle(&self, cx: SlackCtx, interaction: Arc<Interaction>, action: Action) -> anyhow::Result<Ack> {
+        let state = &cx.state;
+        let Some(mut req) = action.value.as_deref().and_then(|v| serde_json::from_str::<StartRequest>(v).ok()) else {
+            return Ok(Ack::ephemeral("This button is out of date; run the command again."));
+        };
+        if req.channel.is_none() {
+            req.channel = interaction.channel_id().map(str::to_owned);
+        }
+        let p = match prepare(state, &cx.user_id, &req).await {
+            Ok(p) => p,
+            Err(text) => return Ok(Ack::Message(Reply::ephemeral(text).replace_original())),
+        };
+        if let Err(text) = validate(&p.specs, &req.parameters) {
+            return Ok(Ack::Message(Reply::ephemeral(text).replace_original()));
+        }
+        match trigger_and_announce(state, &p.who, &req).await {
+            Ok(_) => Ok(Ack::Message(Reply {
+                delete_original: Some(true),
+                ..Reply::ephemeral("Started.")
+            })),
+            Err(text) => Ok(Ack::Message(Reply::ephemeral(text).replace_original())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Value {
+        json!({"name": "deploy", "parameterConfig": [
+            {"name": "env", "label": "Environment", "required": true, "hasOptions": true, "options": [{"value": "staging"}, {"value": "prod"}]},
+            {"name": "version", "required": true, "default": "latest", "description": "image tag"},
+            {"name": "ticket", "required": true},
+            {"name": "note", "required": false}
+        ]})
+    }
+
+    #[test]
+    fn reads_parameter_config() {
+        let s = specs(&config());
+        assert_eq!(s.len(), 4);
+        assert_eq!(s[0].label, "Environment");
+        assert_eq!(s[0].options, vec!["staging", "prod"]);
+        assert_eq!(s[1].default.as_deref(), Some("latest"));
+        assert_eq!(s[2].label, "ticket");
+    }
+
+    #[test]
+    fn validation_names_unknown_parameters_and_bad_options() {
+        let s = specs(&config());
+        let given = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        assert!(validate(&s, &given(&[("env", "prod")])).is_ok());
+        assert!(validate(&s, &given(&[("colour", "red")])).unwrap_err().contains("`colour` is not a parameter"));
+        assert!(validate(&s, &given(&[("env", "qa")])).unwrap_err().contains("must be one of `staging`, `prod`"));
+        let m: Vec<_> = missing(&s, &given(&[("env", "prod")])).iter().map(|p| p.name.clone()).collect();
+        assert_eq!(m, vec!["ticket"], "a required parameter with a default is not missing");
+    }
+
+    #[test]
+    fn the_form_prefills_given_values_and_defaults() {
+        let req = StartRequest {
+            application: "app".into(),
+            pipeline: "deploy".into(),
+            parameters: [("env".to_string(), "prod".to_string())].into_iter().collect(),
+            channel: Some("C1".into()),
+        };
+        let v = form_view(&req, &specs(&config()));
+        assert_eq!(v["callback_id"], VIEW_START);
+        let blocks = v["blocks"].as_array().unwrap();
+        assert_eq!(blocks[1]["block_id"], "param:env");
+        assert_eq!(blocks[1]["element"]["initial_option"]["value"], "prod");
+        assert_eq!(blocks[2]["element"]["initial_value"], "latest");
+        assert_eq!(blocks[4]["optional"], true);
+        let meta: StartRequest = serde_json::from_str(v["private_metadata"].as_str().unwrap()).unwrap();
+        assert_eq!(meta.channel.as_deref(), Some("C1"));
+    }
+}
