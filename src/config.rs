@@ -743,11 +743,17 @@ impl Settings {
             }
         }
         if !self.pipelines.command.starts_with('/') || self.pipelines.command.len() < 2 {
-            bad("pipelines.command", "must be a slash command such as /spinnaker");
+            bad(
+                "pipelines.command",
+                "must be a slash command such as /spinnaker",
+            );
         }
         for (i, r) in self.pipelines.rules.iter().enumerate() {
             if r.application.is_empty() {
-                bad(&format!("pipelines.rules[{i}].application"), "required (an application name, or *)");
+                bad(
+                    &format!("pipelines.rules[{i}].application"),
+                    "required (an application name, or *)",
+                );
             }
         }
         if self.pipelines.follow_interval_secs < 2 {

@@ -83,7 +83,9 @@ impl JobHandler for JudgeJob {
                 // Spinnaker holds this claim's judgment (our marker is in the stage) but orca has
                 // not acted yet, e.g. a stuck pipeline. Never give the buttons back: keep judging,
                 // say so once, and keep checking without using up attempts.
-                let note = format!("Spinnaker has the judgment but has not acted on it yet ({e}); slackops keeps checking.");
+                let note = format!(
+                    "Spinnaker has the judgment but has not acted on it yet ({e}); slackops keeps checking."
+                );
                 if state
                     .db()
                     .note_judging(&j.id, req.claimed_at, &note, state.now_ms())
@@ -249,7 +251,11 @@ async fn wait_for_outcome(state: &AppState, j: &Judgment) -> Result<(), Failure>
         }
         if started.elapsed() >= budget {
             let error = anyhow::anyhow!("no change in {}s", budget.as_secs());
-            return Err(if ours { Failure::Waiting(error) } else { Failure::Transient(error) });
+            return Err(if ours {
+                Failure::Waiting(error)
+            } else {
+                Failure::Transient(error)
+            });
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(2));

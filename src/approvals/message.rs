@@ -253,7 +253,10 @@ pub fn status_line(j: &Judgment) -> String {
                 "Approving"
             };
             let waiting = note.map(|n| format!("\n{n}")).unwrap_or_default();
-            format!(":arrows_counterclockwise: {verb}… by {judge}{}{waiting}", input_suffix(j))
+            format!(
+                ":arrows_counterclockwise: {verb}… by {judge}{}{waiting}",
+                input_suffix(j)
+            )
         }
         model::APPROVED => format!(
             ":white_check_mark: *Approved* by {judge}{when}{}",

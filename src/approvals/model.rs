@@ -551,7 +551,13 @@ impl Db {
     }
 
     /// Add a note to a judgment still being judged under this claim. True when it changed.
-    pub async fn note_judging(&self, id: &str, claimed_at: i64, note: &str, now: i64) -> Result<bool, sqlx::Error> {
+    pub async fn note_judging(
+        &self,
+        id: &str,
+        claimed_at: i64,
+        note: &str,
+        now: i64,
+    ) -> Result<bool, sqlx::Error> {
         let res = sqlx::query(
             "UPDATE judgments SET note = $1, updated_at = $2
              WHERE id = $3 AND state = 'judging' AND claimed_at = $4 AND (note IS NULL OR note <> $1)",
@@ -567,7 +573,11 @@ impl Db {
 
     /// Judgments claimed before `claimed_before` and still being judged (for the reconciler, which
     /// makes sure each still has a judge job).
-    pub async fn judging_since(&self, claimed_before: i64, limit: i64) -> Result<Vec<Judgment>, sqlx::Error> {
+    pub async fn judging_since(
+        &self,
+        claimed_before: i64,
+        limit: i64,
+    ) -> Result<Vec<Judgment>, sqlx::Error> {
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM judgments WHERE state = 'judging' AND claimed_at < $1
              ORDER BY claimed_at LIMIT $2"

@@ -79,8 +79,14 @@ pub async fn reconcile_once(state: &AppState) -> anyhow::Result<usize> {
 /// and, finding its claim's marker, never judges twice.
 async fn rescue_judging(state: &AppState) -> anyhow::Result<()> {
     let grace_ms = 10 * 60 * 1000;
-    for j in state.db().judging_since(state.now_ms() - grace_ms, 100).await? {
-        let Some(claimed_at) = j.claimed_at else { continue };
+    for j in state
+        .db()
+        .judging_since(state.now_ms() - grace_ms, 100)
+        .await?
+    {
+        let Some(claimed_at) = j.claimed_at else {
+            continue;
+        };
         let key = format!("{}:{}:{claimed_at}", super::JOB_JUDGE, j.id);
         let live = state.jobs().live_with_key_prefix(&key).await?;
         if !live {
@@ -88,9 +94,15 @@ async fn rescue_judging(state: &AppState) -> anyhow::Result<()> {
             state
                 .jobs()
                 .enqueue(
-                    crate::jobs::NewJob::new(super::JOB_JUDGE, &super::click::JudgeRequest { id: j.id.clone(), claimed_at })
-                        .dedup(format!("{key}:rescued:{}", state.now_ms()))
-                        .max_attempts(state.settings().approvals.judge_max_attempts),
+                    crate::jobs::NewJob::new(
+                        super::JOB_JUDGE,
+                        &super::click::JudgeRequest {
+                            id: j.id.clone(),
+                            claimed_at,
+                        },
+                    )
+                    .dedup(format!("{key}:rescued:{}", state.now_ms()))
+                    .max_attempts(state.settings().approvals.judge_max_attempts),
                 )
                 .await?;
         }

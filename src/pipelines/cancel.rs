@@ -29,13 +29,39 @@ struct CancelRequest {
 async fn target(state: &AppState, execution_id: &str) -> Result<(String, String, Value), String> {
     let exec = match state.gate().execution(execution_id).await {
         Ok(e) => e,
-        Err(GateError::NotFound(_)) => return Err(format!("Spinnaker has no execution `{}`.", escape(execution_id))),
-        Err(GateError::Empty) => return Err("Spinnaker would not show this execution to slackops (a permission problem).".into()),
-        Err(e) => return Err(format!("Gate did not answer ({}); nothing was canceled.", escape(&e.to_string()))),
+        Err(GateError::NotFound(_)) => {
+            return Err(format!(
+                "Spinnaker has no execution `{}`.",
+                escape(execution_id)
+            ));
+        }
+        Err(GateError::Empty) => {
+            return Err(
+                "Spinnaker would not show this execution to slackops (a permission problem)."
+                    .into(),
+            );
+        }
+        Err(e) => {
+            return Err(format!(
+                "Gate did not answer ({}); nothing was canceled.",
+                escape(&e.to_string())
+            ));
+        }
     };
-    let app = exec.get("application").and_then(Value::as_str).unwrap_or_default().to_string();
-    let name = exec.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
-    let status = exec.get("status").and_then(Value::as_str).unwrap_or("UNKNOWN");
+    let app = exec
+        .get("application")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let name = exec
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let status = exec
+        .get("status")
+        .and_then(Value::as_str)
+        .unwrap_or("UNKNOWN");
     if is_final(status) {
         return Err(format!(
             "*{}* › *{}* (`{}`) already ended with status {}; there is nothing to cancel.",
@@ -49,14 +75,27 @@ async fn target(state: &AppState, execution_id: &str) -> Result<(String, String,
 }
 
 /// The `cancel` subcommand: a confirmation, not yet the cancel.
-pub async fn cancel_command(state: &AppState, user: &str, execution_id: &str, reason: Option<String>) -> anyhow::Result<Ack> {
+pub async fn cancel_command(
+    state: &AppState,
+    user: &str,
+    execution_id: &str,
+    reason: Option<String>,
+) -> anyhow::Result<Ack> {
     let (app, name, exec) = match target(state, execution_id).await {
         Ok(t) => t,
         Err(text) => return Ok(Ack::ephemeral(text)),
     };
     let who = state.authz().identity(user).await?;
     if let Err(why) = authorize(state, &who, &app, &name, "cancel").await? {
-        audit(state, "cancel", user, &format!("execution:{execution_id}"), "refused", json!({"reason": why})).await;
+        audit(
+            state,
+            "cancel",
+            user,
+            &format!("execution:{execution_id}"),
+            "refused",
+            json!({"reason": why}),
+        )
+        .await;
         return Ok(Ack::ephemeral(format!(":no_entry: {why}")));
     }
     let started_by = exec
@@ -64,12 +103,18 @@ pub async fn cancel_command(state: &AppState, user: &str, execution_id: &str, re
         .and_then(Value::as_str)
         .map(|u| format!(", started by {}", escape(u)))
         .unwrap_or_default();
-    let why = reason.as_deref().map(|r| format!(" Reason: _{}_", escape(r))).unwrap_or_default();
+    let why = reason
+        .as_deref()
+        .map(|r| format!(" Reason: _{}_", escape(r)))
+        .unwrap_or_default();
     let text = format!(
         "Cancel *{}* › *{}* ({}{started_by})?{why}",
         escape(&app),
         escape(&name),
-        link(&deck_link(state.settings(), &app, execution_id), execution_id),
+        link(
+            &deck_link(state.settings(), &app, execution_id),
+            execution_id
+        ),
     );
     let value = serde_json::to_string(&CancelRequest {
         execution_id: execution_id.to_string(),
@@ -78,9 +123,19 @@ pub async fn cancel_command(state: &AppState, user: &str, execution_id: &str, re
     .unwrap_or_default();
     let button = blocks::button(ACTION_CONFIRM_CANCEL, "Cancel execution", &value)
         .with_style(slack_morphism::prelude::SlackBlockButtonStyle::Danger)
-        .with_confirm(blocks::confirm("Cancel this execution?", &text, "Cancel it", "Keep running"));
-    let b = vec![blocks::section(&text), blocks::actions("pipelines_cancel", vec![button.into()])];
-    Ok(Ack::Message(Reply::ephemeral(text.clone()).blocks(blocks::to_json(&b))))
+        .with_confirm(blocks::confirm(
+            "Cancel this execution?",
+            &text,
+            "Cancel it",
+            "Keep running",
+        ));
+    let b = vec![
+        blocks::section(&text),
+        blocks::actions("pipelines_cancel", vec![button.into()]),
+    ];
+    Ok(Ack::Message(
+        Reply::ephemeral(text.clone()).blocks(blocks::to_json(&b)),
+    ))
 }
 
 /// The confirmed click.
@@ -88,10 +143,21 @@ pub struct ConfirmCancel;
 
 #[async_trait]
 impl ActionHandler for ConfirmCancel {
-    async fn handle(&self, cx: SlackCtx, interaction: Arc<Interaction>, action: Action) -> anyhow::Result<Ack> {
+    async fn handle(
+        &self,
+        cx: SlackCtx,
+        interaction: Arc<Interaction>,
+        action: Action,
+    ) -> anyhow::Result<Ack> {
         let state = &cx.state;
-        let Some(req) = action.value.as_deref().and_then(|v| serde_json::from_str::<CancelRequest>(v).ok()) else {
-            return Ok(Ack::ephemeral("This button is out of date; run the command again."));
+        let Some(req) = action
+            .value
+            .as_deref()
+            .and_then(|v| serde_json::from_str::<CancelRequest>(v).ok())
+        else {
+            return Ok(Ack::ephemeral(
+                "This button is out of date; run the command again.",
+            ));
         };
         let (app, name, _) = match target(state, &req.execution_id).await {
             Ok(t) => t,
@@ -100,27 +166,73 @@ impl ActionHandler for ConfirmCancel {
         let who = state.authz().identity(&cx.user_id).await?;
         let subject = format!("execution:{}", req.execution_id);
         if let Err(why) = authorize(state, &who, &app, &name, "cancel").await? {
-            audit(state, "cancel", &cx.user_id, &subject, "refused", json!({"reason": why})).await;
-            return Ok(Ack::Message(Reply::ephemeral(format!(":no_entry: {why}")).replace_original()));
+            audit(
+                state,
+                "cancel",
+                &cx.user_id,
+                &subject,
+                "refused",
+                json!({"reason": why}),
+            )
+            .await;
+            return Ok(Ack::Message(
+                Reply::ephemeral(format!(":no_entry: {why}")).replace_original(),
+            ));
+        }
+        let once = format!(
+            "cancel:{}:{}",
+            req.execution_id,
+            interaction
+                .message_ts()
+                .or(action.action_ts.as_deref())
+                .unwrap_or_default()
+        );
+        if !super::first_use(state, &once).await? {
+            return Ok(Ack::ephemeral("This confirmation was already used."));
         }
         let reason = format!(
             "{} (canceled from Slack by {})",
-            req.reason.clone().unwrap_or_else(|| "no reason given".into()),
+            req.reason
+                .clone()
+                .unwrap_or_else(|| "no reason given".into()),
             who.email.clone().unwrap_or_else(|| who.name.clone())
         );
-        match state.gate().cancel(&req.execution_id, &reason, who.email.as_deref()).await {
+        match state
+            .gate()
+            .cancel(&req.execution_id, &reason, who.email.as_deref())
+            .await
+        {
             Ok(()) => {
-                audit(state, "cancel", &cx.user_id, &subject, "ok", json!({"reason": req.reason, "application": app, "pipeline": name})).await;
-                let why = req.reason.as_deref().map(|r| format!(": {}", escape(r))).unwrap_or_default();
+                audit(
+                    state,
+                    "cancel",
+                    &cx.user_id,
+                    &subject,
+                    "ok",
+                    json!({"reason": req.reason, "application": app, "pipeline": name}),
+                )
+                .await;
+                let why = req
+                    .reason
+                    .as_deref()
+                    .map(|r| format!(": {}", escape(r)))
+                    .unwrap_or_default();
                 let text = format!(
                     ":no_entry_sign: *{}* › *{}* canceled by {}{why} · {}",
                     escape(&app),
                     escape(&name),
                     mention(&cx.user_id),
-                    link(&deck_link(state.settings(), &app, &req.execution_id), "Open in Deck")
+                    link(
+                        &deck_link(state.settings(), &app, &req.execution_id),
+                        "Open in Deck"
+                    )
                 );
                 if let Some(channel) = interaction.channel_id()
-                    && state.slack().post_message(&Message::text(channel, &text)).await.is_ok()
+                    && state
+                        .slack()
+                        .post_message(&Message::text(channel, &text))
+                        .await
+                        .is_ok()
                 {
                     return Ok(Ack::Message(Reply {
                         delete_original: Some(true),
@@ -130,9 +242,21 @@ impl ActionHandler for ConfirmCancel {
                 Ok(Ack::Message(Reply::in_channel(text).replace_original()))
             }
             Err(e) => {
-                audit(state, "cancel", &cx.user_id, &subject, "failed", json!({"gate": e.to_string()})).await;
+                audit(
+                    state,
+                    "cancel",
+                    &cx.user_id,
+                    &subject,
+                    "failed",
+                    json!({"gate": e.to_string()}),
+                )
+                .await;
                 Ok(Ack::Message(
-                    Reply::ephemeral(format!("Spinnaker did not cancel it: {}", escape(&e.to_string()))).replace_original(),
+                    Reply::ephemeral(format!(
+                        "Spinnaker did not cancel it: {}",
+                        escape(&e.to_string())
+                    ))
+                    .replace_original(),
                 ))
             }
         }

@@ -25,12 +25,20 @@ impl CommandHandler for PipelineCommand {
         let name = cx.state.settings().pipelines.command.clone();
         let parsed = match parse(&cmd.text, &name) {
             Ok(c) => c,
-            Err(e) => return Ok(Ack::ephemeral(format!(":warning: {e}\nType `{name} help` for every subcommand."))),
+            Err(e) => {
+                return Ok(Ack::ephemeral(format!(
+                    ":warning: {e}\nType `{name} help` for every subcommand."
+                )));
+            }
         };
         let state = &cx.state;
         match parsed {
             Command::Help => Ok(help(&name)),
-            Command::Start { application, pipeline, parameters } => {
+            Command::Start {
+                application,
+                pipeline,
+                parameters,
+            } => {
                 let req = StartRequest {
                     application,
                     pipeline,
@@ -39,8 +47,14 @@ impl CommandHandler for PipelineCommand {
                 };
                 start::start_command(state, &cmd, req).await
             }
-            Command::Cancel { execution_id, reason } => cancel::cancel_command(state, &cmd.user_id, &execution_id, reason).await,
-            Command::Status { application, pipeline } => status(state, &application, pipeline.as_deref()).await,
+            Command::Cancel {
+                execution_id,
+                reason,
+            } => cancel::cancel_command(state, &cmd.user_id, &execution_id, reason).await,
+            Command::Status {
+                application,
+                pipeline,
+            } => status(state, &application, pipeline.as_deref()).await,
             Command::Pipelines { application } => pipelines(state, &application).await,
             Command::Pending { application } => pending(state, application.as_deref()).await,
         }
@@ -53,8 +67,8 @@ pub fn help(name: &str) -> Ack {
          • `{name} start <application> <pipeline> [name=value …]` start a pipeline (a form asks for missing parameters), e.g. `{name} start payments deploy-prod version=v42`\n\
          • `{name} cancel <execution id | Deck URL> [reason]` cancel a running execution, e.g. `{name} cancel 01J6Z3Q9W8 canary is failing`\n\
          • `{name} status <application> [pipeline]` latest executions, e.g. `{name} status payments deploy-prod`\n\
-         • `{name} pending [application]` Manual Judgments waiting, with links to their approval messages\n\
-         • `{name} pipelines <application>` pipeline names, and which take parameters\n\
+         • `{name} pending [application]` Manual Judgments waiting, with links to their approval messages, e.g. `{name} pending payments`\n\
+         • `{name} pipelines <application>` pipeline names, and which take parameters, e.g. `{name} pipelines payments`\n\
          • `{name} help` this list"
     ))
 }
@@ -66,24 +80,44 @@ fn gate_problem(e: &GateError, application: &str) -> Ack {
             "There is no application *{}* in Spinnaker. Check the spelling (application names are lower case).",
             escape(application)
         )),
-        e if e.is_transient() => Ack::ephemeral(format!("Gate did not answer ({}). Try again in a moment.", escape(&e.to_string()))),
+        e if e.is_transient() => Ack::ephemeral(format!(
+            "Gate did not answer ({}). Try again in a moment.",
+            escape(&e.to_string())
+        )),
         e => Ack::ephemeral(format!("Spinnaker refused: {}", escape(&e.to_string()))),
     }
 }
 
-async fn status(state: &AppState, application: &str, pipeline: Option<&str>) -> anyhow::Result<Ack> {
+async fn status(
+    state: &AppState,
+    application: &str,
+    pipeline: Option<&str>,
+) -> anyhow::Result<Ack> {
     if let Err(e) = state.gate().application(application).await {
         return Ok(gate_problem(&e, application));
     }
     let limit = state.settings().pipelines.status_limit;
-    let mut execs = match state.gate().executions(application, None, Some(limit as u32)).await {
+    let mut execs = match state
+        .gate()
+        .executions(application, None, Some(limit as u32))
+        .await
+    {
         Ok(e) => e,
         Err(e) => return Ok(gate_problem(&e, application)),
     };
     if let Some(p) = pipeline {
-        execs.retain(|e| e.get("name").and_then(Value::as_str).is_some_and(|n| n.eq_ignore_ascii_case(p)));
+        execs.retain(|e| {
+            e.get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| n.eq_ignore_ascii_case(p))
+        });
     }
-    let started = |e: &Value| e.get("startTime").and_then(Value::as_i64).or_else(|| e.get("buildTime").and_then(Value::as_i64)).unwrap_or(0);
+    let started = |e: &Value| {
+        e.get("startTime")
+            .and_then(Value::as_i64)
+            .or_else(|| e.get("buildTime").and_then(Value::as_i64))
+            .unwrap_or(0)
+    };
     execs.sort_by_key(|e| std::cmp::Reverse(started(e)));
     execs.truncate(limit);
     let scope = match pipeline {
@@ -107,8 +141,16 @@ async fn status(state: &AppState, application: &str, pipeline: Option<&str>) -> 
                 .unwrap_or("?");
             let start = started(e);
             let end = e.get("endTime").and_then(Value::as_i64).unwrap_or(now);
-            let when = if start > 0 { crate::approvals::message::slack_date(start) } else { "not started".into() };
-            let took = if start > 0 { duration(end - start) } else { "-".into() };
+            let when = if start > 0 {
+                crate::approvals::message::slack_date(start)
+            } else {
+                "not started".into()
+            };
+            let took = if start > 0 {
+                duration(end - start)
+            } else {
+                "-".into()
+            };
             format!(
                 "{} {} *{}* · {} · {} · {when} · {took}",
                 status_emoji(status),
@@ -120,7 +162,9 @@ async fn status(state: &AppState, application: &str, pipeline: Option<&str>) -> 
         })
         .collect();
     let text = format!("Latest executions of {scope}:\n{}", lines.join("\n"));
-    Ok(Ack::Message(Reply::ephemeral(text.clone()).blocks(blocks::to_json(&[blocks::section(&text)]))))
+    Ok(Ack::Message(
+        Reply::ephemeral(text.clone()).blocks(blocks::to_json(&[blocks::section(&text)])),
+    ))
 }
 
 async fn pipelines(state: &AppState, application: &str) -> anyhow::Result<Ack> {
@@ -132,20 +176,36 @@ async fn pipelines(state: &AppState, application: &str) -> anyhow::Result<Ack> {
         Err(e) => return Ok(gate_problem(&e, application)),
     };
     if configs.is_empty() {
-        return Ok(Ack::ephemeral(format!("*{}* has no pipelines.", escape(application))));
+        return Ok(Ack::ephemeral(format!(
+            "*{}* has no pipelines.",
+            escape(application)
+        )));
     }
     let mut names: BTreeMap<String, String> = BTreeMap::new();
     for c in &configs {
-        let Some(name) = c.get("name").and_then(Value::as_str) else { continue };
+        let Some(name) = c.get("name").and_then(Value::as_str) else {
+            continue;
+        };
         let specs = start::specs(c);
         let mut note = if specs.is_empty() {
             "no parameters".to_string()
         } else {
-            let required = specs.iter().filter(|s| s.required && s.default.is_none()).count();
+            let required = specs
+                .iter()
+                .filter(|s| s.required && s.default.is_none())
+                .count();
             format!(
                 "parameters: {}{}",
-                specs.iter().map(|s| format!("`{}`", escape(&s.name))).collect::<Vec<_>>().join(", "),
-                if required > 0 { format!(" ({required} required)") } else { String::new() }
+                specs
+                    .iter()
+                    .map(|s| format!("`{}`", escape(&s.name)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if required > 0 {
+                    format!(" ({required} required)")
+                } else {
+                    String::new()
+                }
             )
         };
         if c.get("disabled").and_then(Value::as_bool) == Some(true) {
@@ -153,22 +213,41 @@ async fn pipelines(state: &AppState, application: &str) -> anyhow::Result<Ack> {
         }
         names.insert(name.to_string(), note);
     }
-    let lines: Vec<String> = names.iter().map(|(n, note)| format!("• *{}* — {note}", escape(n))).collect();
+    let lines: Vec<String> = names
+        .iter()
+        .map(|(n, note)| format!("• *{}* — {note}", escape(n)))
+        .collect();
     Ok(Ack::ephemeral(blocks::truncate(
-        &format!("Pipelines of *{}*:\n{}", escape(application), lines.join("\n")),
+        &format!(
+            "Pipelines of *{}*:\n{}",
+            escape(application),
+            lines.join("\n")
+        ),
         3900,
     )))
 }
 
 async fn pending(state: &AppState, application: Option<&str>) -> anyhow::Result<Ack> {
-    let mut open = state.db().judgments_in_state(Some(crate::approvals::model::AWAITING), 200).await?;
-    open.extend(state.db().judgments_in_state(Some(crate::approvals::model::JUDGING), 200).await?);
+    let mut open = state
+        .db()
+        .judgments_in_state(Some(crate::approvals::model::AWAITING), 200)
+        .await?;
+    open.extend(
+        state
+            .db()
+            .judgments_in_state(Some(crate::approvals::model::JUDGING), 200)
+            .await?,
+    );
     if let Some(app) = application {
         open.retain(|j| j.application.eq_ignore_ascii_case(app));
     }
     if open.is_empty() {
-        let scope = application.map(|a| format!(" for *{}*", escape(a))).unwrap_or_default();
-        return Ok(Ack::ephemeral(format!("No Manual Judgments are waiting{scope}.")));
+        let scope = application
+            .map(|a| format!(" for *{}*", escape(a)))
+            .unwrap_or_default();
+        return Ok(Ack::ephemeral(format!(
+            "No Manual Judgments are waiting{scope}."
+        )));
     }
     open.sort_by_key(|j| j.created_at);
     let mut lines = Vec::new();
@@ -178,7 +257,11 @@ async fn pending(state: &AppState, application: Option<&str>) -> anyhow::Result<
             _ => None,
         }
         .unwrap_or_else(|| deck_link(state.settings(), &j.application, &j.execution_id));
-        let state_note = if j.state == crate::approvals::model::JUDGING { " (being judged)" } else { "" };
+        let state_note = if j.state == crate::approvals::model::JUDGING {
+            " (being judged)"
+        } else {
+            ""
+        };
         lines.push(format!(
             "• *{}* › *{}* — {}{state_note} · waiting since {} · {}",
             escape(&j.application),
@@ -189,6 +272,13 @@ async fn pending(state: &AppState, application: Option<&str>) -> anyhow::Result<
         ));
     }
     let more = open.len().saturating_sub(20);
-    let tail = if more > 0 { format!("\n…and {more} more.") } else { String::new() };
-    Ok(Ack::ephemeral(format!("Manual Judgments waiting:\n{}{tail}", lines.join("\n"))))
+    let tail = if more > 0 {
+        format!("\n…and {more} more.")
+    } else {
+        String::new()
+    };
+    Ok(Ack::ephemeral(format!(
+        "Manual Judgments waiting:\n{}{tail}",
+        lines.join("\n")
+    )))
 }

@@ -37,7 +37,10 @@ pub fn duration(ms: i64) -> String {
 
 /// Statuses after which an execution does not change any more.
 pub fn is_final(status: &str) -> bool {
-    matches!(status, "SUCCEEDED" | "TERMINAL" | "CANCELED" | "STOPPED" | "SKIPPED" | "FAILED_CONTINUE")
+    matches!(
+        status,
+        "SUCCEEDED" | "TERMINAL" | "CANCELED" | "STOPPED" | "SKIPPED" | "FAILED_CONTINUE"
+    )
 }
 
 pub fn status_emoji(status: &str) -> &'static str {
@@ -71,26 +74,39 @@ impl JobHandler for FollowJob {
         }
         let settings = state.settings().pipelines.clone();
         let now = state.now_ms();
-        let (status, end_ms, canceled_by, reason) = match state.gate().execution(&run.execution_id).await {
-            Ok(exec) => {
-                let status = exec.get("status").and_then(Value::as_str).unwrap_or("UNKNOWN").to_string();
-                if !is_final(&status) {
-                    let limit = (settings.follow_max_hours as i64) * 3_600_000;
-                    if now - run.started_at < limit {
-                        return Err(JobError::NotYet(Duration::from_secs(settings.follow_interval_secs)));
+        let (status, end_ms, canceled_by, reason) =
+            match state.gate().execution(&run.execution_id).await {
+                Ok(exec) => {
+                    let status = exec
+                        .get("status")
+                        .and_then(Value::as_str)
+                        .unwrap_or("UNKNOWN")
+                        .to_string();
+                    if !is_final(&status) {
+                        let limit = (settings.follow_max_hours as i64) * 3_600_000;
+                        if now - run.started_at < limit {
+                            return Err(JobError::NotYet(Duration::from_secs(
+                                settings.follow_interval_secs,
+                            )));
+                        }
+                        ("UNFOLLOWED".to_string(), now, None, None)
+                    } else {
+                        let end = exec.get("endTime").and_then(Value::as_i64).unwrap_or(now);
+                        let by = exec
+                            .get("canceledBy")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned);
+                        let why = exec
+                            .get("cancellationReason")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned);
+                        (status, end, by, why)
                     }
-                    ("UNFOLLOWED".to_string(), now, None, None)
-                } else {
-                    let end = exec.get("endTime").and_then(Value::as_i64).unwrap_or(now);
-                    let by = exec.get("canceledBy").and_then(Value::as_str).map(str::to_owned);
-                    let why = exec.get("cancellationReason").and_then(Value::as_str).map(str::to_owned);
-                    (status, end, by, why)
                 }
-            }
-            Err(GateError::NotFound(_)) => ("VANISHED".to_string(), now, None, None),
-            Err(e) if e.is_transient() => return Err(e.into()),
-            Err(e) => return Err(JobError::Permanent(e.into())),
-        };
+                Err(GateError::NotFound(_)) => ("VANISHED".to_string(), now, None, None),
+                Err(e) if e.is_transient() => return Err(e.into()),
+                Err(e) => return Err(JobError::Permanent(e.into())),
+            };
         sqlx::query("UPDATE pipeline_runs SET status = $1, ended_at = $2 WHERE id = $3 AND status = 'RUNNING'")
             .bind(&status)
             .bind(end_ms)
@@ -109,22 +125,44 @@ impl JobHandler for FollowJob {
             mention(&run.started_by)
         );
         let took = duration(end_ms - run.started_at);
-        let deck = link(&deck_link(state.settings(), &run.application, &run.execution_id), "Open in Deck");
+        let deck = link(
+            &deck_link(state.settings(), &run.application, &run.execution_id),
+            "Open in Deck",
+        );
         let text = match status.as_str() {
-            "SUCCEEDED" => format!("{} {head} *succeeded* in {took} · {deck}", status_emoji(&status)),
+            "SUCCEEDED" => format!(
+                "{} {head} *succeeded* in {took} · {deck}",
+                status_emoji(&status)
+            ),
             "CANCELED" | "STOPPED" => {
-                let by = canceled_by.map(|b| format!(" by {}", escape(&b))).unwrap_or_default();
-                let why = reason.map(|r| format!(": {}", escape(&r))).unwrap_or_default();
-                format!("{} {head} was *canceled*{by}{why} after {took} · {deck}", status_emoji(&status))
+                let by = canceled_by
+                    .map(|b| format!(" by {}", escape(&b)))
+                    .unwrap_or_default();
+                let why = reason
+                    .map(|r| format!(": {}", escape(&r)))
+                    .unwrap_or_default();
+                format!(
+                    "{} {head} was *canceled*{by}{why} after {took} · {deck}",
+                    status_emoji(&status)
+                )
             }
-            "VANISHED" => format!(":grey_question: {head}: the execution no longer exists in Spinnaker."),
+            "VANISHED" => {
+                format!(":grey_question: {head}: the execution no longer exists in Spinnaker.")
+            }
             "UNFOLLOWED" => format!(
                 ":hourglass: {head} is still running after {}h; slackops stopped following it · {deck}",
                 settings.follow_max_hours
             ),
-            other => format!("{} {head} *failed* ({}) after {took} · {deck}", status_emoji(other), escape(other)),
+            other => format!(
+                "{} {head} *failed* ({}) after {took} · {deck}",
+                status_emoji(other),
+                escape(other)
+            ),
         };
-        state.slack().update_message(&channel, &ts, &text, None).await?;
+        state
+            .slack()
+            .update_message(&channel, &ts, &text, None)
+            .await?;
         Ok(())
     }
 }

@@ -50,14 +50,27 @@ pub fn register(registry: &mut Registry, settings: &Settings) {
 }
 
 /// The rule for an application and pipeline: pipeline-specific, else application-wide, else `*`.
-pub fn rule_for<'a>(settings: &'a Settings, application: &str, pipeline: &str) -> Option<&'a PipelineRule> {
+pub fn rule_for<'a>(
+    settings: &'a Settings,
+    application: &str,
+    pipeline: &str,
+) -> Option<&'a PipelineRule> {
     let rules = &settings.pipelines.rules;
     let app = |r: &&PipelineRule| r.application.eq_ignore_ascii_case(application);
     rules
         .iter()
-        .find(|r| app(r) && r.pipeline.as_deref().is_some_and(|p| p.eq_ignore_ascii_case(pipeline)))
+        .find(|r| {
+            app(r)
+                && r.pipeline
+                    .as_deref()
+                    .is_some_and(|p| p.eq_ignore_ascii_case(pipeline))
+        })
         .or_else(|| rules.iter().find(|r| app(r) && r.pipeline.is_none()))
-        .or_else(|| rules.iter().find(|r| r.application == "*" && r.pipeline.is_none()))
+        .or_else(|| {
+            rules
+                .iter()
+                .find(|r| r.application == "*" && r.pipeline.is_none())
+        })
 }
 
 /// May `who` start or cancel this pipeline? `Ok(Err(explanation))` when not.
@@ -69,6 +82,15 @@ pub async fn authorize(
     verb: &str,
 ) -> anyhow::Result<Result<PipelineRule, String>> {
     let Some(rule) = rule_for(state.settings(), application, pipeline) else {
+        audit(
+            state,
+            verb,
+            &who.user_id,
+            &format!("pipeline:{application}:{pipeline}"),
+            "refused",
+            json!({"reason": "no rule"}),
+        )
+        .await;
         return Ok(Err(format!(
             "Nobody may {verb} pipelines of *{}* from Slack: no `pipelines.rules` entry covers it. Ask your slackops operators.",
             escape(application)
@@ -78,6 +100,15 @@ pub async fn authorize(
     if state.authz().allows(&principals, who).await? {
         Ok(Ok(rule.clone()))
     } else {
+        audit(
+            state,
+            verb,
+            &who.user_id,
+            &format!("pipeline:{application}:{pipeline}"),
+            "refused",
+            json!({}),
+        )
+        .await;
         Ok(Err(format!(
             "You may not {verb} *{}* › *{}* from Slack. Allowed: {}.",
             escape(application),
@@ -111,7 +142,14 @@ pub fn deck_link(settings: &Settings, application: &str, execution_id: &str) -> 
     crate::approvals::message::deck_url(&settings.spinnaker.deck_url, application, execution_id)
 }
 
-async fn audit(state: &AppState, action: &str, actor: &str, subject: &str, outcome: &str, detail: serde_json::Value) {
+async fn audit(
+    state: &AppState,
+    action: &str,
+    actor: &str,
+    subject: &str,
+    outcome: &str,
+    detail: serde_json::Value,
+) {
     let e = AuditEntry {
         feature: FEATURE,
         action,
@@ -125,28 +163,69 @@ async fn audit(state: &AppState, action: &str, actor: &str, subject: &str, outco
     }
 }
 
+/// Make a confirmation button single-use: true the first time `key` is seen. A double click on
+/// "Start pipeline" must not start it twice.
+pub async fn first_use(state: &AppState, key: &str) -> anyhow::Result<bool> {
+    Ok(state.claim_event(&format!("once:{key}")).await?)
+}
+
 /// Trigger a pipeline once and announce it in the channel. `Err` is a message for the person.
-pub async fn trigger_and_announce(state: &AppState, who: &Identity, req: &StartRequest) -> Result<String, String> {
+pub async fn trigger_and_announce(
+    state: &AppState,
+    who: &Identity,
+    req: &StartRequest,
+) -> Result<String, String> {
     let subject = format!("pipeline:{}:{}", req.application, req.pipeline);
-    let user_for_spinnaker = who.email.clone().unwrap_or_else(|| format!("slack:{}", who.user_id));
+    let user_for_spinnaker = who
+        .email
+        .clone()
+        .unwrap_or_else(|| format!("slack:{}", who.user_id));
     let trigger = ManualTrigger {
         kind: "manual".into(),
         user: user_for_spinnaker.clone(),
-        parameters: req.parameters.iter().map(|(k, v)| (k.clone(), json!(v))).collect(),
+        parameters: req
+            .parameters
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect(),
         artifacts: vec![],
         notifications: vec![],
     };
     let answer = state
         .gate()
-        .trigger(&req.application, &req.pipeline, &trigger, who.email.as_deref())
+        .trigger(
+            &req.application,
+            &req.pipeline,
+            &trigger,
+            who.email.as_deref(),
+        )
         .await;
     let execution_id = match answer {
         Ok(r) => r.execution_id().to_string(),
         Err(e) => {
             let (outcome, text) = match &e {
-                GateError::BadRequest(m) => ("refused", format!("Spinnaker refused to start *{}* › *{}*: {}", escape(&req.application), escape(&req.pipeline), escape(m))),
-                GateError::NotFound(m) => ("not_found", format!("Spinnaker does not know *{}* › *{}*: {}", escape(&req.application), escape(&req.pipeline), escape(m))),
-                GateError::Forbidden(m) => ("refused", format!("Spinnaker refused slackops' request: {}", escape(m))),
+                GateError::BadRequest(m) => (
+                    "refused",
+                    format!(
+                        "Spinnaker refused to start *{}* › *{}*: {}",
+                        escape(&req.application),
+                        escape(&req.pipeline),
+                        escape(m)
+                    ),
+                ),
+                GateError::NotFound(m) => (
+                    "not_found",
+                    format!(
+                        "Spinnaker does not know *{}* › *{}*: {}",
+                        escape(&req.application),
+                        escape(&req.pipeline),
+                        escape(m)
+                    ),
+                ),
+                GateError::Forbidden(m) => (
+                    "refused",
+                    format!("Spinnaker refused slackops' request: {}", escape(m)),
+                ),
                 e if e.is_transient() => (
                     "unknown",
                     format!(
@@ -157,9 +236,20 @@ pub async fn trigger_and_announce(state: &AppState, who: &Identity, req: &StartR
                         req.pipeline
                     ),
                 ),
-                e => ("failed", format!("Starting the pipeline failed: {}", escape(&e.to_string()))),
+                e => (
+                    "failed",
+                    format!("Starting the pipeline failed: {}", escape(&e.to_string())),
+                ),
             };
-            audit(state, "start", &who.user_id, &subject, outcome, json!({"parameters": req.parameters, "gate": e.to_string()})).await;
+            audit(
+                state,
+                "start",
+                &who.user_id,
+                &subject,
+                outcome,
+                json!({"parameters": req.parameters, "gate": e.to_string()}),
+            )
+            .await;
             return Err(text);
         }
     };
@@ -181,7 +271,11 @@ pub async fn trigger_and_announce(state: &AppState, who: &Identity, req: &StartR
             "\nParameters: {}",
             req.parameters
                 .iter()
-                .map(|(k, v)| format!("`{}`={}", escape(k), escape(&crate::slack::blocks::truncate(v, 80))))
+                .map(|(k, v)| format!(
+                    "`{}`={}",
+                    escape(k),
+                    escape(&crate::slack::blocks::truncate(v, 80))
+                ))
                 .collect::<Vec<_>>()
                 .join(", ")
         )
@@ -195,7 +289,7 @@ pub async fn trigger_and_announce(state: &AppState, who: &Identity, req: &StartR
     );
     let run_id = new_id();
     let now = state.now_ms();
-    if let Err(e) = sqlx::query(
+    let recorded = match sqlx::query(
         "INSERT INTO pipeline_runs (id, execution_id, application, pipeline_name, started_by, status, started_at, parameters)
          VALUES ($1, $2, $3, $4, $5, 'RUNNING', $6, $7) ON CONFLICT (execution_id) DO NOTHING",
     )
@@ -209,9 +303,13 @@ pub async fn trigger_and_announce(state: &AppState, who: &Identity, req: &StartR
     .execute(state.db().pool())
     .await
     {
-        warn!(error = %crate::store::short_db_error(&e), "recording the started execution failed; it will not be followed");
-        return Ok(text);
-    }
+        Ok(_) => true,
+        Err(e) => {
+            // The pipeline is running: say so anyway, only the follow-up is lost.
+            warn!(error = %crate::store::short_db_error(&e), "recording the started execution failed; it will not be followed");
+            false
+        }
+    };
 
     // Announce where the command was typed; in a channel the bot cannot post to, in a DM.
     let mut posted = None;
@@ -219,10 +317,12 @@ pub async fn trigger_and_announce(state: &AppState, who: &Identity, req: &StartR
         let msg = Message::text(channel, &text);
         posted = match state.slack().post_message(&msg).await {
             Ok(p) => Some(p),
-            Err(e) if e.is(SlackErrorCode::NotInChannel) => match state.slack().conversations_join(channel).await {
-                Ok(()) => state.slack().post_message(&msg).await.ok(),
-                Err(_) => None,
-            },
+            Err(e) if e.is(SlackErrorCode::NotInChannel) => {
+                match state.slack().conversations_join(channel).await {
+                    Ok(()) => state.slack().post_message(&msg).await.ok(),
+                    Err(_) => None,
+                }
+            }
             Err(e) => {
                 warn!(error = %e, "announcing the start in the channel failed");
                 None
@@ -232,7 +332,14 @@ pub async fn trigger_and_announce(state: &AppState, who: &Identity, req: &StartR
     if posted.is_none()
         && let Ok(dm) = state.slack().open_dm(&who.user_id).await
     {
-        posted = state.slack().post_message(&Message::text(dm, &text)).await.ok();
+        posted = state
+            .slack()
+            .post_message(&Message::text(dm, &text))
+            .await
+            .ok();
+    }
+    if !recorded {
+        return Ok(text);
     }
     if let Some(p) = &posted {
         let _ = sqlx::query("UPDATE pipeline_runs SET channel = $1, message_ts = $2 WHERE id = $3")
@@ -242,9 +349,14 @@ pub async fn trigger_and_announce(state: &AppState, who: &Identity, req: &StartR
             .execute(state.db().pool())
             .await;
     }
-    let job = NewJob::new(JOB_FOLLOW, &RunRef { run_id: run_id.clone() })
-        .dedup(format!("{JOB_FOLLOW}:{run_id}"))
-        .run_at(now + (state.settings().pipelines.follow_interval_secs as i64) * 1000);
+    let job = NewJob::new(
+        JOB_FOLLOW,
+        &RunRef {
+            run_id: run_id.clone(),
+        },
+    )
+    .dedup(format!("{JOB_FOLLOW}:{run_id}"))
+    .run_at(now + (state.settings().pipelines.follow_interval_secs as i64) * 1000);
     if let Err(e) = state.jobs().enqueue(job).await {
         warn!(error = %crate::store::short_db_error(&e), "queueing the follow-up failed; the message will not be updated when it ends");
     }

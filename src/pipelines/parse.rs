@@ -33,6 +33,11 @@ pub enum Command {
 
 /// Split like a shell, after straightening Slack's typographic quotes.
 pub fn words(text: &str) -> Result<Vec<String>, String> {
+    // Slack escapes these three in command text.
+    let text = text
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
     let straight: String = text
         .chars()
         .map(|c| match c {
@@ -56,7 +61,10 @@ pub fn parameters(words: &[String]) -> Result<BTreeMap<String, String>, String> 
         };
         let k = k.trim();
         if k.is_empty() {
-            return Err(format!("`{}` has no parameter name before `=`.", w.replace('`', "'")));
+            return Err(format!(
+                "`{}` has no parameter name before `=`.",
+                w.replace('`', "'")
+            ));
         }
         if out.insert(k.to_string(), v.to_string()).is_some() {
             return Err(format!("the parameter `{k}` is given twice."));
@@ -78,13 +86,19 @@ pub fn execution_id(target: &str) -> Result<String, String> {
             .or_else(|| t.split("/executions/").nth(1))
             .or_else(|| t.split("/pipelines/").nth(1))
             .ok_or_else(|| format!("`{}` is not a Deck execution URL. Give the execution id, or the URL of the execution's page in Deck.", t.replace('`', "'")))?;
-        after.split(['?', '/', '#', '&']).next().unwrap_or("").to_string()
+        after
+            .split(['?', '/', '#', '&'])
+            .next()
+            .unwrap_or("")
+            .to_string()
     } else {
         t.to_string()
     };
     let valid = !candidate.is_empty()
         && candidate.len() <= 64
-        && candidate.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        && candidate
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if valid {
         Ok(candidate)
     } else {
@@ -149,13 +163,19 @@ pub fn parse(text: &str, command: &str) -> Result<Command, String> {
             [app] => Ok(Command::Pending {
                 application: Some(app.clone()),
             }),
-            _ => Err(format!("`pending` takes at most an application. {}", usage("pending [application]"))),
+            _ => Err(format!(
+                "`pending` takes at most an application. {}",
+                usage("pending [application]")
+            )),
         },
         "pipelines" | "list" => match rest {
             [app] => Ok(Command::Pipelines {
                 application: app.clone(),
             }),
-            _ => Err(format!("`pipelines` takes an application. {}", usage("pipelines <application>"))),
+            _ => Err(format!(
+                "`pipelines` takes an application. {}",
+                usage("pipelines <application>")
+            )),
         },
         other => Err(format!(
             "`{}` is not a subcommand. Use `start`, `cancel`, `status`, `pending`, `pipelines` or `help`.",
@@ -176,37 +196,99 @@ mod tests {
 
     #[test]
     fn start_reads_parameters_with_quotes_and_smart_quotes() {
-        let c = parse("start myapp deploy-prod version=v42 note=\u{201C}two words\u{201D}", "/spinnaker").unwrap();
-        let Command::Start { application, pipeline, parameters } = c else { panic!("not start") };
+        let c = parse(
+            "start myapp deploy-prod version=v42 note=\u{201C}two words\u{201D}",
+            "/spinnaker",
+        )
+        .unwrap();
+        let Command::Start {
+            application,
+            pipeline,
+            parameters,
+        } = c
+        else {
+            panic!("not start")
+        };
         assert_eq!(application, "myapp");
         assert_eq!(pipeline, "deploy-prod");
         assert_eq!(parameters["version"], "v42");
         assert_eq!(parameters["note"], "two words");
         let c = parse("start myapp \"deploy prod\" empty=", "/spinnaker").unwrap();
-        let Command::Start { pipeline, parameters, .. } = c else { panic!("not start") };
+        let Command::Start {
+            pipeline,
+            parameters,
+            ..
+        } = c
+        else {
+            panic!("not start")
+        };
         assert_eq!(pipeline, "deploy prod");
         assert_eq!(parameters["empty"], "");
     }
 
     #[test]
     fn bad_input_is_explained() {
-        assert!(parse("start myapp", "/spinnaker").unwrap_err().contains("Usage: `/spinnaker start"));
-        assert!(parse("start a p oops", "/spinnaker").unwrap_err().contains("name=value"));
-        assert!(parse("start a p =x", "/spinnaker").unwrap_err().contains("no parameter name"));
-        assert!(parse("start a p x=1 x=2", "/spinnaker").unwrap_err().contains("twice"));
-        assert!(parse("deploy x", "/spinnaker").unwrap_err().contains("not a subcommand"));
-        assert!(parse("start a \"p", "/spinnaker").unwrap_err().contains("quote"));
-        assert!(parse("status", "/spinnaker").unwrap_err().contains("status <application>"));
+        assert!(
+            parse("start myapp", "/spinnaker")
+                .unwrap_err()
+                .contains("Usage: `/spinnaker start")
+        );
+        assert!(
+            parse("start a p oops", "/spinnaker")
+                .unwrap_err()
+                .contains("name=value")
+        );
+        assert!(
+            parse("start a p =x", "/spinnaker")
+                .unwrap_err()
+                .contains("no parameter name")
+        );
+        assert!(
+            parse("start a p x=1 x=2", "/spinnaker")
+                .unwrap_err()
+                .contains("twice")
+        );
+        assert!(
+            parse("deploy x", "/spinnaker")
+                .unwrap_err()
+                .contains("not a subcommand")
+        );
+        assert!(
+            parse("start a \"p", "/spinnaker")
+                .unwrap_err()
+                .contains("quote")
+        );
+        assert!(
+            parse("status", "/spinnaker")
+                .unwrap_err()
+                .contains("status <application>")
+        );
+    }
+
+    #[test]
+    fn slack_escapes_are_undone() {
+        let c = parse("start app p note=a&amp;b&lt;c&gt;", "/spinnaker").unwrap();
+        let Command::Start { parameters, .. } = c else {
+            panic!("not start")
+        };
+        assert_eq!(parameters["note"], "a&b<c>");
     }
 
     #[test]
     fn executions_are_found_in_ids_and_deck_urls() {
         assert_eq!(execution_id("01J6EXEC").unwrap(), "01J6EXEC");
         assert_eq!(
-            execution_id("https://deck.example.com/#/applications/myapp/executions/details/01J6EXEC?stage=2").unwrap(),
+            execution_id(
+                "https://deck.example.com/#/applications/myapp/executions/details/01J6EXEC?stage=2"
+            )
+            .unwrap(),
             "01J6EXEC"
         );
-        assert_eq!(execution_id("<https://deck.example.com/#/applications/a/executions/01ABC|link>").unwrap(), "01ABC");
+        assert_eq!(
+            execution_id("<https://deck.example.com/#/applications/a/executions/01ABC|link>")
+                .unwrap(),
+            "01ABC"
+        );
         assert!(execution_id("https://example.com/nothing").is_err());
         assert!(execution_id("not an id!").is_err());
         let c = parse("cancel 01J6EXEC broken canary", "/spinnaker").unwrap();

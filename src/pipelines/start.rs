@@ -59,12 +59,30 @@ pub fn specs(config: &Value) -> Vec<ParamSpec> {
                     let options: Vec<String> = p
                         .get("options")
                         .and_then(Value::as_array)
-                        .map(|o| o.iter().filter_map(|x| x.get("value").and_then(scalar).or_else(|| scalar(x))).collect())
+                        .map(|o| {
+                            o.iter()
+                                .filter_map(|x| {
+                                    x.get("value").and_then(scalar).or_else(|| scalar(x))
+                                })
+                                .collect()
+                        })
                         .unwrap_or_default();
-                    let has_options = p.get("hasOptions").and_then(Value::as_bool).unwrap_or(!options.is_empty());
+                    let has_options = p
+                        .get("hasOptions")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(!options.is_empty());
                     Some(ParamSpec {
-                        label: p.get("label").and_then(Value::as_str).filter(|l| !l.is_empty()).unwrap_or(&name).to_string(),
-                        description: p.get("description").and_then(Value::as_str).filter(|d| !d.is_empty()).map(str::to_owned),
+                        label: p
+                            .get("label")
+                            .and_then(Value::as_str)
+                            .filter(|l| !l.is_empty())
+                            .unwrap_or(&name)
+                            .to_string(),
+                        description: p
+                            .get("description")
+                            .and_then(Value::as_str)
+                            .filter(|d| !d.is_empty())
+                            .map(str::to_owned),
                         default: p.get("default").and_then(scalar),
                         required: p.get("required").and_then(Value::as_bool).unwrap_or(false),
                         options: if has_options { options } else { Vec::new() },
@@ -83,9 +101,19 @@ pub fn validate(specs: &[ParamSpec], given: &BTreeMap<String, String>) -> Result
             let known = if specs.is_empty() {
                 "it takes no parameters".to_string()
             } else {
-                format!("it takes {}", specs.iter().map(|s| format!("`{}`", escape(&s.name))).collect::<Vec<_>>().join(", "))
+                format!(
+                    "it takes {}",
+                    specs
+                        .iter()
+                        .map(|s| format!("`{}`", escape(&s.name)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
             };
-            return Err(format!("`{}` is not a parameter of this pipeline: {known}.", escape(k)));
+            return Err(format!(
+                "`{}` is not a parameter of this pipeline: {known}.",
+                escape(k)
+            ));
         };
         if !spec.options.is_empty() && !spec.options.contains(v) {
             return Err(format!(
@@ -93,7 +121,11 @@ pub fn validate(specs: &[ParamSpec], given: &BTreeMap<String, String>) -> Result
                 escape(k),
                 escape(v),
                 escape(k),
-                spec.options.iter().map(|o| format!("`{}`", escape(o))).collect::<Vec<_>>().join(", ")
+                spec.options
+                    .iter()
+                    .map(|o| format!("`{}`", escape(o)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
     }
@@ -104,7 +136,9 @@ pub fn validate(specs: &[ParamSpec], given: &BTreeMap<String, String>) -> Result
 pub fn missing<'a>(specs: &'a [ParamSpec], given: &BTreeMap<String, String>) -> Vec<&'a ParamSpec> {
     specs
         .iter()
-        .filter(|s| s.required && s.default.is_none() && given.get(&s.name).is_none_or(|v| v.is_empty()))
+        .filter(|s| {
+            s.required && s.default.is_none() && given.get(&s.name).is_none_or(|v| v.is_empty())
+        })
         .collect()
 }
 
@@ -129,20 +163,30 @@ pub fn message_view(heading: &str, text: &str) -> Value {
 pub fn loading_view(req: &StartRequest) -> Value {
     message_view(
         "Start pipeline",
-        &format!(":hourglass_flowing_sand: Looking up *{}* › *{}* in Spinnaker…", escape(&req.application), escape(&req.pipeline)),
+        &format!(
+            ":hourglass_flowing_sand: Looking up *{}* › *{}* in Spinnaker…",
+            escape(&req.application),
+            escape(&req.pipeline)
+        ),
     )
 }
 
 /// The parameter form (also the confirmation step for pipelines that need one).
 pub fn form_view(req: &StartRequest, specs: &[ParamSpec]) -> Value {
-    let mut blocks = vec![json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&format!(
+    let mut blocks = vec![
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&format!(
         "Start *{}* › *{}*{}",
         escape(&req.application),
         escape(&req.pipeline),
         if specs.is_empty() { "?" } else { " with these parameters:" }
-    ), 3000)}})];
+    ), 3000)}}),
+    ];
     for s in specs.iter().take(95) {
-        let given = req.parameters.get(&s.name).cloned().or_else(|| s.default.clone());
+        let given = req
+            .parameters
+            .get(&s.name)
+            .cloned()
+            .or_else(|| s.default.clone());
         let element = if s.options.is_empty() {
             let mut e = json!({"type": "plain_text_input", "action_id": "value"});
             if let Some(v) = given.filter(|v| !v.is_empty()) {
@@ -194,11 +238,19 @@ struct Prepared {
 
 /// Identity, authorization, and the pipeline's config. `Err` is a message for the person.
 async fn prepare(state: &AppState, user: &str, req: &StartRequest) -> Result<Prepared, String> {
-    let who = state.authz().identity(user).await.map_err(|e| format!("slackops could not read your Slack profile ({e}); try again."))?;
+    let who = state
+        .authz()
+        .identity(user)
+        .await
+        .map_err(|e| format!("slackops could not read your Slack profile ({e}); try again."))?;
     let rule = match authorize(state, &who, &req.application, &req.pipeline, "start").await {
         Ok(Ok(rule)) => rule,
         Ok(Err(why)) => return Err(format!(":no_entry: {why}")),
-        Err(e) => return Err(format!("slackops could not check your permissions ({e}); try again.")),
+        Err(e) => {
+            return Err(format!(
+                "slackops could not check your permissions ({e}); try again."
+            ));
+        }
     };
     if !rule.startable {
         return Err(format!(
@@ -207,14 +259,34 @@ async fn prepare(state: &AppState, user: &str, req: &StartRequest) -> Result<Pre
             escape(&req.pipeline)
         ));
     }
-    let config = match state.gate().pipeline_config(&req.application, &req.pipeline).await {
+    let config = match state
+        .gate()
+        .pipeline_config(&req.application, &req.pipeline)
+        .await
+    {
         Ok(c) => c,
-        Err(GateError::NotFound(_)) => return Err(not_found(state, &req.application, &req.pipeline).await),
-        Err(e) if e.is_transient() => return Err(format!("Gate did not answer ({}); nothing was started. Try again in a moment.", escape(&e.to_string()))),
-        Err(e) => return Err(format!("Spinnaker would not show the pipeline: {}", escape(&e.to_string()))),
+        Err(GateError::NotFound(_)) => {
+            return Err(not_found(state, &req.application, &req.pipeline).await);
+        }
+        Err(e) if e.is_transient() => {
+            return Err(format!(
+                "Gate did not answer ({}); nothing was started. Try again in a moment.",
+                escape(&e.to_string())
+            ));
+        }
+        Err(e) => {
+            return Err(format!(
+                "Spinnaker would not show the pipeline: {}",
+                escape(&e.to_string())
+            ));
+        }
     };
     if config.get("disabled").and_then(Value::as_bool) == Some(true) {
-        return Err(format!("*{}* › *{}* is disabled in Spinnaker.", escape(&req.application), escape(&req.pipeline)));
+        return Err(format!(
+            "*{}* › *{}* is disabled in Spinnaker.",
+            escape(&req.application),
+            escape(&req.pipeline)
+        ));
     }
     Ok(Prepared {
         who,
@@ -238,18 +310,34 @@ async fn not_found(state: &AppState, application: &str, pipeline: &str) -> Strin
                 .await
                 .map(|cs| {
                     cs.iter()
-                        .filter_map(|c| c.get("name").and_then(Value::as_str).map(|n| format!("`{}`", escape(n))))
+                        .filter_map(|c| {
+                            c.get("name")
+                                .and_then(Value::as_str)
+                                .map(|n| format!("`{}`", escape(n)))
+                        })
                         .collect::<Vec<_>>()
                 })
                 .unwrap_or_default();
-            let list = if names.is_empty() { format!("See `{cmd} pipelines {application}`.") } else { format!("Its pipelines: {}.", names.join(", ")) };
-            format!("*{}* has no pipeline *{}*. {list}", escape(application), escape(pipeline))
+            let list = if names.is_empty() {
+                format!("See `{cmd} pipelines {application}`.")
+            } else {
+                format!("Its pipelines: {}.", names.join(", "))
+            };
+            format!(
+                "*{}* has no pipeline *{}*. {list}",
+                escape(application),
+                escape(pipeline)
+            )
         }
     }
 }
 
 /// The `start` subcommand.
-pub async fn start_command(state: &AppState, cmd: &SlashCommand, mut req: StartRequest) -> anyhow::Result<Ack> {
+pub async fn start_command(
+    state: &AppState,
+    cmd: &SlashCommand,
+    mut req: StartRequest,
+) -> anyhow::Result<Ack> {
     req.channel = cmd.channel_id.clone();
     let began = Instant::now();
     let work = prepare(state, &cmd.user_id, &req);
@@ -273,7 +361,10 @@ pub async fn start_command(state: &AppState, cmd: &SlashCommand, mut req: StartR
         async move {
             match view_id {
                 Some(id) => {
-                    state.slack().views_update(&id, &message_view("Start pipeline", &text), None).await?;
+                    state
+                        .slack()
+                        .views_update(&id, &message_view("Start pipeline", &text), None)
+                        .await?;
                     Ok::<Ack, anyhow::Error>(Ack::Empty)
                 }
                 None => Ok(Ack::ephemeral(text)),
@@ -285,14 +376,23 @@ pub async fn start_command(state: &AppState, cmd: &SlashCommand, mut req: StartR
         Err(text) => return reply(text).await,
     };
     if let Err(text) = validate(&p.specs, &req.parameters) {
-        let usage = format!("\nUsage: `{} start {} {} name=value …`", state.settings().pipelines.command, req.application, req.pipeline);
+        let usage = format!(
+            "\nUsage: `{} start {} {} name=value …`",
+            state.settings().pipelines.command,
+            req.application,
+            req.pipeline
+        );
         return reply(format!("{text}{usage}")).await;
     }
     let lacking = missing(&p.specs, &req.parameters);
     if !lacking.is_empty() || (p.rule.confirm && view_id.is_some()) {
         let form = form_view(&req, &p.specs);
         let opened = match (&view_id, &cmd.trigger_id) {
-            (Some(id), _) => state.slack().views_update(id, &form, None).await.map(|_| ()),
+            (Some(id), _) => state
+                .slack()
+                .views_update(id, &form, None)
+                .await
+                .map(|_| ()),
             (None, Some(t)) => state.slack().views_open(t, &form).await.map(|_| ()),
             (None, None) => Err(crate::slack::api::SlackError::ResponseUrlExhausted),
         };
@@ -300,10 +400,16 @@ pub async fn start_command(state: &AppState, cmd: &SlashCommand, mut req: StartR
             Ok(()) => Ok(Ack::Empty),
             Err(e) => {
                 warn!(error = %e, "opening the parameter modal failed");
-                let names = lacking.iter().map(|s| format!("{}=…", s.name)).collect::<Vec<_>>().join(" ");
+                let names = lacking
+                    .iter()
+                    .map(|s| format!("{}=…", s.name))
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 Ok(Ack::ephemeral(format!(
                     "This pipeline needs parameters, and the form could not be opened ({e}). Give them in the command: `{} start {} {} {names}`",
-                    state.settings().pipelines.command, req.application, req.pipeline
+                    state.settings().pipelines.command,
+                    req.application,
+                    req.pipeline
                 )))
             }
         };
@@ -326,16 +432,34 @@ fn confirmation(req: &StartRequest) -> Reply {
     let params = if req.parameters.is_empty() {
         "no parameters".to_string()
     } else {
-        req.parameters.iter().map(|(k, v)| format!("`{}`={}", escape(k), escape(v))).collect::<Vec<_>>().join(", ")
+        req.parameters
+            .iter()
+            .map(|(k, v)| format!("`{}`={}", escape(k), escape(v)))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
-    let text = format!("Start *{}* › *{}* with {params}?", escape(&req.application), escape(&req.pipeline));
+    let text = format!(
+        "Start *{}* › *{}* with {params}?",
+        escape(&req.application),
+        escape(&req.pipeline)
+    );
     if value.len() > blocks::BUTTON_VALUE_MAX {
-        return Reply::ephemeral("Too many parameters to confirm with a button; start it with fewer parameters and fill in the rest in the form.");
+        return Reply::ephemeral(
+            "Too many parameters to confirm with a button; start it with fewer parameters and fill in the rest in the form.",
+        );
     }
     let button = blocks::button(ACTION_CONFIRM_START, "Start pipeline", &value)
         .with_style(slack_morphism::prelude::SlackBlockButtonStyle::Primary)
-        .with_confirm(blocks::confirm("Start this pipeline?", &text, "Start", "Cancel"));
-    let b = vec![blocks::section(&text), blocks::actions("pipelines_confirm", vec![button.into()])];
+        .with_confirm(blocks::confirm(
+            "Start this pipeline?",
+            &text,
+            "Start",
+            "Cancel",
+        ));
+    let b = vec![
+        blocks::section(&text),
+        blocks::actions("pipelines_confirm", vec![button.into()]),
+    ];
     Reply::ephemeral(text.clone()).blocks(blocks::to_json(&b))
 }
 
@@ -348,7 +472,10 @@ impl ViewHandler for StartView {
         let state = &cx.state;
         let view = interaction.view.clone().unwrap_or_default();
         let Ok(mut req) = serde_json::from_str::<StartRequest>(&view.private_metadata) else {
-            return Ok(Ack::ViewUpdate(message_view("Start pipeline", "This form is out of date; run the command again.")));
+            return Ok(Ack::ViewUpdate(message_view(
+                "Start pipeline",
+                "This form is out of date; run the command again.",
+            )));
         };
         let p = match prepare(state, &cx.user_id, &req).await {
             Ok(p) => p,
@@ -365,7 +492,9 @@ impl ViewHandler for StartView {
                 Some(v) => {
                     params.insert(s.name.clone(), v);
                 }
-                None if s.required && s.default.is_none() => errors.push((bid, "Required".to_string())),
+                None if s.required && s.default.is_none() => {
+                    errors.push((bid, "Required".to_string()))
+                }
                 None => {}
             }
         }
@@ -377,7 +506,10 @@ impl ViewHandler for StartView {
             Ok(text) => Ok(Ack::ViewUpdate(message_view("Pipeline started", &text))),
             Err(text) => {
                 // Gate's 400 names the parameter: show it on that field when there is one.
-                let named = p.specs.iter().find(|s| text.contains(&format!("parameter {} is missing", s.name)));
+                let named = p
+                    .specs
+                    .iter()
+                    .find(|s| text.contains(&format!("parameter {} is missing", s.name)));
                 match named {
                     Some(s) => Ok(Ack::ViewErrors(vec![(block_id(&s.name), text)])),
                     None => Ok(Ack::ViewUpdate(message_view("Start pipeline", &text))),
@@ -392,10 +524,21 @@ pub struct ConfirmStart;
 
 #[async_trait]
 impl ActionHandler for ConfirmStart {
-    async fn handle(&self, cx: SlackCtx, interaction: Arc<Interaction>, action: Action) -> anyhow::Result<Ack> {
+    async fn handle(
+        &self,
+        cx: SlackCtx,
+        interaction: Arc<Interaction>,
+        action: Action,
+    ) -> anyhow::Result<Ack> {
         let state = &cx.state;
-        let Some(mut req) = action.value.as_deref().and_then(|v| serde_json::from_str::<StartRequest>(v).ok()) else {
-            return Ok(Ack::ephemeral("This button is out of date; run the command again."));
+        let Some(mut req) = action
+            .value
+            .as_deref()
+            .and_then(|v| serde_json::from_str::<StartRequest>(v).ok())
+        else {
+            return Ok(Ack::ephemeral(
+                "This button is out of date; run the command again.",
+            ));
         };
         if req.channel.is_none() {
             req.channel = interaction.channel_id().map(str::to_owned);
@@ -406,6 +549,20 @@ impl ActionHandler for ConfirmStart {
         };
         if let Err(text) = validate(&p.specs, &req.parameters) {
             return Ok(Ack::Message(Reply::ephemeral(text).replace_original()));
+        }
+        // One start per confirmation message, however many times it is clicked.
+        let once = format!(
+            "start:{}:{}",
+            cx.user_id,
+            interaction
+                .message_ts()
+                .or(action.action_ts.as_deref())
+                .unwrap_or_default()
+        );
+        if !super::first_use(state, &once).await? {
+            return Ok(Ack::ephemeral(
+                "This confirmation was already used; the pipeline was started once.",
+            ));
         }
         match trigger_and_announce(state, &p.who, &req).await {
             Ok(_) => Ok(Ack::Message(Reply {
@@ -443,12 +600,32 @@ mod tests {
     #[test]
     fn validation_names_unknown_parameters_and_bad_options() {
         let s = specs(&config());
-        let given = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let given = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
         assert!(validate(&s, &given(&[("env", "prod")])).is_ok());
-        assert!(validate(&s, &given(&[("colour", "red")])).unwrap_err().contains("`colour` is not a parameter"));
-        assert!(validate(&s, &given(&[("env", "qa")])).unwrap_err().contains("must be one of `staging`, `prod`"));
-        let m: Vec<_> = missing(&s, &given(&[("env", "prod")])).iter().map(|p| p.name.clone()).collect();
-        assert_eq!(m, vec!["ticket"], "a required parameter with a default is not missing");
+        assert!(
+            validate(&s, &given(&[("colour", "red")]))
+                .unwrap_err()
+                .contains("`colour` is not a parameter")
+        );
+        assert!(
+            validate(&s, &given(&[("env", "qa")]))
+                .unwrap_err()
+                .contains("must be one of `staging`, `prod`")
+        );
+        let m: Vec<_> = missing(&s, &given(&[("env", "prod")]))
+            .iter()
+            .map(|p| p.name.clone())
+            .collect();
+        assert_eq!(
+            m,
+            vec!["ticket"],
+            "a required parameter with a default is not missing"
+        );
     }
 
     #[test]
@@ -456,7 +633,9 @@ mod tests {
         let req = StartRequest {
             application: "app".into(),
             pipeline: "deploy".into(),
-            parameters: [("env".to_string(), "prod".to_string())].into_iter().collect(),
+            parameters: [("env".to_string(), "prod".to_string())]
+                .into_iter()
+                .collect(),
             channel: Some("C1".into()),
         };
         let v = form_view(&req, &specs(&config()));
@@ -466,7 +645,8 @@ mod tests {
         assert_eq!(blocks[1]["element"]["initial_option"]["value"], "prod");
         assert_eq!(blocks[2]["element"]["initial_value"], "latest");
         assert_eq!(blocks[4]["optional"], true);
-        let meta: StartRequest = serde_json::from_str(v["private_metadata"].as_str().unwrap()).unwrap();
+        let meta: StartRequest =
+            serde_json::from_str(v["private_metadata"].as_str().unwrap()).unwrap();
         assert_eq!(meta.channel.as_deref(), Some("C1"));
     }
 }

@@ -155,6 +155,13 @@ where
                 deadline_ms = deadline.as_millis() as u64,
                 "handler still running at the ack deadline; continuing in the background"
             );
+            // A modal submission answered with an empty body would close the modal and lose the
+            // late result: keep it open with a "working" view that the result replaces.
+            let now = if what == "view_submission" && matches!(late, Late::View(_)) {
+                Ack::ViewUpdate(working_view())
+            } else {
+                Ack::Empty
+            };
             let state = state.clone();
             state.clone().tasks().spawn(
                 async move {
@@ -163,11 +170,28 @@ where
                         Ok(Ok(Err(e))) => failure_ack(what, &e, &late),
                         _ => failure_ack(what, &anyhow::anyhow!("handler panicked"), &late),
                     };
+                    let ack = match (what, ack) {
+                        // Field errors cannot be shown once the modal was answered: say them.
+                        ("view_submission", Ack::ViewErrors(errors)) => {
+                            Ack::ViewUpdate(error_view(&format!(
+                                ":warning: {}",
+                                errors
+                                    .iter()
+                                    .map(|(_, m)| m.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join("\n")
+                            )))
+                        }
+                        ("view_submission", Ack::Empty | Ack::ViewClear) => {
+                            Ack::ViewUpdate(error_view(":white_check_mark: Done."))
+                        }
+                        (_, ack) => ack,
+                    };
                     deliver_late(&state, ack, late).await;
                 }
                 .instrument(span),
             );
-            Ack::Empty
+            now
         }
     }
 }
@@ -183,6 +207,15 @@ fn failure_ack(what: &str, e: &anyhow::Error, late: &Late) -> Ack {
         Late::View(_) => Ack::ViewUpdate(error_view(&text)),
         _ => Ack::ephemeral(text),
     }
+}
+
+fn working_view() -> Value {
+    json!({
+        "type": "modal",
+        "title": {"type": "plain_text", "text": "slackops"},
+        "close": {"type": "plain_text", "text": "Close"},
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": ":hourglass_flowing_sand: Working on it…"}}]
+    })
 }
 
 fn error_view(text: &str) -> Value {

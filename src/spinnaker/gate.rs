@@ -385,7 +385,11 @@ impl GateClient {
 
     /// `GET /applications/{app}`: whether the application exists (and its attributes).
     pub async fn application(&self, application: &str) -> Result<Value, GateError> {
-        let req = self.request(Method::GET, &format!("applications/{}", seg(application)), None)?;
+        let req = self.request(
+            Method::GET,
+            &format!("applications/{}", seg(application)),
+            None,
+        )?;
         self.json("get_application", req).await
     }
 

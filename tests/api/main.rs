@@ -12,5 +12,6 @@ mod config_cli;
 mod helpers;
 mod jobs;
 mod ops;
+mod pipelines;
 mod slack_client;
 mod slack_layer;
