@@ -107,6 +107,12 @@ fn stage_event(kind: &str, exec: &Value, stage_id: &str) -> Value {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     slackops::telemetry::install_crypto_provider();
+    if std::env::var("BENCH_LOG").is_ok() {
+        slackops::telemetry::init(&slackops::config::LogSettings {
+            level: std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+            ..Default::default()
+        });
+    }
     let n_events = arg("--events", 20_000);
     let n_starts = arg("--starts", 3_000);
     let n_clicks = arg("--clicks", 300);
@@ -216,13 +222,16 @@ async fn main() {
     let mut to_patch = Vec::new();
     let mut to_final = Vec::new();
     let mut click_failures = 0;
+    let mut why: std::collections::BTreeMap<&str, usize> = Default::default();
     for (exec_id, stage_id) in runs.iter().take(n_clicks) {
         let Ok(Some(j)) = state.db().latest_judgment_of_stage(exec_id, stage_id).await else {
             click_failures += 1;
+            *why.entry("no judgment").or_default() += 1;
             continue;
         };
         let Some(ts) = j.message_ts.clone() else {
             click_failures += 1;
+            *why.entry("no message").or_default() += 1;
             continue;
         };
         slack.reset_calls();
@@ -251,16 +260,18 @@ async fn main() {
             .await;
         if !matches!(resp.map(|r| r.status().as_u16()), Ok(200)) {
             click_failures += 1;
+            *why.entry("ack not 200").or_default() += 1;
             continue;
         }
         let until = Instant::now() + Duration::from_secs(10);
         let mut done = false;
         while Instant::now() < until {
             let updates = slack.calls("chat.update");
-            if let Some(fin) = updates
-                .iter()
-                .find(|c| c.body["text"].as_str().unwrap_or("").contains("approved"))
-            {
+            // Slack calls are global: match this message's ts, not a previous click's late update.
+            if let Some(fin) = updates.iter().find(|c| {
+                c.body["ts"].as_str() == Some(ts.as_str())
+                    && c.body["text"].as_str().unwrap_or("").contains("approved")
+            }) {
                 let patch = gate
                     .patches()
                     .into_iter()
@@ -277,6 +288,38 @@ async fn main() {
         }
         if !done {
             click_failures += 1;
+            let state_now = state
+                .db()
+                .judgment(&j.id)
+                .await
+                .ok()
+                .flatten()
+                .map(|x| x.state)
+                .unwrap_or_default();
+            *why.entry(if state_now == "approved" {
+                "approved, update not seen"
+            } else {
+                "not approved"
+            })
+            .or_default() += 1;
+            let st = gate.stage(exec_id, stage_id);
+            let jobs: Vec<(String, String, i64, Option<String>)> = sqlx::query_as(
+                "SELECT kind, state, attempts, last_error FROM jobs WHERE payload LIKE $1",
+            )
+            .bind(format!("%{}%", j.id))
+            .fetch_all(state.db().pool())
+            .await
+            .unwrap_or_default();
+            eprintln!(
+                "click not completed: judgment {} state {state_now}, patches {}, gate stage {} judgmentStatus {:?}, jobs {jobs:?}",
+                j.id,
+                gate.patches()
+                    .iter()
+                    .filter(|p| &p.execution_id == exec_id)
+                    .count(),
+                st["status"],
+                st["context"]["judgmentStatus"]
+            );
         }
     }
     to_patch.sort();

@@ -154,6 +154,8 @@ pub struct JobQueue {
     clock: SharedClock,
     settings: Arc<JobSettings>,
     wake: Arc<Notify>,
+    /// When expired leases were last returned to pending (clock milliseconds).
+    last_reap: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl std::fmt::Debug for JobQueue {
@@ -171,6 +173,7 @@ impl JobQueue {
             clock,
             settings: Arc::new(settings),
             wake: Arc::new(Notify::new()),
+            last_reap: Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN / 2)),
         }
     }
 
@@ -231,11 +234,17 @@ impl JobQueue {
         self.wake.notify_one();
     }
 
-    /// Claim the next due job for `owner`: a pending job whose time has come, or a running job
-    /// whose lease expired (its worker died). The state is re-checked in the `UPDATE` itself, so
-    /// a job is claimed by exactly one worker.
+    /// Claim the next due job for `owner`. The state is re-checked in the `UPDATE` itself, so a
+    /// job is claimed by exactly one worker. Jobs whose lease expired (their worker died) are first
+    /// returned to `pending`, at most once a second, so the claim itself stays an index lookup.
     pub async fn claim(&self, owner: &str) -> Result<Option<Job>, sqlx::Error> {
         let now = self.clock.now_ms();
+        let last = self.last_reap.load(std::sync::atomic::Ordering::Relaxed);
+        if now - last >= 1000 || now < last {
+            self.last_reap
+                .store(now, std::sync::atomic::Ordering::Relaxed);
+            self.reap_expired(now).await?;
+        }
         let lease_until = now + (self.settings.lease_secs as i64) * 1000;
         // PostgreSQL: skip rows another transaction is claiming instead of queueing behind it.
         // SQLite serialises writers, so the plain sub-select is already atomic there.
@@ -243,22 +252,40 @@ impl JobQueue {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
-        let due =
-            "((state = 'pending' AND run_at <= $3) OR (state = 'running' AND lease_until < $3))";
         let sql = format!(
             "UPDATE jobs SET state = 'running', lease_owner = $1, lease_until = $2,
                     attempts = attempts + 1, updated_at = $3
-             WHERE id = (SELECT id FROM jobs WHERE {due} ORDER BY run_at LIMIT 1{lock})
-               AND {due}
+             WHERE id = (SELECT id FROM jobs WHERE state = 'pending' AND run_at <= $3
+                         ORDER BY run_at LIMIT 1{lock})
+               AND state = 'pending' AND run_at <= $3
              RETURNING {CLAIM_COLUMNS}"
         );
-        // Only our two constant fragments are interpolated; every value is a bound parameter.
+        // Only our constant fragments are interpolated; every value is a bound parameter.
         sqlx::query_as::<_, Job>(sqlx::AssertSqlSafe(sql))
             .bind(owner)
             .bind(lease_until)
             .bind(now)
             .fetch_optional(self.db.pool())
             .await
+    }
+
+    /// Return jobs whose lease expired to `pending`; their worker died or hung. The attempt they
+    /// used stays counted.
+    pub async fn reap_expired(&self, now: i64) -> Result<u64, sqlx::Error> {
+        let res = sqlx::query(
+            "UPDATE jobs SET state = 'pending', lease_owner = NULL, lease_until = NULL, updated_at = $1
+             WHERE state = 'running' AND lease_until < $1",
+        )
+        .bind(now)
+        .execute(self.db.pool())
+        .await?;
+        if res.rows_affected() > 0 {
+            tracing::warn!(
+                jobs = res.rows_affected(),
+                "took over jobs whose worker stopped renewing its lease"
+            );
+        }
+        Ok(res.rows_affected())
     }
 
     /// Extend the lease of a job still running. False when the lease was lost.
