@@ -352,6 +352,28 @@ async fn refused_by_spinnaker(
     Ok(())
 }
 
+/// Record what became of the judge's claim.
+async fn audit_judge(
+    state: &AppState,
+    j: &Judgment,
+    outcome: &str,
+    detail: Value,
+) -> Result<(), sqlx::Error> {
+    let entry = AuditEntry {
+        feature: FEATURE,
+        action: if j.decision.as_deref() == Some("stop") {
+            "reject"
+        } else {
+            "approve"
+        },
+        actor: j.judge_user.as_deref().unwrap_or("unknown"),
+        subject: &j.subject(),
+        outcome,
+        detail: Some(detail),
+    };
+    state.db().audit(state.now_ms(), entry).await
+}
+
 /// Give the claim back with a note; the buttons return.
 pub async fn give_back(state: &AppState, j: &Judgment, text: &str) -> anyhow::Result<()> {
     let claimed_at = j.claimed_at.unwrap_or(0);
@@ -360,24 +382,7 @@ pub async fn give_back(state: &AppState, j: &Judgment, text: &str) -> anyhow::Re
         .release_judgment(&j.id, claimed_at, text, state.now_ms())
         .await?
     {
-        state
-            .db()
-            .audit(
-                state.now_ms(),
-                AuditEntry {
-                    feature: FEATURE,
-                    action: if j.decision.as_deref() == Some("stop") {
-                        "reject"
-                    } else {
-                        "approve"
-                    },
-                    actor: j.judge_user.as_deref().unwrap_or("unknown"),
-                    subject: &j.subject(),
-                    outcome: "not_accepted",
-                    detail: Some(json!({"reason": text})),
-                },
-            )
-            .await?;
+        audit_judge(state, j, "not_accepted", json!({"reason": text})).await?;
         super::enqueue(state, super::JOB_RENDER, &j.id, None).await?;
         thread_note(
             state,
@@ -414,24 +419,7 @@ async fn finish(
         .finish_judgment(&j.id, &o, state.now_ms())
         .await?
     {
-        state
-            .db()
-            .audit(
-                state.now_ms(),
-                AuditEntry {
-                    feature: FEATURE,
-                    action: if j.decision.as_deref() == Some("stop") {
-                        "reject"
-                    } else {
-                        "approve"
-                    },
-                    actor: j.judge_user.as_deref().unwrap_or("unknown"),
-                    subject: &j.subject(),
-                    outcome: st,
-                    detail: Some(json!({"input": input})),
-                },
-            )
-            .await?;
+        audit_judge(state, j, st, json!({"input": input})).await?;
         info!(judgment = %j.id, outcome = st, "judgment settled");
         announce_outcome(state, &j.id, st).await?;
     }
