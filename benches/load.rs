@@ -1124,6 +1124,13 @@ fn report(
     use std::fmt::Write as _;
     let mut o = String::new();
     let _ = writeln!(o, "\n## slackops load benchmark\n");
+    let errors: u64 = results.iter().map(|(_, _, r)| r.errors()).sum();
+    if errors > 0 {
+        let _ = writeln!(
+            o,
+            "**RUN INVALID: {errors} request(s) failed (non-200 or connection errors); see stderr.**\n"
+        );
+    }
     let _ = writeln!(
         o,
         "Machine: {} cores (nproc), kernel {}, {} (load average at start {}, at end {}).  ",
