@@ -37,6 +37,20 @@ impl Secret {
     pub fn is_empty(&self) -> bool {
         self.0.trim().is_empty()
     }
+    /// Whether a presented credential equals this secret, compared in constant time: both sides
+    /// are MACed and the tags compared, so neither length nor content leaks through timing.
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        use hmac::{Hmac, KeyInit, Mac};
+        use sha2::Sha256;
+        let key = b"slackops-secret-compare";
+        let mac = |v: &[u8]| {
+            let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("any key length");
+            m.update(v);
+            m
+        };
+        let expected = mac(self.0.as_bytes()).finalize().into_bytes();
+        mac(presented).verify_slice(&expected).is_ok()
+    }
     fn shown(&self) -> &'static str {
         if self.is_empty() {
             "[unset]"

@@ -84,9 +84,10 @@ pub fn require_api_token(state: &AppState, headers: &HeaderMap) -> Result<(), Ap
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .ok_or(ApiError::Unauthorized("missing Bearer token"))?;
-    if tokens.iter().any(|t| {
-        crate::spinnaker::echo::token_matches(presented.trim().as_bytes(), t.expose().as_bytes())
-    }) {
+    if tokens
+        .iter()
+        .any(|t| t.matches(presented.trim().as_bytes()))
+    {
         Ok(())
     } else {
         Err(ApiError::Unauthorized("unknown token"))

@@ -127,6 +127,30 @@ impl AppState {
         &self.inner.http
     }
 
+    /// Record a decision in the audit log. A failure is logged, not returned: the decision has
+    /// been taken and the caller's answer must not depend on the log.
+    pub async fn audit(
+        &self,
+        feature: &str,
+        action: &str,
+        actor: &str,
+        subject: &str,
+        outcome: &str,
+        detail: serde_json::Value,
+    ) {
+        let entry = crate::store::audit::AuditEntry {
+            feature,
+            action,
+            actor,
+            subject,
+            outcome,
+            detail: Some(detail),
+        };
+        if let Err(e) = self.db().audit(self.now_ms(), entry).await {
+            tracing::warn!(error = %crate::store::short_db_error(&e), "writing the audit log failed");
+        }
+    }
+
     /// Claim an Events API `event_id`. False when it was already processed.
     pub async fn claim_event(&self, event_id: &str) -> Result<bool, sqlx::Error> {
         let res = sqlx::query(

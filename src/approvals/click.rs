@@ -22,7 +22,6 @@ use crate::slack::ack::Ack;
 use crate::slack::blocks::{escape, mention};
 use crate::slack::payload::{Action, Interaction};
 use crate::state::AppState;
-use crate::store::audit::AuditEntry;
 
 /// The judge job's payload: which claim to carry out.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -54,27 +53,6 @@ impl ActionHandler for DecideHandler {
             ));
         };
         decide(&cx.state, &cx.user_id, &interaction, id, decision).await
-    }
-}
-
-async fn audit(
-    state: &AppState,
-    actor: &str,
-    subject: &str,
-    action: &str,
-    outcome: &str,
-    detail: serde_json::Value,
-) {
-    let entry = AuditEntry {
-        feature: FEATURE,
-        action,
-        actor,
-        subject,
-        outcome,
-        detail: Some(detail),
-    };
-    if let Err(e) = state.db().audit(state.now_ms(), entry).await {
-        warn!(error = %crate::store::short_db_error(&e), "writing the audit log failed");
     }
 }
 
@@ -123,15 +101,16 @@ async fn decide(
     let who = state.authz().identity(user).await?;
 
     if let Err(reason) = policy::check(state, &info, &who, decision).await? {
-        audit(
-            state,
-            user,
-            &j.subject(),
-            verb,
-            "refused",
-            serde_json::json!({"reason": reason, "email": who.email}),
-        )
-        .await;
+        state
+            .audit(
+                FEATURE,
+                verb,
+                user,
+                &j.subject(),
+                "refused",
+                serde_json::json!({"reason": reason, "email": who.email}),
+            )
+            .await;
         info!(judgment = %j.id, "judgment refused by policy");
         return Ok(Ack::ephemeral(format!(
             ":no_entry: {reason} Nothing was sent to Spinnaker."
@@ -207,15 +186,16 @@ async fn decide(
         .await?;
     tx.commit().await?;
     state.jobs().wake();
-    audit(
-        state,
-        user,
-        &j.subject(),
-        verb,
-        "claimed",
-        serde_json::json!({"input": input, "email": who.email}),
-    )
-    .await;
+    state
+        .audit(
+            FEATURE,
+            verb,
+            user,
+            &j.subject(),
+            "claimed",
+            serde_json::json!({"input": input, "email": who.email}),
+        )
+        .await;
 
     // Show "approving… by @user" without buttons now, beside the ack rather than before it so a
     // slow Slack cannot delay the ack; the judge job renders again when done.

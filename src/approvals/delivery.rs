@@ -142,7 +142,7 @@ impl JobHandler for NotifyJob {
         if model::is_open(&j.state) {
             return Ok(());
         }
-        let deck = super::message::deck_url(
+        let deck = crate::spinnaker::deck_url(
             &state.settings().spinnaker.deck_url,
             &j.application,
             &j.execution_id,

@@ -260,15 +260,14 @@ async fn stage_ended(state: &AppState, content: &Value) -> anyhow::Result<()> {
                     .insert_judgment(state.db().pool(), &info, st, now)
                     .await?
                 {
-                    sqlx::query("UPDATE judgments SET decision = $1, judgment_input = $2, decided_by = $3, decided_at = $4, note = $5 WHERE id = $6")
-                        .bind(decision)
-                        .bind(input)
-                        .bind(by)
-                        .bind(now)
-                        .bind(note)
-                        .bind(id)
-                        .execute(state.db().pool())
-                        .await?;
+                    let o = Outcome {
+                        state: st,
+                        decision: decision.as_deref(),
+                        input: input.as_deref(),
+                        decided_by: by.as_deref(),
+                        note: note.as_deref(),
+                    };
+                    state.db().set_judgment_outcome(&id, &o, now).await?;
                 }
             }
         }

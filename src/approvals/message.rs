@@ -13,32 +13,15 @@ use url::Url;
 use super::html::to_mrkdwn;
 use super::model::{self, Judgment, StageInfo};
 use crate::slack::blocks::{self, escape, link, mention, truncate, truncate_with};
+use crate::spinnaker::deck_url;
+
+pub use crate::slack::blocks::date as slack_date;
 
 pub const ACTION_APPROVE: &str = "approvals:approve";
 pub const ACTION_REJECT: &str = "approvals:reject";
 pub const ACTION_INPUT: &str = "approvals:input";
 pub const ACTION_DECK: &str = "approvals:deck";
 pub const DECIDE_BLOCK: &str = "approvals_decide";
-
-/// Deck's page for an execution.
-pub fn deck_url(deck: &Url, application: &str, execution_id: &str) -> String {
-    let base = deck.as_str().trim_end_matches('/');
-    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-    format!(
-        "{base}/#/applications/{}/executions/details/{}",
-        enc(application),
-        enc(execution_id)
-    )
-}
-
-/// `<!date^…>`: shown in each reader's own time zone.
-pub fn slack_date(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let fallback = chrono::DateTime::from_timestamp(secs, 0)
-        .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string())
-        .unwrap_or_default();
-    format!("<!date^{secs}^{{date_short_pretty}} at {{time}}|{fallback}>")
-}
 
 fn who(user: Option<&str>, name: Option<&str>) -> String {
     match (user, name) {

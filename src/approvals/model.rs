@@ -529,6 +529,30 @@ impl Db {
         Ok(res.rows_affected() == 1)
     }
 
+    /// Record who decided a judgment that was stored already decided (its completion arrived
+    /// before its start).
+    pub async fn set_judgment_outcome(
+        &self,
+        id: &str,
+        o: &Outcome<'_>,
+        now: i64,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE judgments SET decision = $1, judgment_input = $2, decided_by = $3, decided_at = $4,
+                note = $5, updated_at = $4
+             WHERE id = $6",
+        )
+        .bind(o.decision)
+        .bind(o.input)
+        .bind(o.decided_by)
+        .bind(now)
+        .bind(o.note)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
     /// Give a claimed judgment back (Spinnaker refused it, or Gate kept failing): buttons return.
     pub async fn release_judgment(
         &self,

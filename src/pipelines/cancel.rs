@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::follow::is_final;
-use super::{ACTION_CONFIRM_CANCEL, audit, authorize, deck_link};
+use super::{ACTION_CONFIRM_CANCEL, FEATURE, authorize, deck_link};
 use crate::registry::{ActionHandler, SlackCtx};
 use crate::slack::ack::{Ack, Reply};
 use crate::slack::api::Message;
@@ -87,15 +87,16 @@ pub async fn cancel_command(
     };
     let who = state.authz().identity(user).await?;
     if let Err(why) = authorize(state, &who, &app, &name, "cancel").await? {
-        audit(
-            state,
-            "cancel",
-            user,
-            &format!("execution:{execution_id}"),
-            "refused",
-            json!({"reason": why}),
-        )
-        .await;
+        state
+            .audit(
+                FEATURE,
+                "cancel",
+                user,
+                &format!("execution:{execution_id}"),
+                "refused",
+                json!({"reason": why}),
+            )
+            .await;
         return Ok(Ack::ephemeral(format!(":no_entry: {why}")));
     }
     let started_by = exec
@@ -166,15 +167,16 @@ impl ActionHandler for ConfirmCancel {
         let who = state.authz().identity(&cx.user_id).await?;
         let subject = format!("execution:{}", req.execution_id);
         if let Err(why) = authorize(state, &who, &app, &name, "cancel").await? {
-            audit(
-                state,
-                "cancel",
-                &cx.user_id,
-                &subject,
-                "refused",
-                json!({"reason": why}),
-            )
-            .await;
+            state
+                .audit(
+                    FEATURE,
+                    "cancel",
+                    &cx.user_id,
+                    &subject,
+                    "refused",
+                    json!({"reason": why}),
+                )
+                .await;
             return Ok(Ack::Message(
                 Reply::ephemeral(format!(":no_entry: {why}")).replace_original(),
             ));
@@ -203,15 +205,16 @@ impl ActionHandler for ConfirmCancel {
             .await
         {
             Ok(()) => {
-                audit(
-                    state,
-                    "cancel",
-                    &cx.user_id,
-                    &subject,
-                    "ok",
-                    json!({"reason": req.reason, "application": app, "pipeline": name}),
-                )
-                .await;
+                state
+                    .audit(
+                        FEATURE,
+                        "cancel",
+                        &cx.user_id,
+                        &subject,
+                        "ok",
+                        json!({"reason": req.reason, "application": app, "pipeline": name}),
+                    )
+                    .await;
                 let why = req
                     .reason
                     .as_deref()
@@ -242,15 +245,16 @@ impl ActionHandler for ConfirmCancel {
                 Ok(Ack::Message(Reply::in_channel(text).replace_original()))
             }
             Err(e) => {
-                audit(
-                    state,
-                    "cancel",
-                    &cx.user_id,
-                    &subject,
-                    "failed",
-                    json!({"gate": e.to_string()}),
-                )
-                .await;
+                state
+                    .audit(
+                        FEATURE,
+                        "cancel",
+                        &cx.user_id,
+                        &subject,
+                        "failed",
+                        json!({"gate": e.to_string()}),
+                    )
+                    .await;
                 Ok(Ack::Message(
                     Reply::ephemeral(format!(
                         "Spinnaker did not cancel it: {}",

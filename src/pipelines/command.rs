@@ -142,7 +142,7 @@ async fn status(
             let start = started(e);
             let end = e.get("endTime").and_then(Value::as_i64).unwrap_or(now);
             let when = if start > 0 {
-                crate::approvals::message::slack_date(start)
+                crate::slack::blocks::date(start)
             } else {
                 "not started".into()
             };
@@ -267,7 +267,7 @@ async fn pending(state: &AppState, application: Option<&str>) -> anyhow::Result<
             escape(&j.application),
             escape(&j.pipeline_name),
             escape(&j.stage_name),
-            crate::approvals::message::slack_date(j.created_at),
+            crate::slack::blocks::date(j.created_at),
             link(&target, "open")
         ));
     }

@@ -31,7 +31,6 @@ use crate::slack::api::{Message, SlackErrorCode};
 use crate::slack::blocks::{escape, link, mention};
 use crate::spinnaker::gate::{GateError, ManualTrigger};
 use crate::state::AppState;
-use crate::store::audit::AuditEntry;
 use crate::store::new_id;
 
 pub const FEATURE: &str = "pipelines";
@@ -82,15 +81,16 @@ pub async fn authorize(
     verb: &str,
 ) -> anyhow::Result<Result<PipelineRule, String>> {
     let Some(rule) = rule_for(state.settings(), application, pipeline) else {
-        audit(
-            state,
-            verb,
-            &who.user_id,
-            &format!("pipeline:{application}:{pipeline}"),
-            "refused",
-            json!({"reason": "no rule"}),
-        )
-        .await;
+        state
+            .audit(
+                FEATURE,
+                verb,
+                &who.user_id,
+                &format!("pipeline:{application}:{pipeline}"),
+                "refused",
+                json!({"reason": "no rule"}),
+            )
+            .await;
         return Ok(Err(format!(
             "Nobody may {verb} pipelines of *{}* from Slack: no `pipelines.rules` entry covers it. Ask your slackops operators.",
             escape(application)
@@ -100,15 +100,16 @@ pub async fn authorize(
     if state.authz().allows(&principals, who).await? {
         Ok(Ok(rule.clone()))
     } else {
-        audit(
-            state,
-            verb,
-            &who.user_id,
-            &format!("pipeline:{application}:{pipeline}"),
-            "refused",
-            json!({}),
-        )
-        .await;
+        state
+            .audit(
+                FEATURE,
+                verb,
+                &who.user_id,
+                &format!("pipeline:{application}:{pipeline}"),
+                "refused",
+                json!({}),
+            )
+            .await;
         Ok(Err(format!(
             "You may not {verb} *{}* › *{}* from Slack. Allowed: {}.",
             escape(application),
@@ -139,28 +140,7 @@ pub struct RunRef {
 }
 
 pub fn deck_link(settings: &Settings, application: &str, execution_id: &str) -> String {
-    crate::approvals::message::deck_url(&settings.spinnaker.deck_url, application, execution_id)
-}
-
-async fn audit(
-    state: &AppState,
-    action: &str,
-    actor: &str,
-    subject: &str,
-    outcome: &str,
-    detail: serde_json::Value,
-) {
-    let e = AuditEntry {
-        feature: FEATURE,
-        action,
-        actor,
-        subject,
-        outcome,
-        detail: Some(detail),
-    };
-    if let Err(e) = state.db().audit(state.now_ms(), e).await {
-        warn!(error = %crate::store::short_db_error(&e), "writing the audit log failed");
-    }
+    crate::spinnaker::deck_url(&settings.spinnaker.deck_url, application, execution_id)
 }
 
 /// Make a confirmation button single-use: true the first time `key` is seen. A double click on
@@ -241,20 +221,21 @@ pub async fn trigger_and_announce(
                     format!("Starting the pipeline failed: {}", escape(&e.to_string())),
                 ),
             };
-            audit(
-                state,
-                "start",
-                &who.user_id,
-                &subject,
-                outcome,
-                json!({"parameters": req.parameters, "gate": e.to_string()}),
-            )
-            .await;
+            state
+                .audit(
+                    FEATURE,
+                    "start",
+                    &who.user_id,
+                    &subject,
+                    outcome,
+                    json!({"parameters": req.parameters, "gate": e.to_string()}),
+                )
+                .await;
             return Err(text);
         }
     };
-    audit(
-        state,
+    state.audit(
+        FEATURE,
         "start",
         &who.user_id,
         &subject,

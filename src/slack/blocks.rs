@@ -139,6 +139,15 @@ pub fn link(url: &str, label: &str) -> String {
     )
 }
 
+/// `<!date^…>`: shown in each reader's own time zone.
+pub fn date(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let fallback = chrono::DateTime::from_timestamp(secs, 0)
+        .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default();
+    format!("<!date^{secs}^{{date_short_pretty}} at {{time}}|{fallback}>")
+}
+
 /// A user mention.
 pub fn mention(user_id: &str) -> String {
     format!("<@{user_id}>")

@@ -21,6 +21,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 use tracing::{Span, debug, error, warn};
 
+use crate::config::Secret;
 use crate::slack::routes::read_capped;
 use crate::state::AppState;
 
@@ -44,23 +45,8 @@ fn bad_request(message: String) -> Response {
         .into_response()
 }
 
-/// Constant-time comparison of a presented credential with the configured token.
-pub fn token_matches(presented: &[u8], expected: &[u8]) -> bool {
-    use hmac::{Hmac, KeyInit, Mac};
-    use sha2::Sha256;
-    // Compare MACs of both values so neither length nor content leaks through timing.
-    let key = b"slackops-echo-token-compare";
-    let mac = |v: &[u8]| {
-        let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("any key length");
-        m.update(v);
-        m
-    };
-    let expected_tag = mac(expected).finalize().into_bytes();
-    mac(presented).verify_slice(&expected_tag).is_ok()
-}
-
 /// Check `Authorization`: `Bearer <token>` or `Basic base64(user:<token>)`.
-pub fn authenticate(headers: &HeaderMap, token: &str) -> Result<(), &'static str> {
+pub fn authenticate(headers: &HeaderMap, token: &Secret) -> Result<(), &'static str> {
     if token.is_empty() {
         return Err("the echo endpoint is disabled: set spinnaker.echo_token");
     }
@@ -83,7 +69,7 @@ pub fn authenticate(headers: &HeaderMap, token: &str) -> Result<(), &'static str
         }
         _ => return Err("unsupported Authorization scheme (use Bearer or Basic)"),
     };
-    if token_matches(&presented, token.as_bytes()) {
+    if token.matches(&presented) {
         Ok(())
     } else {
         Err("wrong credentials")
@@ -123,7 +109,7 @@ pub fn normalize(mut v: Value) -> Result<Value, String> {
 
 /// The endpoint.
 pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    if let Err(reason) = authenticate(&headers, state.settings().spinnaker.echo_token.expose()) {
+    if let Err(reason) = authenticate(&headers, &state.settings().spinnaker.echo_token) {
         state.metrics().echo_event("unauthorized");
         warn!(reason, "refused an echo request");
         return unauthorized(reason);
@@ -185,14 +171,14 @@ mod tests {
 
     #[test]
     fn bearer_and_basic_are_accepted_others_refused() {
-        let token = "echo-token-123456";
+        let token = &Secret::new("echo-token-123456");
         assert!(authenticate(&auth("Bearer echo-token-123456"), token).is_ok());
         let basic = base64::engine::general_purpose::STANDARD.encode("echo:echo-token-123456");
         assert!(authenticate(&auth(&format!("Basic {basic}")), token).is_ok());
         assert!(authenticate(&auth("Bearer nope"), token).is_err());
         assert!(authenticate(&auth("Token echo-token-123456"), token).is_err());
         assert!(authenticate(&HeaderMap::new(), token).is_err());
-        assert!(authenticate(&auth("Bearer "), "").is_err());
+        assert!(authenticate(&auth("Bearer "), &Secret::default()).is_err());
     }
 
     #[test]

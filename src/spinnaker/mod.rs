@@ -6,3 +6,16 @@
 
 pub mod echo;
 pub mod gate;
+
+use url::Url;
+
+/// Deck's page for an execution.
+pub fn deck_url(deck: &Url, application: &str, execution_id: &str) -> String {
+    let base = deck.as_str().trim_end_matches('/');
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    format!(
+        "{base}/#/applications/{}/executions/details/{}",
+        enc(application),
+        enc(execution_id)
+    )
+}
