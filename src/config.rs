@@ -127,6 +127,7 @@ pub struct Settings {
     pub announcements: AnnouncementsSettings,
     pub status: StatusSettings,
     pub notifiers: NotifierSettings,
+    pub maintenance: MaintenanceSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -567,14 +568,143 @@ pub struct AudienceEntry {
 }
 
 /// The public status page (`/status`).
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct StatusSettings {}
+pub struct StatusSettings {
+    /// The page's title (and the Atom feed's).
+    pub title: String,
+    /// Where people reach the page (`https://status.example.com/status`); used for the feed's
+    /// links and in Slack messages. Unset: links are relative to the request.
+    pub public_url: Option<Url>,
+    /// How often each replica reloads its in-memory snapshot from the database.
+    pub refresh_interval_ms: u64,
+    /// Days of history shown (resolved outages, finished maintenance).
+    pub history_days: u32,
+    /// How times are shown: `UTC` or a fixed offset such as `+01:00` (no daylight saving).
+    pub time_zone: String,
+    /// The name shown after times (default: the `time_zone` itself, e.g. `UTC` or `UTC+01:00`).
+    pub time_zone_label: Option<String>,
+    /// The snapshot is called out of date on the page once it is this much older than it
+    /// should be (a failed refresh is always called out).
+    pub stale_after_secs: u64,
+}
+
+impl Default for StatusSettings {
+    fn default() -> Self {
+        Self {
+            title: "Service status".into(),
+            public_url: None,
+            refresh_interval_ms: 5000,
+            history_days: 14,
+            time_zone: "UTC".into(),
+            time_zone_label: None,
+            stale_after_secs: 60,
+        }
+    }
+}
+
+impl StatusSettings {
+    /// The display offset in seconds east of UTC, if `time_zone` is valid.
+    pub fn offset_secs(&self) -> Option<i32> {
+        let tz = self.time_zone.trim();
+        if tz.eq_ignore_ascii_case("utc") || tz == "Z" {
+            return Some(0);
+        }
+        let tz = tz
+            .strip_prefix("UTC")
+            .or_else(|| tz.strip_prefix("utc"))
+            .unwrap_or(tz);
+        let (sign, rest) = match tz.as_bytes().first() {
+            Some(b'+') => (1, &tz[1..]),
+            Some(b'-') => (-1, &tz[1..]),
+            _ => return None,
+        };
+        let (h, m) = rest.split_once(':')?;
+        let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
+        ((0..=14).contains(&h) && (0..60).contains(&m) && h.to_string().len() <= 2)
+            .then_some(sign * (h * 3600 + m * 60))
+    }
+
+    /// The name shown after times.
+    pub fn zone_label(&self) -> String {
+        match &self.time_zone_label {
+            Some(l) if !l.trim().is_empty() => l.trim().to_string(),
+            _ if self.offset_secs() == Some(0) => "UTC".into(),
+            _ => format!("UTC{}", self.time_zone.trim().trim_start_matches("UTC")),
+        }
+    }
+}
+
+/// Scheduled maintenance (`/announce maintenance`, `/api/v1/maintenances`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MaintenanceSettings {
+    /// How often one replica looks for windows that started or ended, to announce them.
+    pub check_interval_secs: u64,
+    /// The longest window accepted.
+    pub max_duration_hours: u64,
+    /// How far ahead a window may be scheduled.
+    pub max_ahead_days: u64,
+}
+
+impl Default for MaintenanceSettings {
+    fn default() -> Self {
+        Self {
+            check_interval_secs: 30,
+            max_duration_hours: 7 * 24,
+            max_ahead_days: 365,
+        }
+    }
+}
 
 /// Webhook notifiers told of every outage and maintenance change.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifierSettings {
+    /// Each webhook receives one JSON POST per change it subscribes to.
+    pub webhooks: Vec<WebhookSettings>,
+    /// Time allowed for one delivery attempt (connect and answer).
+    pub timeout_ms: u64,
+    /// Attempts before a delivery is kept as failed (retried with the job queue's backoff).
+    pub max_attempts: u32,
+}
+
+impl Default for NotifierSettings {
+    fn default() -> Self {
+        Self {
+            webhooks: Vec::new(),
+            timeout_ms: 5000,
+            max_attempts: 12,
+        }
+    }
+}
+
+/// One webhook.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
-pub struct NotifierSettings {}
+pub struct WebhookSettings {
+    /// Unique name, used in logs and to find the webhook when a queued delivery runs.
+    pub name: String,
+    pub url: Option<Url>,
+    /// When set, each delivery carries `X-Slackops-Signature: sha256=<hex>`, an HMAC-SHA256 of
+    /// `<X-Slackops-Timestamp>.<body>` with this key (usually given as `secret_file`).
+    pub secret: Secret,
+    /// Event kinds to send (`outage.resolved`, or `outage.*`); empty sends every event.
+    pub events: Vec<String>,
+}
+
+impl WebhookSettings {
+    /// Whether this webhook wants events of `kind`.
+    pub fn wants(&self, kind: &str) -> bool {
+        self.events.is_empty()
+            || self.events.iter().any(|e| {
+                e == "*"
+                    || e == kind
+                    || e.strip_suffix(".*")
+                        .is_some_and(|p| kind.strip_prefix(p).is_some_and(|r| r.starts_with('.')))
+            })
+    }
+}
 
 /// Every problem found while loading, each naming its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -663,6 +793,7 @@ impl Settings {
             "announcements",
             "status",
             "notifiers",
+            "maintenance",
         ];
         for key in merged.keys() {
             if !known.contains(&key.as_str()) {
@@ -691,6 +822,7 @@ impl Settings {
             announcements: read.section("announcements"),
             status: read.section("status"),
             notifiers: read.section("notifiers"),
+            maintenance: read.section("maintenance"),
         };
         // Checks on a section that failed to read would report its defaults, not the input.
         problems.extend(settings.validate().into_iter().filter(|p| {
@@ -852,6 +984,94 @@ impl Settings {
         }
         if self.api.tokens.iter().any(|t| t.expose().len() < 16) {
             bad("api.tokens", "each token must be at least 16 characters");
+        }
+        p.extend(self.status_problems());
+        p
+    }
+
+    /// Checks of the `status`, `maintenance` and `notifiers` sections.
+    fn status_problems(&self) -> Vec<ConfigProblem> {
+        let mut p = Vec::new();
+        let mut bad = |key: String, message: &str| {
+            p.push(ConfigProblem {
+                key,
+                message: message.into(),
+            })
+        };
+        let st = &self.status;
+        if st.refresh_interval_ms < 100 {
+            bad("status.refresh_interval_ms".into(), "must be at least 100");
+        }
+        if !(1..=365).contains(&st.history_days) {
+            bad("status.history_days".into(), "must be between 1 and 365");
+        }
+        if st.offset_secs().is_none() {
+            bad(
+                "status.time_zone".into(),
+                "must be UTC or a fixed offset such as +01:00 or -05:30",
+            );
+        }
+        if let Some(u) = &st.public_url
+            && !matches!(u.scheme(), "http" | "https")
+        {
+            bad("status.public_url".into(), "must be an http(s) URL");
+        }
+        if self.maintenance.check_interval_secs == 0 {
+            bad(
+                "maintenance.check_interval_secs".into(),
+                "must be at least 1",
+            );
+        }
+        if self.maintenance.max_duration_hours == 0 {
+            bad(
+                "maintenance.max_duration_hours".into(),
+                "must be at least 1",
+            );
+        }
+        if self.maintenance.max_ahead_days == 0 {
+            bad("maintenance.max_ahead_days".into(), "must be at least 1");
+        }
+        let n = &self.notifiers;
+        if !(100..=60_000).contains(&n.timeout_ms) {
+            bad(
+                "notifiers.timeout_ms".into(),
+                "must be between 100 and 60000",
+            );
+        }
+        if n.max_attempts == 0 {
+            bad("notifiers.max_attempts".into(), "must be at least 1");
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, w) in n.webhooks.iter().enumerate() {
+            let key = |k: &str| format!("notifiers.webhooks[{i}].{k}");
+            if w.name.trim().is_empty() {
+                bad(key("name"), "required (a unique name for logs)");
+            } else if !names.insert(w.name.as_str()) {
+                bad(key("name"), "another webhook has the same name");
+            }
+            match &w.url {
+                None => bad(key("url"), "required (the URL events are POSTed to)"),
+                Some(u) if !matches!(u.scheme(), "http" | "https") => {
+                    bad(key("url"), "must be an http(s) URL")
+                }
+                Some(_) => {}
+            }
+            for e in &w.events {
+                let one = WebhookSettings {
+                    events: vec![e.clone()],
+                    ..Default::default()
+                };
+                let known = crate::notifiers::EVENT_KINDS.iter().any(|k| one.wants(k));
+                if !known {
+                    bad(
+                        key("events"),
+                        &format!(
+                            "unknown event {e:?}; use one of {}, or a prefix such as outage.*",
+                            crate::notifiers::EVENT_KINDS.join(", ")
+                        ),
+                    );
+                }
+            }
         }
         p
     }
@@ -1163,7 +1383,10 @@ mod tests {
         let value = serde_json::to_value(Settings::default()).expect("serializes");
         for section in value.as_object().expect("object").keys() {
             let mut env = minimal();
-            env.push((format!("SLACKOPS_{}__NO_SUCH_KEY", section.to_uppercase()), "1".into()));
+            env.push((
+                format!("SLACKOPS_{}__NO_SUCH_KEY", section.to_uppercase()),
+                "1".into(),
+            ));
             let err = Settings::load(&ConfigSource { file: None, env }).unwrap_err();
             assert!(
                 err.problems

@@ -170,6 +170,8 @@ impl Application {
         } else {
             Vec::new()
         };
+        // Every replica keeps its own status page snapshot, periodic tasks or not.
+        let status_refresher = crate::status::spawn_refresher(&state, stop.clone());
 
         let app = router(state.clone());
         let server =
@@ -185,6 +187,7 @@ impl Application {
             for p in periodic {
                 let _ = p.await;
             }
+            let _ = status_refresher.await;
             state.tasks().close();
             state.tasks().wait().await;
         })

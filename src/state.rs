@@ -36,6 +36,8 @@ struct Inner {
     registry: Arc<Registry>,
     tasks: TaskTracker,
     http: reqwest::Client,
+    /// The status page's snapshot (per replica; see `crate::status`).
+    status: Arc<crate::status::StatusCache>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -80,6 +82,7 @@ impl AppState {
                 registry: Arc::new(parts.registry),
                 tasks: TaskTracker::new(),
                 http: parts.http,
+                status: Arc::new(crate::status::StatusCache::new()),
             }),
         })
     }
@@ -125,6 +128,10 @@ impl AppState {
     /// The shared outbound HTTP client (connection pool).
     pub fn http(&self) -> &reqwest::Client {
         &self.inner.http
+    }
+    /// The status page's in-memory snapshot.
+    pub fn status(&self) -> &crate::status::StatusCache {
+        &self.inner.status
     }
 
     /// Record a decision in the audit log. A failure is logged, not returned: the decision has

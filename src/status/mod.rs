@@ -1,14 +1,126 @@
 //! The public status page (`/status`, `/status.json`, `/status/feed.atom`), served from an
 //! in-memory snapshot so it stays up when the database does not.
+//!
+//! The handlers here never touch the database: they render the replica's [`StatusCache`], which
+//! a background task per replica refreshes ([`snapshot::spawn_refresher`]). Before the first
+//! snapshot has loaded they answer 503 with a clear message; after that they always answer, and
+//! say how old the data is when refreshing fails. It is public: it shows only outages marked
+//! public and public maintenance windows, and escapes every piece of text.
+
+pub mod render;
+pub mod snapshot;
 
 use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 
 use crate::config::Settings;
 use crate::registry::Registry;
 use crate::state::AppState;
 
+pub use snapshot::{StatusCache, spawn_refresher};
+
 pub fn register(_registry: &mut Registry, _settings: &Settings) {}
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/status", get(page))
+        .route("/status/", get(page))
+        .route("/status.json", get(json))
+        .route("/status/feed.atom", get(atom))
+}
+
+/// Tell this replica's status page that outages or maintenance changed (call after committing):
+/// it reloads at once instead of at the next interval. Other replicas catch up on their own.
+pub fn changed(state: &AppState) {
+    state.status().refresh_soon();
+}
+
+const NOT_READY: &str = "The status page is starting: its data has not been loaded from the \
+                         database yet. Try again in a few seconds.";
+
+fn not_ready(content_type: &'static str, body: String) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::RETRY_AFTER, "5"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn with_headers(content_type: &'static str, body: String) -> Response {
+    let mut r = (StatusCode::OK, body).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    r
+}
+
+async fn page(State(state): State<AppState>) -> Response {
+    let Some(current) = state.status().current() else {
+        let body = format!(
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+             <title>{}</title></head><body><h1>{}</h1><p>{NOT_READY}</p></body></html>\n",
+            render::esc(&state.settings().status.title),
+            render::esc(&state.settings().status.title)
+        );
+        return not_ready("text/html; charset=utf-8", body);
+    };
+    let view = render::View::new(state.settings(), &current, state.now_ms());
+    let mut r = with_headers("text/html; charset=utf-8", view.html());
+    // No script runs on this page; forbid it outright.
+    r.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+        ),
+    );
+    r
+}
+
+async fn json(State(state): State<AppState>) -> Response {
+    let Some(current) = state.status().current() else {
+        let body = serde_json::json!({"error": "not_ready", "message": NOT_READY}).to_string();
+        return not_ready("application/json", body);
+    };
+    let view = render::View::new(state.settings(), &current, state.now_ms());
+    with_headers("application/json", view.json().to_string())
+}
+
+async fn atom(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(current) = state.status().current() else {
+        return not_ready("text/plain; charset=utf-8", format!("{NOT_READY}\n"));
+    };
+    let view = render::View::new(state.settings(), &current, state.now_ms());
+    with_headers(
+        "application/atom+xml; charset=utf-8",
+        view.atom(&page_url(state.settings(), &headers)),
+    )
+}
+
+/// The page's absolute URL: `status.public_url`, else built from the request's Host.
+fn page_url(settings: &Settings, headers: &HeaderMap) -> String {
+    if let Some(u) = &settings.status.public_url {
+        return u.as_str().trim_end_matches('/').to_string();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| {
+            h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        })
+        .unwrap_or("localhost");
+    format!("http://{host}/status")
 }
