@@ -576,3 +576,158 @@ async fn maintenance_scheduled_through_the_api_shows_on_the_status_page_without_
     assert_eq!(v["maintenance"]["upcoming"][0]["title"], "Kernel patching");
     app.stop().await;
 }
+
+/// The Chromium binary: `SLACKOPS_TEST_CHROMIUM`, else Debian's `chromium` package.
+fn chromium() -> Option<std::path::PathBuf> {
+    let candidates = [
+        std::env::var("SLACKOPS_TEST_CHROMIUM").unwrap_or_default(),
+        "/usr/bin/chromium".into(),
+        "/usr/bin/chromium-browser".into(),
+    ];
+    candidates
+        .iter()
+        .filter(|c| !c.is_empty())
+        .map(std::path::PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+/// Run headless Chromium on `url` with `args`; returns stdout.
+async fn run_chromium(
+    bin: &std::path::Path,
+    profile: &std::path::Path,
+    args: &[&str],
+    url: &str,
+) -> String {
+    let out = tokio::time::timeout(
+        Duration::from_secs(90),
+        tokio::process::Command::new(bin)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--hide-scrollbars",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .args(args)
+            .arg(url)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("chromium finishes within 90 s")
+    .expect("chromium runs");
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The text a person reads in one `<section id=…>` of the rendered DOM (tags stripped,
+/// entities decoded, whitespace collapsed).
+fn section_text(dom: &str, id: &str) -> String {
+    let start = dom
+        .find(&format!("<section id=\"{id}\">"))
+        .unwrap_or_else(|| panic!("no section {id} in the page"));
+    let end = dom[start..]
+        .find("</section>")
+        .map(|e| start + e)
+        .unwrap_or(dom.len());
+    let mut text = String::new();
+    let mut in_tag = false;
+    for c in dom[start..end].chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => {
+                in_tag = false;
+                text.push(' ');
+            }
+            c if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    let text = text
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&");
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[tokio::test]
+async fn in_headless_chromium_a_person_sees_the_open_outage_the_maintenance_window_and_the_resolved_one()
+ {
+    let Some(bin) = chromium() else {
+        eprintln!("SKIPPED: chromium not installed (apt-get install chromium; .ci/run does)");
+        return;
+    };
+    let app = status_app(TestDb::sqlite()).await;
+    seed(&app).await;
+    json_until(&app, "the seeded snapshot", seeded).await;
+    let profile = tempfile::tempdir().unwrap();
+    let url = app.url("/status");
+
+    // A phone-sized window: what Chromium rendered, as a person reads it.
+    let dom = run_chromium(
+        &bin,
+        profile.path(),
+        &["--window-size=390,844", "--dump-dom"],
+        &url,
+    )
+    .await;
+    let incidents = section_text(&dom, "incidents");
+    assert!(
+        incidents.contains("Checkout <script>alert(1)</script> fails & \"times out\""),
+        "the open outage, its text shown as written and not run: {incidents}"
+    );
+    assert!(incidents.contains("Major outage"));
+    assert!(
+        incidents.contains("Latest update") && incidents.contains("Failing over to the replica")
+    );
+    let maintenance = section_text(&dom, "maintenance");
+    assert!(
+        maintenance.contains("In progress Database"),
+        "{maintenance}"
+    );
+    assert!(maintenance.contains("Database upgrade") && maintenance.contains("Search reindex"));
+    let history = section_text(&dom, "history");
+    assert!(
+        history.contains("Search results were stale") && history.contains("Resolved"),
+        "{history}"
+    );
+    assert!(history.contains("Network switch replacement"));
+    assert!(
+        !dom.contains("Internal build farm"),
+        "private outages stay private"
+    );
+    let systems = section_text(&dom, "systems");
+    assert!(systems.contains("Public API Major outage"), "{systems}");
+    assert!(systems.contains("Database Under maintenance"));
+    assert!(systems.contains("Search Operational"));
+
+    // And it renders: a screenshot at phone size (kept when SLACKOPS_TEST_SCREENSHOT names a path).
+    let shot = profile.path().join("status.png");
+    run_chromium(
+        &bin,
+        profile.path(),
+        &[
+            "--window-size=390,1400",
+            &format!("--screenshot={}", shot.display()),
+        ],
+        &url,
+    )
+    .await;
+    let png = std::fs::read(&shot).expect("a screenshot was written");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
+    if let Ok(keep) = std::env::var("SLACKOPS_TEST_SCREENSHOT") {
+        std::fs::write(keep, &png).unwrap();
+    }
+    app.stop().await;
+}
