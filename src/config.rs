@@ -1220,8 +1220,21 @@ fn resolve_file_keys(dict: &mut Dict, prefix: &str, problems: &mut Vec<ConfigPro
         }
     }
     for (k, v) in dict.iter_mut() {
-        if let Value::Dict(_, inner) = v {
-            resolve_file_keys(inner, &join_key(prefix, k), problems);
+        match v {
+            Value::Dict(_, inner) => resolve_file_keys(inner, &join_key(prefix, k), problems),
+            // Lists of tables (such as notifiers.webhooks) may hold secrets too.
+            Value::Array(_, items) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    if let Value::Dict(_, inner) = item {
+                        resolve_file_keys(
+                            inner,
+                            &format!("{}[{i}]", join_key(prefix, k)),
+                            problems,
+                        );
+                    }
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -1341,6 +1354,70 @@ mod tests {
         };
         assert!(!d.display_url().contains("hunter2"));
         assert!(d.display_url().contains("app:"));
+    }
+
+    #[test]
+    fn status_notifier_and_maintenance_keys_load_and_are_checked() {
+        let dir = tempfile_dir();
+        let secret = dir.join("hook-secret");
+        std::fs::write(&secret, "whsec-from-file\n").unwrap();
+        let yaml = dir.join("c.yaml");
+        std::fs::write(
+            &yaml,
+            format!(
+                "status:\n  title: Acme\n  time_zone: '+01:00'\n  time_zone_label: CET\n  refresh_interval_ms: 2000\n\
+                 maintenance:\n  check_interval_secs: 10\n\
+                 notifiers:\n  timeout_ms: 3000\n  webhooks:\n    - name: ops\n      url: https://hooks.example.com/x\n      secret_file: {}\n      events: ['outage.*', maintenance.started]\n",
+                secret.display()
+            ),
+        )
+        .unwrap();
+        let s = Settings::load(&ConfigSource {
+            file: Some(yaml.clone()),
+            env: minimal(),
+        })
+        .expect("valid");
+        assert_eq!(s.status.title, "Acme");
+        assert_eq!(s.status.offset_secs(), Some(3600));
+        assert_eq!(s.status.zone_label(), "CET");
+        assert_eq!(s.maintenance.check_interval_secs, 10);
+        assert_eq!(s.notifiers.webhooks[0].secret.expose(), "whsec-from-file");
+        assert!(s.notifiers.webhooks[0].wants("outage.resolved"));
+        assert!(!format!("{s:?}").contains("whsec-from-file"));
+
+        let mut env = minimal();
+        env.push(("SLACKOPS_STATUS__TIME_ZONE".into(), "Europe/Paris".into()));
+        env.push(("SLACKOPS_STATUS__HISTORY_DAYS".into(), "0".into()));
+        let bad = dir.join("bad.yaml");
+        std::fs::write(
+            &bad,
+            "notifiers:\n  webhooks:\n    - name: a\n      events: [outage.exploded]\n    - name: a\n      url: ftp://x\n",
+        )
+        .unwrap();
+        let err = Settings::load(&ConfigSource {
+            file: Some(bad),
+            env,
+        })
+        .unwrap_err();
+        let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        for k in [
+            "status.time_zone",
+            "status.history_days",
+            "notifiers.webhooks[0].url",
+            "notifiers.webhooks[0].events",
+            "notifiers.webhooks[1].name",
+            "notifiers.webhooks[1].url",
+        ] {
+            assert!(keys.contains(&k), "{k} in {:?}", err.problems);
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("slackops-cfg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
     }
 
     #[test]
