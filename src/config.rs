@@ -680,7 +680,7 @@ impl Default for NotifierSettings {
 }
 
 /// One webhook.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Clone, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebhookSettings {
     /// Unique name, used in logs and to find the webhook when a queued delivery runs.
@@ -693,7 +693,27 @@ pub struct WebhookSettings {
     pub events: Vec<String>,
 }
 
+impl fmt::Debug for WebhookSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookSettings")
+            .field("name", &self.name)
+            .field("url", &self.display_url())
+            .field("secret", &self.secret)
+            .field("events", &self.events)
+            .finish()
+    }
+}
+
 impl WebhookSettings {
+    /// The URL without its path and query, which often carry a token (Slack's incoming webhooks).
+    pub fn display_url(&self) -> String {
+        match &self.url {
+            Some(u) if u.path() == "/" && u.query().is_none() => u.to_string(),
+            Some(u) => format!("{}://{}/[redacted]", u.scheme(), u.host_str().unwrap_or("")),
+            None => "[unset]".into(),
+        }
+    }
+
     /// Whether this webhook wants events of `kind`.
     pub fn wants(&self, kind: &str) -> bool {
         self.events.is_empty()
@@ -1277,6 +1297,14 @@ pub fn redacted_view(settings: &Settings) -> serde_json::Value {
             serde_json::Value::String(settings.database.display_url()),
         );
     }
+    if let Some(hooks) = v
+        .pointer_mut("/notifiers/webhooks")
+        .and_then(|h| h.as_array_mut())
+    {
+        for (out, hook) in hooks.iter_mut().zip(&settings.notifiers.webhooks) {
+            out["url"] = serde_json::Value::String(hook.display_url());
+        }
+    }
     v
 }
 
@@ -1384,6 +1412,12 @@ mod tests {
         assert_eq!(s.notifiers.webhooks[0].secret.expose(), "whsec-from-file");
         assert!(s.notifiers.webhooks[0].wants("outage.resolved"));
         assert!(!format!("{s:?}").contains("whsec-from-file"));
+        let shown = format!("{s:?} {}", redacted_view(&s));
+        assert!(
+            !shown.contains("whsec-from-file") && !shown.contains("/x"),
+            "{shown}"
+        );
+        assert!(shown.contains("https://hooks.example.com/[redacted]"));
 
         let mut env = minimal();
         env.push(("SLACKOPS_STATUS__TIME_ZONE".into(), "Europe/Paris".into()));
