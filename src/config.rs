@@ -124,6 +124,9 @@ pub struct Settings {
     pub api: ApiSettings,
     pub approvals: ApprovalsSettings,
     pub pipelines: PipelinesSettings,
+    pub announcements: AnnouncementsSettings,
+    pub status: StatusSettings,
+    pub notifiers: NotifierSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -515,6 +518,64 @@ impl PipelineRule {
     }
 }
 
+/// Outage announcements (`/announce`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnnouncementsSettings {
+    /// The slash command's name, as created in the Slack app.
+    pub command: String,
+    /// Channel (ID) where announcements are posted and pinned, and maintenance is announced.
+    pub channel: Option<String>,
+    /// The catalogue of systems an outage or maintenance can affect (also the status page's rows).
+    pub systems: Vec<SystemEntry>,
+    /// Audiences whose impact is asked for, each told once in its own channel.
+    pub audiences: Vec<AudienceEntry>,
+}
+
+impl Default for AnnouncementsSettings {
+    fn default() -> Self {
+        Self {
+            command: "/announce".into(),
+            channel: None,
+            systems: Vec::new(),
+            audiences: Vec::new(),
+        }
+    }
+}
+
+/// One system in the catalogue.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SystemEntry {
+    /// Stable identifier stored with outages (lowercase, `[a-z0-9-]`).
+    pub id: String,
+    /// Name shown in Slack and on the status page.
+    pub name: String,
+    /// Optional group the status page lists the system under.
+    pub group: Option<String>,
+}
+
+/// An audience (for example sales, B2B partners, customers) and the channel that hears of outages
+/// affecting it.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AudienceEntry {
+    pub id: String,
+    pub name: String,
+    /// Channel (ID) told once per outage that affects this audience.
+    pub channel: Option<String>,
+}
+
+/// The public status page (`/status`).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct StatusSettings {}
+
+/// Webhook notifiers told of every outage and maintenance change.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifierSettings {}
+
 /// Every problem found while loading, each naming its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigProblem {
@@ -598,6 +659,10 @@ impl Settings {
             "log",
             "api",
             "approvals",
+            "pipelines",
+            "announcements",
+            "status",
+            "notifiers",
         ];
         for key in merged.keys() {
             if !known.contains(&key.as_str()) {
@@ -623,6 +688,9 @@ impl Settings {
             api: read.section("api"),
             approvals: read.section("approvals"),
             pipelines: read.section("pipelines"),
+            announcements: read.section("announcements"),
+            status: read.section("status"),
+            notifiers: read.section("notifiers"),
         };
         // Checks on a section that failed to read would report its defaults, not the input.
         problems.extend(settings.validate().into_iter().filter(|p| {
@@ -1076,5 +1144,33 @@ mod tests {
             err.problems.iter().any(|p| p.key == "server.listen"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn every_section_is_known_to_the_loader() {
+        // Each section of `Settings` must be accepted by name, not refused as unknown.
+        let mut env = minimal();
+        for (key, value) in [
+            ("SLACKOPS_APPROVALS__FOUR_EYES", "true"),
+            ("SLACKOPS_PIPELINES__COMMAND", "/deploy"),
+            ("SLACKOPS_ANNOUNCEMENTS__COMMAND", "/outage"),
+        ] {
+            env.push((key.into(), value.into()));
+        }
+        let s = Settings::load(&ConfigSource { file: None, env }).expect("valid");
+        assert_eq!(s.pipelines.command, "/deploy");
+        assert_eq!(s.announcements.command, "/outage");
+        let value = serde_json::to_value(Settings::default()).expect("serializes");
+        for section in value.as_object().expect("object").keys() {
+            let mut env = minimal();
+            env.push((format!("SLACKOPS_{}__NO_SUCH_KEY", section.to_uppercase()), "1".into()));
+            let err = Settings::load(&ConfigSource { file: None, env }).unwrap_err();
+            assert!(
+                err.problems
+                    .iter()
+                    .any(|p| p.key == format!("{section}.no_such_key")),
+                "section {section} should be read and its unknown key named: {err}"
+            );
+        }
     }
 }

@@ -18,11 +18,19 @@ use crate::state::AppState;
 pub fn register_all(registry: &mut Registry, settings: &Settings) {
     crate::approvals::register(registry, settings);
     crate::pipelines::register(registry, settings);
+    crate::announcements::register(registry, settings);
+    crate::maintenance::register(registry, settings);
+    crate::status::register(registry, settings);
+    crate::notifiers::register(registry, settings);
 }
 
 /// Feature HTTP routes beyond the Slack and echo endpoints (the `/api/v1` surface).
 pub fn routes() -> Router<AppState> {
-    Router::new().merge(crate::approvals::api::routes())
+    Router::new()
+        .merge(crate::approvals::api::routes())
+        .merge(crate::announcements::routes())
+        .merge(crate::maintenance::routes())
+        .merge(crate::status::routes())
 }
 
 /// Start every periodic task; each runs on the replica holding its database lease and stops when

@@ -6,10 +6,13 @@
 //!
 //! - [`slack`]: the interaction layer (verify, parse, dispatch, ack; the Web API client);
 //! - [`registry`] and [`features`]: where features plug their handlers in;
+//! - [`announcements`], [`maintenance`], [`status`], [`notifiers`]: outage announcements, scheduled
+//!   maintenance, the public status page and the webhooks told of every change;
 //! - [`spinnaker`]: the Gate client and echo's event intake;
 //! - [`store`] and [`jobs`]: the database (SQLite or PostgreSQL) and the durable job queue;
 //! - [`config`], [`startup`], [`state`], [`cli`]: configuration, lifecycle, shared state, commands.
 
+pub mod announcements;
 pub mod approvals;
 pub mod authz;
 pub mod cli;
@@ -19,12 +22,15 @@ pub mod error;
 pub mod features;
 pub mod http;
 pub mod jobs;
+pub mod maintenance;
 pub mod metrics;
+pub mod notifiers;
 pub mod pipelines;
 pub mod registry;
 pub mod slack;
 pub mod spinnaker;
 pub mod startup;
 pub mod state;
+pub mod status;
 pub mod store;
 pub mod telemetry;

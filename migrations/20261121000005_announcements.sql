@@ -1,0 +1,44 @@
+-- Outage announcements. One row per outage, holding its current state; every change is also
+-- appended to outage_history (never updated or deleted), which is what the thread replies, the
+-- status page's "latest update" and the API's history are built from.
+CREATE TABLE outages (
+    id                     TEXT PRIMARY KEY,
+    summary                TEXT NOT NULL,
+    systems                TEXT NOT NULL,   -- JSON array of system ids from the catalogue
+    impact                 TEXT NOT NULL,   -- JSON object: audience id -> {"affected": "yes|no|unknown", "details": "..."}
+    severity               TEXT NOT NULL,   -- critical | major | minor
+    eta                    TEXT NOT NULL,   -- 30m | 2h | 8h | 24h | unknown
+    eta_set_at             BIGINT NOT NULL, -- the ETA's deadline is eta_set_at + eta
+    resolution_assignee    TEXT NOT NULL,   -- Slack user id
+    communication_assignee TEXT NOT NULL,   -- Slack user id
+    public                 BIGINT NOT NULL, -- 1: shown on the public status page
+    state                  TEXT NOT NULL,   -- open | resolved
+    announced_by           TEXT NOT NULL,   -- Slack user id, or "api:<name>"
+    started_at             BIGINT NOT NULL,
+    resolved_at            BIGINT,
+    resolution             TEXT,            -- JSON: {"summary", "postmortem", "report_url", "resolved_by"}
+    channel                TEXT,            -- where the announcement is posted
+    message_ts             TEXT,
+    permalink              TEXT,
+    incident_channel       TEXT,            -- the dedicated channel, once created
+    last_update_at         BIGINT NOT NULL, -- last change anyone posted (drives the nudge)
+    version                BIGINT NOT NULL, -- bumped on every change (optimistic concurrency)
+    created_at             BIGINT NOT NULL,
+    updated_at             BIGINT NOT NULL
+);
+CREATE INDEX outages_state ON outages (state);
+CREATE INDEX outages_started ON outages (started_at);
+
+CREATE TABLE outage_history (
+    id         TEXT PRIMARY KEY,
+    outage_id  TEXT NOT NULL,
+    seq        BIGINT NOT NULL,  -- 1, 2, ... per outage
+    at         BIGINT NOT NULL,
+    by_user    TEXT NOT NULL,
+    kind       TEXT NOT NULL,    -- announced | updated | reassigned | resolved | reopened | eta_snoozed
+    changes    TEXT NOT NULL,    -- JSON array of {"field", "from", "to"}
+    reason     TEXT,             -- why, as written by the person (shown as the latest update)
+    snapshot   TEXT NOT NULL,    -- JSON of the outage after the change
+    UNIQUE (outage_id, seq)
+);
+CREATE INDEX outage_history_outage ON outage_history (outage_id, seq);
