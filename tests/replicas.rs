@@ -361,7 +361,7 @@ impl Replica {
         let _ = self.child.wait().await;
     }
 
-    /// SIGTERM-free stop for the end of a test (the process is killed; its work is done by then).
+    /// The end of a test: the process is killed; the assertions have seen its work by then.
     async fn stop(self) {
         self.kill().await;
     }
