@@ -5,7 +5,8 @@ describes: one SQLite replica with Recreate, several PostgreSQL replicas with ro
 PodDisruptionBudget, a locked-down container, probes on /healthz and /readyz, a grace period longer
 than the graceful shutdown, secrets only through `_file` keys that exist in the Secret template;
 halconfig profiles that forward echo's events where slackops listens; and a Slack app manifest whose
-URLs are the routes src/startup.rs serves, on the host the configuration and the Ingress use.
+URLs are the routes src/startup.rs serves, on the host the configuration and the Ingress use; and
+a Dockerfile whose image runs as the Deployment's user.
 
 Usage: deploy_checks.py DIR=RENDERED.yaml ...   (called by .ci/validate-deploy)
 Every problem is reported, then the exit code is 1 if there was any.
@@ -288,10 +289,44 @@ def check_slack_manifest() -> None:
         fail(where, "bot event reaction_added (outage announcements) is missing")
 
 
+def check_dockerfile(renderings: list[list[dict]]) -> None:
+    """The image runs as the user the Deployment expects, `slackops serve`, on the listen port."""
+    where = "Dockerfile"
+    lines = [l.strip() for l in (ROOT / where).read_text().splitlines() if l.strip() and not l.strip().startswith("#")]
+    froms = [i for i, l in enumerate(lines) if l.upper().startswith("FROM ")]
+    if len(froms) < 2:
+        fail(where, "must be a multi-stage build (a builder and a runtime stage)")
+        return
+    final = lines[froms[-1]:]
+    users = [l.split()[1] for l in final if l.upper().startswith("USER ")]
+    if not users or not re.fullmatch(r"[1-9][0-9]*(:[1-9][0-9]*)?", users[-1]):
+        fail(where, f"the runtime stage must switch to a numeric non-root USER, not {users}")
+        return
+    uid = int(users[-1].split(":")[0])
+    for docs in renderings:
+        for d in docs:
+            if d.get("kind") == "Deployment":
+                run_as = d["spec"]["template"]["spec"].get("securityContext", {}).get("runAsUser")
+                if run_as != uid:
+                    fail(where, f"USER {uid} differs from the Deployment's runAsUser {run_as}")
+    if not any(l.startswith("ENTRYPOINT") and "slackops" in l for l in final):
+        fail(where, "the runtime stage's ENTRYPOINT must be the slackops binary")
+    if not any(l.startswith("CMD") and "serve" in l for l in final):
+        fail(where, "the runtime stage's CMD must be serve")
+    if "EXPOSE 8080" not in final:
+        fail(where, "the runtime stage must EXPOSE 8080 (server.listen's default port)")
+    if not (ROOT / ".dockerignore").read_text().count("target/"):
+        fail(".dockerignore", "must exclude target/")
+
+
 def main(argv: list[str]) -> int:
+    renderings = []
     for arg in argv:
         where, _, path = arg.partition("=")
-        check_rendering(where, load_all(Path(path)))
+        docs = load_all(Path(path))
+        renderings.append(docs)
+        check_rendering(where, docs)
+    check_dockerfile(renderings)
     check_halconfig()
     check_slack_manifest()
     for p in problems:
@@ -299,7 +334,7 @@ def main(argv: list[str]) -> int:
     if problems:
         print(f"{len(problems)} problem(s)", file=sys.stderr)
         return 1
-    print(f"ok: {len(argv)} renderings, halconfig/, slack-app-manifest.yaml")
+    print(f"ok: {len(argv)} renderings, the Dockerfile, halconfig/, slack-app-manifest.yaml")
     return 0
 
 
