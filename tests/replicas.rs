@@ -1,0 +1,771 @@
+//! Several replicas behave as one: two real `slackops serve` processes (the binary cargo built,
+//! configured as in production through a YAML file, `_file` secrets and environment variables)
+//! share one PostgreSQL database and the same fake Slack and Gate (tests/support). The guarantees
+//! under test are carried by the database, not by anything in a process:
+//!
+//! - echo's event for a Manual Judgment reaching both replicas (echo retries, or two endpoints)
+//!   gives one Slack message per judgment;
+//! - clicks on one judgment split across the two replicas give one Gate PATCH per stage;
+//! - jobs a replica was running when it was killed (SIGKILL: no graceful shutdown) are finished by
+//!   the other once their leases expire, still with one PATCH per stage.
+//!
+//! These tests need PostgreSQL (`SLACKOPS_TEST_POSTGRES_URL`, an admin URL such as
+//! `postgres://postgres@127.0.0.1:5432/test`; `.ci/run` sets it): each creates a fresh database and
+//! drops it at the end. Without it they print `SKIPPED: <test> needs PostgreSQL` and pass.
+//! `TEST_LOG=1` shows the replicas' logs.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sqlx::Connection;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use support::fake_gate::FakeGate;
+use support::fake_slack::{FakeSlack, Message};
+
+const POSTGRES_ENV: &str = "SLACKOPS_TEST_POSTGRES_URL";
+const SIGNING_SECRET: &str = "replicas-signing-secret-0123456789";
+const ECHO_TOKEN: &str = "replicas-echo-token-0123456789";
+const API_TOKEN: &str = "replicas-api-token-0123456789";
+
+const APP: &str = "myapp";
+const PIPELINE: &str = "deploy-prod";
+const CHANNEL: &str = "C0APPROVE";
+const DEFAULT_CHANNEL: &str = "C0DEFAULT";
+const BOB: &str = "U0BOB";
+const CAROL: &str = "U0CAROL";
+const ALICE: &str = "U0ALICE";
+const APPROVE: &str = "approvals:approve";
+
+/// How long anything may take to happen (a takeover waits for a lease: `jobs.lease_secs` = 5).
+const WAIT: Duration = Duration::from_secs(30);
+/// Time after which a duplicate (a second message, a second PATCH) would have shown up.
+const SETTLE: Duration = Duration::from_millis(1500);
+
+/// One test at a time: each runs two service processes, and the kill test's timing should not
+/// compete with the others for the machine's cores.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+// ------------------------------------------------------------------------------- the database
+
+/// A fresh PostgreSQL database for one test, dropped at the end.
+struct PgDb {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl PgDb {
+    /// `None` (with the SKIPPED notice) when PostgreSQL is not configured.
+    async fn create(test: &str) -> Option<PgDb> {
+        let Ok(admin) = std::env::var(POSTGRES_ENV) else {
+            println!("SKIPPED: {test} needs PostgreSQL (set {POSTGRES_ENV}; .ci/run does)");
+            eprintln!("SKIPPED: {test} needs PostgreSQL (set {POSTGRES_ENV}; .ci/run does)");
+            return None;
+        };
+        let name = format!("slackops_r_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("{POSTGRES_ENV} is set but PostgreSQL does not answer: {e}")
+            });
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("create the test database");
+        let mut url = url::Url::parse(&admin).expect("a postgres:// URL");
+        url.set_path(&format!("/{name}"));
+        Some(PgDb {
+            admin,
+            name,
+            url: url.to_string(),
+        })
+    }
+
+    async fn pool(&self) -> sqlx::PgPool {
+        sqlx::PgPool::connect(&self.url)
+            .await
+            .expect("connect to the test database")
+    }
+
+    /// Best effort: the replicas are gone by now.
+    async fn drop_database(self) {
+        if let Ok(mut conn) = sqlx::PgConnection::connect(&self.admin).await {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            )))
+            .execute(&mut conn)
+            .await;
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------- the replicas
+
+/// One `slackops serve` process.
+struct Replica {
+    name: String,
+    address: String,
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+    client: reqwest::Client,
+}
+
+/// What both replicas share: the fakes, the database, and the configuration directory.
+struct Cluster {
+    slack: FakeSlack,
+    gate: FakeGate,
+    db: PgDb,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    async fn new(db: PgDb) -> Cluster {
+        slackops::telemetry::install_crypto_provider();
+        let slack = FakeSlack::start().await;
+        let gate = FakeGate::start().await;
+        slack.add_channel(CHANNEL, "approvals");
+        slack.add_channel(DEFAULT_CHANNEL, "ops");
+        slack.add_user(BOB, "bob", "bob@example.com", "UTC");
+        slack.add_user(CAROL, "carol", "carol@example.com", "UTC");
+        slack.add_user(ALICE, "alice", "alice@example.com", "UTC");
+        let dir = tempfile::tempdir().expect("temp dir");
+        write_config(dir.path(), &slack, &gate, &db.url);
+        Cluster {
+            slack,
+            gate,
+            db,
+            dir,
+        }
+    }
+
+    /// Start a replica named `name` (its job leases are owned by `<name>-<pid>-…`), and wait until
+    /// it is ready.
+    async fn start(&self, name: &str) -> Replica {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_slackops"));
+        cmd.arg("serve")
+            .env("SLACKOPS_CONFIG", self.dir.path().join("slackops.yaml"))
+            // A list in the environment, as the Kubernetes manifests pass it from the Secret.
+            .env("SLACKOPS_API__TOKENS", format!("[\"{API_TOKEN}\"]"))
+            .env("HOSTNAME", name)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("SLACKOPS_") && k != "SLACKOPS_CONFIG" || k == "RUST_LOG" {
+                cmd.env_remove(k);
+            }
+        }
+        let mut child = cmd.spawn().expect("start slackops serve");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = tokio::sync::oneshot::channel::<String>();
+        let tx = Arc::new(Mutex::new(Some(tx)));
+        let echo = std::env::var("TEST_LOG").is_ok();
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        for (stream, is_stdout) in [
+            (
+                Box::new(stdout) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+                true,
+            ),
+            (Box::new(stderr), false),
+        ] {
+            let (log, tx, name) = (log.clone(), tx.clone(), name.to_string());
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stream).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if echo {
+                        eprintln!("[{name}] {line}");
+                    }
+                    if is_stdout
+                        && let Some(addr) = listening_address(&line)
+                        && let Some(tx) = tx.lock().expect("lock").take()
+                    {
+                        let _ = tx.send(addr);
+                    }
+                    log.lock().expect("lock").push(line);
+                }
+            });
+        }
+        let address = match tokio::time::timeout(WAIT, rx).await {
+            Ok(Ok(addr)) => format!("http://{addr}"),
+            _ => {
+                let status = child.try_wait().ok().flatten();
+                panic!(
+                    "replica {name} did not start (exit status {status:?}); its output:\n{}",
+                    log.lock().expect("lock").join("\n")
+                );
+            }
+        };
+        let replica = Replica {
+            name: name.to_string(),
+            address,
+            child,
+            log,
+            client: reqwest::Client::new(),
+        };
+        replica.wait_ready().await;
+        replica
+    }
+
+    async fn finish(self) {
+        self.db.drop_database().await;
+    }
+}
+
+/// `address` from the JSON line `slackops listening` (log.format: json).
+fn listening_address(line: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(line).ok()?;
+    (v["message"] == "slackops listening")
+        .then(|| v["address"].as_str().map(str::to_owned))
+        .flatten()
+}
+
+/// The configuration as an operator writes it: a YAML file, secrets in files named by `_file`
+/// keys (a mounted Kubernetes Secret), the database URL among them.
+fn write_config(dir: &Path, slack: &FakeSlack, gate: &FakeGate, db_url: &str) {
+    let secret = |name: &str, value: &str| -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, format!("{value}\n")).expect("write a secret file");
+        p
+    };
+    let signing = secret("slack-signing-secret", SIGNING_SECRET);
+    let bot = secret("slack-bot-token", &slack.token());
+    let echo = secret("echo-token", ECHO_TOKEN);
+    let database = secret("database-url", db_url);
+    let config = format!(
+        r#"server:
+  listen: 127.0.0.1:0
+  shutdown_timeout_secs: 5
+database:
+  url_file: {database}
+  max_connections: 5
+slack:
+  signing_secret_file: {signing}
+  bot_token_file: {bot}
+  api_url: {slack_api}
+  request_timeout_ms: 5000
+  max_retries: 3
+  post_rate_per_channel: 1000.0
+  post_burst_per_channel: 1000
+spinnaker:
+  gate_url: {gate_url}
+  deck_url: https://deck.example.com
+  echo_token_file: {echo}
+  request_timeout_ms: 10000
+jobs:
+  poll_interval_ms: 50
+  backoff_base_ms: 50
+  backoff_max_ms: 500
+  lease_secs: 5
+log:
+  format: json
+  level: info,sqlx=warn
+approvals:
+  default_channel: {DEFAULT_CHANNEL}
+  routes:
+    - application: {APP}
+      channel: {CHANNEL}
+  approvers:
+    - application: {APP}
+      users: [{BOB}, {CAROL}, {ALICE}]
+  outcome_wait_secs: 3
+"#,
+        database = database.display(),
+        signing = signing.display(),
+        bot = bot.display(),
+        echo = echo.display(),
+        slack_api = slack.api_url(),
+        gate_url = gate.url(),
+    );
+    std::fs::write(dir.join("slackops.yaml"), config).expect("write slackops.yaml");
+}
+
+impl Replica {
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    async fn wait_ready(&self) {
+        eventually(&format!("{} to be ready", self.name), || async {
+            let r = self.client.get(self.url("/readyz")).send().await.ok()?;
+            (r.status() == 200).then_some(())
+        })
+        .await;
+    }
+
+    /// echo's POST of one event, with the right token.
+    async fn echo(&self, event: &Value) -> u16 {
+        self.client
+            .post(self.url("/spinnaker/events"))
+            .bearer_auth(ECHO_TOKEN)
+            .json(event)
+            .send()
+            .await
+            .expect("echo reaches the replica")
+            .status()
+            .as_u16()
+    }
+
+    /// A click, signed as Slack signs it.
+    async fn interaction(&self, payload: &Value) -> u16 {
+        let body = serde_urlencoded::to_string([("payload", payload.to_string())]).expect("form");
+        let ts = chrono::Utc::now().timestamp();
+        self.client
+            .post(self.url("/slack/interactions"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-slack-request-timestamp", ts.to_string())
+            .header(
+                "x-slack-signature",
+                slackops::slack::verify::sign(SIGNING_SECRET, ts, body.as_bytes()),
+            )
+            .body(body)
+            .send()
+            .await
+            .expect("Slack reaches the replica")
+            .status()
+            .as_u16()
+    }
+
+    /// `GET /api/v1/judgments`.
+    async fn judgments(&self) -> Vec<Value> {
+        let resp = self
+            .client
+            .get(self.url("/api/v1/judgments"))
+            .bearer_auth(API_TOKEN)
+            .send()
+            .await
+            .expect("the API answers");
+        assert_eq!(
+            resp.status(),
+            200,
+            "{}: the judgments API answers",
+            self.name
+        );
+        let body: Value = resp.json().await.expect("judgments JSON");
+        body["judgments"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// SIGKILL: no graceful shutdown, no lease released, whatever was in flight is cut.
+    async fn kill(mut self) {
+        self.child.start_kill().expect("SIGKILL the replica");
+        let _ = self.child.wait().await;
+    }
+
+    /// The end of a test: the process is killed; the assertions have seen its work by then.
+    async fn stop(self) {
+        self.kill().await;
+    }
+}
+
+/// A failing test shows what each replica logged.
+impl Drop for Replica {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.log.lock().map(|l| l.join("\n")).unwrap_or_default();
+            eprintln!("----- output of {} -----\n{log}", self.name);
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------- fixtures
+
+/// A running Manual Judgment for execution `n` in the fake Gate; returns (execution, stage id).
+fn add_judgment(gate: &FakeGate, n: usize) -> (Value, String) {
+    let exec_id = format!("01J6EXEC{n:018}");
+    let stage_id = format!("01J6STAGE{n:017}");
+    gate.add_execution(FakeGate::mj_execution(APP, PIPELINE, &exec_id, &stage_id));
+    (gate.execution(&exec_id), stage_id)
+}
+
+/// echo's `orca:stage:starting` for the stage, with the full execution (reference/spinnaker.md
+/// §3a; the same shape as tests/api/approvals_support.rs builds).
+fn starting_event(execution: &Value, stage_id: &str) -> Value {
+    let stage = execution["stages"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["id"] == stage_id))
+        .cloned()
+        .unwrap_or(Value::Null);
+    json!({
+        "details": {"source": "orca", "type": "orca:stage:starting", "created": "1724312345678",
+                    "application": execution["application"], "requestHeaders": {}},
+        "content": {
+            "standalone": false, "canceled": false,
+            "executionId": execution["id"], "stageId": stage_id, "isSynthetic": false,
+            "name": stage["name"], "startTime": stage["startTime"], "endTime": stage["endTime"],
+            "context": stage["context"],
+            "execution": execution
+        },
+        "eventId": uuid::Uuid::new_v4().to_string()
+    })
+}
+
+/// The judgment id the message's Approve button carries.
+fn judgment_id_of(message: &Message) -> String {
+    message
+        .blocks
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|b| b["type"] == "actions")
+        .flat_map(|b| b["elements"].as_array().cloned().unwrap_or_default())
+        .find(|e| e["action_id"] == APPROVE)
+        .and_then(|e| e["value"].as_str().map(str::to_owned))
+        .expect("the message carries Approve with its judgment id")
+}
+
+/// Slack's block_actions payload for `user` clicking Approve on `message`
+/// (reference/slack.md §2.2).
+fn approve_click(slack: &FakeSlack, user: &str, message: &Message) -> Value {
+    json!({
+        "type": "block_actions",
+        "user": {"id": user, "username": user.to_lowercase(), "name": user.to_lowercase(), "team_id": "T0FAKE"},
+        "api_app_id": "A0APP",
+        "token": "legacy",
+        "container": {"type": "message", "message_ts": message.ts, "channel_id": message.channel, "is_ephemeral": false},
+        "trigger_id": slack.trigger_id(),
+        "team": {"id": "T0FAKE", "domain": "fake"},
+        "channel": {"id": message.channel, "name": "approvals"},
+        "message": {"type": "message", "ts": message.ts, "text": "Manual Judgment"},
+        "state": {"values": {}},
+        "response_url": slack.response_url_for_message(&message.channel, &message.ts),
+        "actions": [{"action_id": APPROVE, "block_id": "approvals_decide", "type": "button",
+                     "value": judgment_id_of(message), "action_ts": "1700000000.000001"}]
+    })
+}
+
+/// Top-level messages (not thread replies) in the approvals channel.
+fn judgment_messages(slack: &FakeSlack) -> Vec<Message> {
+    slack
+        .messages_in(CHANNEL)
+        .into_iter()
+        .filter(|m| m.thread_ts.is_none())
+        .collect()
+}
+
+/// Whether the message was settled as approved (no buttons left, "Approved" shown).
+fn settled_approved(slack: &FakeSlack, ts: &str) -> bool {
+    slack.message(CHANNEL, ts).is_some_and(|m| {
+        let blocks = m.blocks.to_string();
+        !blocks.contains(APPROVE) && blocks.contains("*Approved*")
+    })
+}
+
+/// Judgments announced by echo to `replica` and posted; returns (execution id, stage id, message).
+async fn announce(
+    cluster: &Cluster,
+    replica: &Replica,
+    count: usize,
+) -> Vec<(String, String, Message)> {
+    let mut stages = Vec::new();
+    for n in 0..count {
+        let (exec, stage_id) = add_judgment(&cluster.gate, n);
+        assert_eq!(replica.echo(&starting_event(&exec, &stage_id)).await, 200);
+        stages.push((exec["id"].as_str().expect("id").to_string(), stage_id));
+    }
+    let messages = cluster.slack.wait_for_messages(CHANNEL, count, WAIT).await;
+    stages
+        .into_iter()
+        .map(|(exec_id, stage_id)| {
+            let m = messages
+                .iter()
+                .find(|m| m.blocks.to_string().contains(&exec_id))
+                .unwrap_or_else(|| panic!("a message for {exec_id}"))
+                .clone();
+            (exec_id, stage_id, m)
+        })
+        .collect()
+}
+
+/// Poll `f` until it returns `Some`, or panic after [`WAIT`].
+async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {WAIT:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+// ------------------------------------------------------------------------------- tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn both_replicas_receiving_echo_events_post_one_message_per_manual_judgment() {
+    let _serial = SERIAL.lock().await;
+    let Some(db) =
+        PgDb::create("both_replicas_receiving_echo_events_post_one_message_per_manual_judgment")
+            .await
+    else {
+        return;
+    };
+    // Arrange
+    let cluster = Cluster::new(db).await;
+    let (a, b) = tokio::join!(cluster.start("replica-a"), cluster.start("replica-b"));
+    const JUDGMENTS: usize = 5;
+    let stages: Vec<(Value, String)> = (0..JUDGMENTS)
+        .map(|n| add_judgment(&cluster.gate, n))
+        .collect();
+
+    // Act: every event reaches both replicas at the same moment, twice (echo's retries)
+    for (exec, stage_id) in &stages {
+        let event = starting_event(exec, stage_id);
+        let (r1, r2, r3, r4) = tokio::join!(
+            a.echo(&event),
+            b.echo(&event),
+            b.echo(&event),
+            a.echo(&event)
+        );
+        assert_eq!(
+            (r1, r2, r3, r4),
+            (200, 200, 200, 200),
+            "every delivery is accepted"
+        );
+    }
+
+    // Assert
+    let posted = cluster
+        .slack
+        .wait_for_messages(CHANNEL, JUDGMENTS, WAIT)
+        .await;
+    tokio::time::sleep(SETTLE).await;
+    let messages = judgment_messages(&cluster.slack);
+    assert_eq!(
+        messages.len(),
+        JUDGMENTS,
+        "one message per Manual Judgment: {messages:#?}"
+    );
+    assert_eq!(posted.len(), JUDGMENTS);
+    for (exec, _) in &stages {
+        let id = exec["id"].as_str().expect("id");
+        let n = messages
+            .iter()
+            .filter(|m| m.blocks.to_string().contains(id))
+            .count();
+        assert_eq!(n, 1, "exactly one message for {id}");
+    }
+    let mut ids: Vec<String> = messages.iter().map(judgment_id_of).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        JUDGMENTS,
+        "each message carries its own judgment"
+    );
+    assert_eq!(
+        a.judgments().await.len(),
+        JUDGMENTS,
+        "both replicas see the same judgments"
+    );
+    assert_eq!(b.judgments().await.len(), JUDGMENTS);
+
+    a.stop().await;
+    b.stop().await;
+    cluster.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn clicks_split_across_two_replicas_send_one_gate_patch_per_stage() {
+    let _serial = SERIAL.lock().await;
+    let Some(db) =
+        PgDb::create("clicks_split_across_two_replicas_send_one_gate_patch_per_stage").await
+    else {
+        return;
+    };
+    // Arrange
+    let cluster = Cluster::new(db).await;
+    let (a, b) = tokio::join!(cluster.start("replica-a"), cluster.start("replica-b"));
+    const JUDGMENTS: usize = 4;
+    let judgments = announce(&cluster, &a, JUDGMENTS).await;
+
+    // Act: on every judgment, two approvers click at once, one on each replica (the sides
+    // alternate so that either replica gets the first click)
+    for (i, (_, _, message)) in judgments.iter().enumerate() {
+        let (bob_on, carol_on) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        let bob = approve_click(&cluster.slack, BOB, message);
+        let carol = approve_click(&cluster.slack, CAROL, message);
+        let (r1, r2) = tokio::join!(bob_on.interaction(&bob), carol_on.interaction(&carol));
+        assert_eq!((r1, r2), (200, 200), "both clicks are acknowledged");
+    }
+
+    // Assert
+    for (exec_id, _, message) in &judgments {
+        eventually(
+            &format!("{exec_id} to be approved and its message settled"),
+            || async { settled_approved(&cluster.slack, &message.ts).then_some(()) },
+        )
+        .await;
+    }
+    tokio::time::sleep(SETTLE).await;
+    let patches = cluster.gate.patches();
+    for (exec_id, stage_id, _) in &judgments {
+        let n = patches
+            .iter()
+            .filter(|p| &p.execution_id == exec_id && &p.stage_id == stage_id)
+            .count();
+        assert_eq!(n, 1, "one PATCH for stage {stage_id}: {patches:#?}");
+        assert_eq!(cluster.gate.stage(exec_id, stage_id)["status"], "SUCCEEDED");
+    }
+    assert_eq!(patches.len(), JUDGMENTS, "one PATCH per stage, none else");
+    let approved: Vec<Value> = b
+        .judgments()
+        .await
+        .into_iter()
+        .filter(|j| j["state"] == "approved")
+        .collect();
+    assert_eq!(
+        approved.len(),
+        JUDGMENTS,
+        "every judgment approved, as both replicas see it"
+    );
+    for j in &approved {
+        let judge = j["judge_user"].as_str().unwrap_or_default();
+        assert!(
+            judge == BOB || judge == CAROL,
+            "judged by one of the two: {j:#}"
+        );
+    }
+    assert_eq!(
+        judgment_messages(&cluster.slack).len(),
+        JUDGMENTS,
+        "no extra message"
+    );
+
+    a.stop().await;
+    b.stop().await;
+    cluster.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jobs_of_a_replica_killed_mid_work_are_finished_by_the_other() {
+    let _serial = SERIAL.lock().await;
+    let Some(db) =
+        PgDb::create("jobs_of_a_replica_killed_mid_work_are_finished_by_the_other").await
+    else {
+        return;
+    };
+    // Arrange: judgments posted, then Gate slow, so judging takes seconds
+    let cluster = Cluster::new(db).await;
+    let (a, b) = tokio::join!(cluster.start("replica-a"), cluster.start("replica-b"));
+    const JUDGMENTS: usize = 3;
+    let judgments = announce(&cluster, &a, JUDGMENTS).await;
+    let pool = cluster.db.pool().await;
+    cluster.gate.set_delay(Duration::from_secs(3));
+
+    // Act: approve every judgment (clicks on both replicas); as soon as a replica is running a
+    // judge job, SIGKILL that replica
+    for (i, (_, _, message)) in judgments.iter().enumerate() {
+        let on = if i % 2 == 0 { &a } else { &b };
+        assert_eq!(
+            on.interaction(&approve_click(&cluster.slack, BOB, message))
+                .await,
+            200
+        );
+    }
+    let owner: String = eventually("a judge job to be running", || async {
+        sqlx::query_scalar::<_, String>(
+            "SELECT lease_owner FROM jobs WHERE kind = 'approvals.judge' AND state = 'running' AND lease_owner IS NOT NULL LIMIT 1",
+        )
+        .fetch_optional(&pool)
+        .await
+        .expect("read the job queue")
+    })
+    .await;
+    let (victim, survivor) = if owner.starts_with("replica-a-") {
+        (a, b)
+    } else {
+        assert!(owner.starts_with("replica-b-"), "lease owner {owner}");
+        (b, a)
+    };
+    let victim_name = victim.name.clone();
+    let killed_jobs: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM jobs WHERE kind = 'approvals.judge' AND state = 'running' AND lease_owner LIKE $1",
+    )
+    .bind(format!("{victim_name}-%"))
+    .fetch_all(&pool)
+    .await
+    .expect("read the job queue");
+    assert!(!killed_jobs.is_empty(), "the victim was running jobs");
+    victim.kill().await;
+    cluster.gate.set_delay(Duration::ZERO);
+
+    // Assert: the survivor takes the jobs over once their leases expire and finishes them
+    for (exec_id, _, message) in &judgments {
+        eventually(
+            &format!("{exec_id} to be approved and its message settled"),
+            || async { settled_approved(&cluster.slack, &message.ts).then_some(()) },
+        )
+        .await;
+    }
+    // A job is completed only by the worker holding its lease (`… WHERE lease_owner = $me`), and
+    // the victim is dead: `done` after a second attempt means the survivor took it over.
+    for id in &killed_jobs {
+        let attempts = eventually(
+            &format!("job {id} of the killed {victim_name} to be done"),
+            || async {
+                let (state, attempts): (String, i64) =
+                    sqlx::query_as("SELECT state, attempts FROM jobs WHERE id = $1")
+                        .bind(id)
+                        .fetch_one(&pool)
+                        .await
+                        .expect("the job is still recorded");
+                (state == "done").then_some(attempts)
+            },
+        )
+        .await;
+        assert!(
+            attempts >= 2,
+            "job {id} was run again by {} after {victim_name} died (attempts: {attempts})",
+            survivor.name
+        );
+    }
+    tokio::time::sleep(SETTLE).await;
+    let patches = cluster.gate.patches();
+    for (exec_id, stage_id, _) in &judgments {
+        let n = patches
+            .iter()
+            .filter(|p| &p.execution_id == exec_id && &p.stage_id == stage_id)
+            .count();
+        assert_eq!(
+            n, 1,
+            "one PATCH for stage {stage_id} despite the kill: {patches:#?}"
+        );
+    }
+    let approved = survivor
+        .judgments()
+        .await
+        .into_iter()
+        .filter(|j| j["state"] == "approved")
+        .count();
+    assert_eq!(approved, JUDGMENTS, "every judgment approved");
+    assert_eq!(
+        judgment_messages(&cluster.slack).len(),
+        JUDGMENTS,
+        "no extra message"
+    );
+
+    survivor.stop().await;
+    cluster.finish().await;
+}
+
+// One on-call sync at a time across replicas: added by the lead once the on-call feature
+// (issue 5) lands. It belongs here, on the same Cluster: start two replicas with an
+// `oncall` configuration pointing at a fake provider, let both run the periodic sync (and
+// `slackops oncall sync` by hand), and show that usergroups.users.update is called once per
+// change while the database lease is held by one replica.
