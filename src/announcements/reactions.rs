@@ -90,10 +90,6 @@ impl EventHandler for ReactionAdded {
     }
 }
 
-fn ts_of(m: &Value) -> Option<&str> {
-    m.get("ts").and_then(Value::as_str)
-}
-
 /// The quoted copy.
 pub fn copy_text(message: &Value, by: &str, permalink: &str) -> String {
     let author = match message.get("user").and_then(Value::as_str) {
@@ -130,32 +126,30 @@ impl JobHandler for CopyJob {
         let db = |e: sqlx::Error| JobError::from(anyhow::anyhow!(crate::store::short_db_error(&e)));
         let slack = state.slack();
         let mut target: Option<(Outage, Value)> = None;
+        // The reacted message as its thread shows it (its `thread_ts` names the thread), read
+        // at most once.
+        let mut reacted: Option<Option<Value>> = None;
         for o in candidates(state, &r.channel).await.map_err(db)? {
             if o.incident_channel.as_deref() == Some(r.channel.as_str()) {
                 let m = match slack.conversation_message(&r.channel, &r.ts).await? {
                     Some(m) => Some(m),
                     // A reply in one of the incident channel's threads.
-                    None => slack
-                        .conversations_replies(&r.channel, &r.ts, 200)
-                        .await?
-                        .into_iter()
-                        .find(|m| ts_of(m) == Some(r.ts.as_str())),
+                    None => slack.thread_message(&r.channel, &r.ts).await?,
                 };
                 if let Some(m) = m {
                     target = Some((o, m));
-                    break;
                 }
-            } else if let Some(parent) = o.message_ts.clone() {
-                let thread = slack
-                    .conversations_replies(&r.channel, &parent, 200)
-                    .await?;
-                if let Some(m) = thread
-                    .into_iter()
-                    .find(|m| ts_of(m) == Some(r.ts.as_str()) && r.ts != parent)
-                {
-                    target = Some((o, m));
-                    break;
-                }
+                break;
+            }
+            // In an announcement's channel: only replies in that announcement's own thread.
+            if reacted.is_none() {
+                reacted = Some(slack.thread_message(&r.channel, &r.ts).await?);
+            }
+            let Some(Some(m)) = &reacted else { break };
+            let root = m.get("thread_ts").and_then(Value::as_str);
+            if root.is_some() && root == o.message_ts.as_deref() && root != Some(r.ts.as_str()) {
+                target = Some((o, m.clone()));
+                break;
             }
         }
         // Not in an incident channel or an announcement's thread: nothing to do.

@@ -761,23 +761,33 @@ impl SlackApi {
             .cloned())
     }
 
-    /// A thread: its parent and replies (first page, up to `limit`).
-    pub async fn conversations_replies(
+    /// One message of a thread (a reply, or the parent) by its `ts`, if it exists; its
+    /// `thread_ts` names the thread. Asks only for that message: since 2025 Slack allows
+    /// non-Marketplace apps at most 15 messages per call, once a minute (reference/slack.md §3).
+    pub async fn thread_message(
         &self,
         channel: &str,
         ts: &str,
-        limit: u32,
-    ) -> Result<Vec<Value>, SlackError> {
-        let v: Value = self
+    ) -> Result<Option<Value>, SlackError> {
+        let v: Value = match self
             .call(
                 "conversations.replies",
-                &json!({"channel": channel, "ts": ts, "limit": limit}),
+                &json!({"channel": channel, "ts": ts, "oldest": ts, "latest": ts,
+                        "inclusive": true, "limit": 15}),
             )
-            .await?;
+            .await
+        {
+            Ok(v) => v,
+            Err(e) if e.is(SlackErrorCode::Other("thread_not_found".into())) => return Ok(None),
+            Err(e) => return Err(e),
+        };
         Ok(v.get("messages")
             .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default())
+            .and_then(|m| {
+                m.iter()
+                    .find(|m| m.get("ts").and_then(Value::as_str) == Some(ts))
+            })
+            .cloned())
     }
 
     /// The DM channel with a user.

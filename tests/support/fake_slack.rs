@@ -1888,7 +1888,9 @@ impl Inner {
     }
 
     /// The thread `ts` belongs to (given the parent's ts or a reply's): parent first, then
-    /// replies, oldest first; `thread_not_found` when there is no such message.
+    /// replies within `oldest`/`latest` (exclusive unless `inclusive`), oldest first;
+    /// `thread_not_found` when there is no such message. A message outside any thread comes
+    /// back alone.
     fn conversations_replies(&mut self, args: &Args) -> ApiResult {
         let channel = self.readable_channel(args)?;
         let ts = arg_str(args, "ts").ok_or_else(|| ApiError::missing("ts"))?;
@@ -1900,11 +1902,21 @@ impl Inner {
             .message_index(&channel, &ts)
             .ok_or_else(|| err("thread_not_found"))?;
         let root = self.messages[idx].thread_ts.clone().unwrap_or(ts);
+        let inclusive = arg_bool(args, "inclusive");
+        let latest = arg_str(args, "latest").map(|t| ts_key(&t));
+        let oldest = arg_str(args, "oldest").map(|t| ts_key(&t));
+        // The parent always comes first; `oldest`/`latest` bound the replies.
         let mut list: Vec<&Message> = self
             .messages
             .iter()
             .filter(|m| {
                 m.channel == channel && (m.ts == root || m.thread_ts.as_deref() == Some(&root))
+            })
+            .filter(|m| {
+                let k = ts_key(&m.ts);
+                m.ts == root
+                    || (latest.is_none_or(|l| if inclusive { k <= l } else { k < l })
+                        && oldest.is_none_or(|o| if inclusive { k >= o } else { k > o }))
             })
             .collect();
         list.sort_by_key(|m| ts_key(&m.ts));
