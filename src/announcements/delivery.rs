@@ -17,7 +17,7 @@ use super::changes::{AudienceRef, OutageRef};
 use super::message;
 use super::model::{self, Outage};
 use crate::jobs::{Job, JobError, JobHandler};
-use crate::slack::api::Message;
+use crate::slack::api::{Message, Posted, SlackErrorCode};
 use crate::state::AppState;
 
 fn db(e: sqlx::Error) -> JobError {
@@ -35,6 +35,19 @@ fn not_posted() -> JobError {
         anyhow::anyhow!("the announcement is not posted yet"),
         Duration::from_millis(500),
     )
+}
+
+/// Post, joining a public channel first when the bot is not in it yet (Slack answers
+/// `not_in_channel`; `conversations.join` needs `channels:join`).
+pub async fn post_joining(state: &AppState, m: &Message) -> Result<Posted, JobError> {
+    match state.slack().post_message(m).await {
+        Ok(p) => Ok(p),
+        Err(e) if e.is(SlackErrorCode::NotInChannel) => {
+            state.slack().conversations_join(&m.channel).await?;
+            Ok(state.slack().post_message(m).await?)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Pin while open, unpin once resolved.
@@ -66,13 +79,12 @@ impl JobHandler for PostJob {
         let ts = match o.message_ts.clone() {
             Some(ts) => ts,
             None => {
-                let posted = state
-                    .slack()
-                    .post_message(
-                        &Message::text(&channel, message::text(&o, settings))
-                            .blocks(message::blocks(&o, settings)),
-                    )
-                    .await?;
+                let posted = post_joining(
+                    state,
+                    &Message::text(&channel, message::text(&o, settings))
+                        .blocks(message::blocks(&o, settings)),
+                )
+                .await?;
                 sqlx::query(
                     "UPDATE outages SET channel = $1, message_ts = $2
                      WHERE id = $3 AND message_ts IS NULL",
@@ -181,13 +193,11 @@ impl JobHandler for AudienceJob {
         else {
             return Ok(());
         };
-        state
-            .slack()
-            .post_message(&Message::text(
-                &channel,
-                message::audience_post(&o, settings, &r.audience),
-            ))
-            .await?;
+        post_joining(
+            state,
+            &Message::text(&channel, message::audience_post(&o, settings, &r.audience)),
+        )
+        .await?;
         Ok(())
     }
 }

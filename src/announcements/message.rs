@@ -184,7 +184,12 @@ pub fn change_reply(h: &HistoryRow, o: &Outage) -> String {
             ));
         }
     }
-    if let Some(r) = h.reason.as_deref().filter(|r| !r.trim().is_empty()) {
+    // A resolution's reason is its summary, already listed above.
+    if let Some(r) = h
+        .reason
+        .as_deref()
+        .filter(|r| !r.trim().is_empty() && h.kind != "resolved")
+    {
         lines.push(format!("_Why:_ {}", escape(r.trim())));
     }
     blocks::truncate(&lines.join("\n"), 3900)

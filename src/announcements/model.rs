@@ -694,6 +694,28 @@ mod tests {
     }
 
     #[test]
+    fn configuration_problems_name_their_keys() {
+        let mut s = settings();
+        assert!(s.problems().is_empty(), "{:?}", s.problems());
+        s.systems.push(s.systems[0].clone());
+        s.audiences[0].id = "Sales Team".into();
+        s.severities.clear();
+        s.reaction_emoji = ":point_up:".into();
+        s.snooze_mins = 0;
+        let keys: Vec<String> = s.problems().into_iter().map(|p| p.key).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "announcements.systems[3].id",
+                "announcements.audiences[0].id",
+                "announcements.severities",
+                "announcements.reaction_emoji",
+                "announcements.snooze_mins",
+            ]
+        );
+    }
+
+    #[test]
     fn durations_read_like_phoenix() {
         assert_eq!(duration_text(0), "0m");
         assert_eq!(duration_text(65 * 60_000), "1h 5m");

@@ -205,7 +205,8 @@ impl ViewHandler for ResolveView {
             return Ok(Ack::ViewErrors(errors));
         }
         let postmortem = view.input("postmortem", "value").as_deref() == Some("yes");
-        let at = at.unwrap_or(now).clamp(outage.started_at, now);
+        // Within the outage: not before it started, not after now.
+        let at = at.unwrap_or(now).min(now).max(outage.started_at);
         let change = Change {
             kind: Kind::Resolved,
             by: cx.user_id.clone(),

@@ -59,9 +59,10 @@ async fn builder(db: TestDb) -> TestAppBuilder {
 }
 
 fn workspace(app: &TestApp) {
+    // The bot is not in the Sales channel yet: it joins to post there.
+    app.slack.add_channel_not_member(SALES, "sales");
     for (id, name) in [
         (CHANNEL, "outages"),
-        (SALES, "sales"),
         (PARTNERS, "partners"),
         (RANDOM, "random"),
         ("C0OPS", "ops"),
@@ -258,6 +259,10 @@ async fn announcing_posts_one_pinned_message_and_one_post_per_affected_audience(
         assert!(b.contains("announcements:reassign") && b.contains("announcements:channel"));
         let sales = app.slack.wait_for_messages(SALES, 1, WAIT).await;
         assert!(sales[0].text.contains(o.permalink.as_deref().unwrap()));
+        assert!(
+            app.slack.is_bot_member(SALES),
+            "joined the audience channel to post"
+        );
         settle().await;
         assert_eq!(app.slack.messages_in(CHANNEL).len(), 1, "one announcement");
         assert_eq!(app.slack.messages_in(SALES).len(), 1, "told once");
