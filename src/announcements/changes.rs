@@ -10,8 +10,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::delivery::Dm;
 use super::model::{self, FieldChange, Fields, Outage, Resolution};
-use super::{JOB_AUDIENCE, JOB_POST, JOB_RENDER, JOB_THREAD};
+use super::{JOB_AUDIENCE, JOB_DM, JOB_POST, JOB_RENDER, JOB_THREAD, message};
 use crate::jobs::NewJob;
 use crate::notifiers::StatusEvent;
 use crate::state::AppState;
@@ -136,6 +137,55 @@ async fn queue_audiences(
     Ok(())
 }
 
+/// Tell people who became (or stopped being) an assignee, except whoever made the change.
+async fn queue_assignment_dms(
+    state: &AppState,
+    conn: &mut sqlx::AnyConnection,
+    old: Option<&Outage>,
+    new: &Outage,
+    by: &str,
+) -> Result<(), sqlx::Error> {
+    let settings = &state.settings().announcements;
+    let roles = |o: &Outage| {
+        [
+            ("resolution", o.fields.resolution_assignee.clone()),
+            ("communication", o.fields.communication_assignee.clone()),
+        ]
+    };
+    let mut dms: Vec<Dm> = Vec::new();
+    let mut tell = |user: &str, text: String| {
+        if user != by && !user.is_empty() {
+            dms.push(Dm {
+                user: user.to_string(),
+                text,
+                blocks: None,
+            });
+        }
+    };
+    let new_roles = roles(new);
+    for (i, (role, user)) in new_roles.iter().enumerate() {
+        let before = old.map(|o| roles(o)[i].1.clone());
+        if before.as_deref() == Some(user.as_str()) {
+            continue;
+        }
+        tell(user, message::assignment_dm(new, settings, role, by, true));
+        if let Some(b) = before {
+            tell(&b, message::assignment_dm(new, settings, role, by, false));
+        }
+    }
+    for (i, dm) in dms.into_iter().enumerate() {
+        let key = format!(
+            "announcements:assign:{}:{}:{}:{i}",
+            new.id, new.version, dm.user
+        );
+        state
+            .jobs()
+            .insert(&mut *conn, NewJob::new(JOB_DM, &dm).dedup(key))
+            .await?;
+    }
+    Ok(())
+}
+
 fn event(kind: Kind, outage: &Outage, at: i64) -> StatusEvent {
     StatusEvent {
         kind: format!("outage.{}", kind.as_str()),
@@ -215,6 +265,7 @@ pub async fn announce(state: &AppState, mut fields: Fields, by: &str) -> anyhow:
         )
         .await?;
     queue_audiences(state, &mut tx, &outage).await?;
+    queue_assignment_dms(state, &mut tx, None, &outage, by).await?;
     crate::notifiers::enqueue(state, &mut tx, &event(Kind::Announced, &outage, now)).await?;
     tx.commit().await?;
     state.jobs().wake();
@@ -376,6 +427,7 @@ pub async fn apply(state: &AppState, id: &str, change: Change) -> Result<Outage,
         )
         .await?;
     queue_audiences(state, &mut tx, &new).await?;
+    queue_assignment_dms(state, &mut tx, Some(&old), &new, &change.by).await?;
     crate::notifiers::enqueue(state, &mut tx, &event(change.kind, &new, now)).await?;
     tx.commit().await?;
     state.jobs().wake();

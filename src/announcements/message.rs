@@ -232,6 +232,28 @@ pub fn audience_post(o: &Outage, settings: &AnnouncementsSettings, audience: &st
     )
 }
 
+/// A DM to someone who became (or is no longer) an assignee.
+pub fn assignment_dm(
+    o: &Outage,
+    settings: &AnnouncementsSettings,
+    role: &str,
+    by: &str,
+    now_assigned: bool,
+) -> String {
+    let what = if now_assigned {
+        format!("made you the *{role} assignee*")
+    } else {
+        format!("made someone else the *{role} assignee* (you no longer are)")
+    };
+    format!(
+        ":wave: {} {what} of the outage affecting *{}*: {} {}",
+        who(by),
+        escape(&model::system_names(settings, &o.fields.systems)),
+        escape(&blocks::truncate(&o.fields.summary, 300)),
+        link_to(o)
+    )
+}
+
 /// A DM with the ETA about to run out.
 pub fn before_eta_dm(o: &Outage, settings: &AnnouncementsSettings, deadline: i64) -> String {
     format!(

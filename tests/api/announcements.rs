@@ -429,6 +429,24 @@ async fn an_update_posts_one_thread_reply_naming_exactly_the_changed_fields() {
         );
         settle().await;
         assert_eq!(thread(&app, &m.ts).len(), 2, "one reply per change");
+        // Assignees are told, except whoever made the change.
+        let carol = eventually(WAIT, "Carol told she is assigned", || async {
+            Some(all_dms(&app, CAROL)).filter(|d| !d.is_empty())
+        })
+        .await;
+        assert!(
+            carol[0].text.contains("made you the *resolution assignee*"),
+            "{}",
+            carol[0].text
+        );
+        let bob = all_dms(&app, BOB);
+        assert_eq!(
+            bob.len(),
+            1,
+            "Bob was told once, when Alice announced: {bob:?}"
+        );
+        assert!(bob[0].text.contains("*communication assignee*"));
+        assert!(all_dms(&app, ALICE).is_empty(), "Alice made both changes");
         let h = model::history(app.state.db().pool(), &o.id).await.unwrap();
         let kinds: Vec<&str> = h.iter().map(|r| r.kind.as_str()).collect();
         assert_eq!(kinds, vec!["announced", "updated", "reassigned"]);
@@ -831,7 +849,15 @@ fn api_body(eta: &str) -> Value {
     })
 }
 
+/// Reminder DMs to `user` (assignment notices left out).
 fn dms(app: &TestApp, user: &str) -> Vec<Message> {
+    all_dms(app, user)
+        .into_iter()
+        .filter(|m| !m.text.starts_with(":wave:"))
+        .collect()
+}
+
+fn all_dms(app: &TestApp, user: &str) -> Vec<Message> {
     app.slack
         .dm_channel_of(user)
         .map(|c| app.slack.messages_in(&c))
