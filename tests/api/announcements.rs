@@ -1212,3 +1212,85 @@ async fn the_api_answers_bad_bodies_with_400_naming_the_field() {
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn two_changes_from_the_same_version_cannot_both_win() {
+    use slackops::announcements::changes::{self, Change, ChangeError, Kind};
+    for db in TestDb::all("two_changes_from_the_same_version").await {
+        let app = spawn(db).await;
+        let (status, o) = api(
+            &app,
+            reqwest::Method::POST,
+            "/api/v1/announcements",
+            Some(api_body("2h")),
+        )
+        .await;
+        assert_eq!(status, 201);
+        let id = o["id"].as_str().unwrap().to_string();
+        let current = model::load(app.state.db().pool(), &id)
+            .await
+            .unwrap()
+            .unwrap();
+        let change = |eta: &str, by: &str| {
+            let mut f = current.fields.clone();
+            f.eta = eta.into();
+            Change {
+                kind: Kind::Updated,
+                by: by.into(),
+                reason: Some("racing".into()),
+                expected_version: Some(current.version),
+                fields: Some(f),
+                resolution: None,
+            }
+        };
+        let (a, b) = tokio::join!(
+            changes::apply(&app.state, &id, change("8h", ALICE)),
+            changes::apply(&app.state, &id, change("24h", BOB)),
+        );
+        let wins = [a.is_ok(), b.is_ok()].iter().filter(|w| **w).count();
+        assert_eq!(wins, 1, "exactly one change wins");
+        let lost = if a.is_ok() { b } else { a };
+        assert!(matches!(lost, Err(ChangeError::Conflict)), "{lost:?}");
+        let h = model::history(app.state.db().pool(), &id).await.unwrap();
+        assert_eq!(h.len(), 2, "one history row for the one change");
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn an_announcement_is_posted_once_when_slack_fails_for_a_while() {
+    for db in TestDb::all("an_announcement_is_posted_once_when_slack_fails").await {
+        let app = spawn(db).await;
+        // More failures than the client retries inline: the job queue retries later.
+        app.slack.fail_next(
+            "chat.postMessage",
+            crate::support::fake_slack::Fault::ServerError(503),
+            5,
+        );
+        let (status, _) = api(
+            &app,
+            reqwest::Method::POST,
+            "/api/v1/announcements",
+            Some(api_body("2h")),
+        )
+        .await;
+        assert_eq!(
+            status, 201,
+            "the announcement is accepted while Slack is down"
+        );
+        let m = app
+            .slack
+            .wait_for_messages(CHANNEL, 1, WAIT)
+            .await
+            .remove(0);
+        eventually(WAIT, "pinned", || async {
+            app.slack.message(CHANNEL, &m.ts).filter(|x| x.pinned)
+        })
+        .await;
+        app.slack.wait_for_messages(PARTNERS, 1, WAIT).await;
+        settle().await;
+        assert_eq!(app.slack.messages_in(CHANNEL).len(), 1, "posted once");
+        assert_eq!(app.slack.messages_in(PARTNERS).len(), 1);
+        app.stop().await;
+    }
+}
