@@ -120,7 +120,7 @@ pub struct RenderJob;
 impl JobHandler for RenderJob {
     async fn run(&self, state: &AppState, job: &Job) -> Result<(), JobError> {
         let r: OutageRef = job.payload().map_err(JobError::Permanent)?;
-        let Some(o) = load(state, &r.outage_id).await? else {
+        let Some(mut o) = load(state, &r.outage_id).await? else {
             return Ok(());
         };
         if o.version > r.version {
@@ -131,16 +131,25 @@ impl JobHandler for RenderJob {
             return Err(not_posted());
         };
         let settings = &state.settings().announcements;
-        state
-            .slack()
-            .update_message(
-                &channel,
-                &ts,
-                &message::text(&o, settings),
-                Some(&message::blocks(&o, settings)),
-            )
-            .await?;
-        pin_state(state, &o, &channel, &ts).await
+        // A change that committed while this update was on its way may have been rendered
+        // before it landed: render again until what Slack shows is the stored version.
+        for _ in 0..3 {
+            state
+                .slack()
+                .update_message(
+                    &channel,
+                    &ts,
+                    &message::text(&o, settings),
+                    Some(&message::blocks(&o, settings)),
+                )
+                .await?;
+            pin_state(state, &o, &channel, &ts).await?;
+            match load(state, &r.outage_id).await? {
+                Some(now) if now.version != o.version => o = now,
+                _ => break,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -163,6 +172,13 @@ impl JobHandler for ThreadJob {
         let (Some(channel), Some(ts)) = (o.channel.clone(), o.message_ts.clone()) else {
             return Err(not_posted());
         };
+        // Replies keep the order of the changes: wait for the previous change's reply.
+        let previous = format!("announcements:thread:{}:{}", o.id, r.version - 1);
+        if let Some(p) = state.jobs().by_dedup_key(&previous).await.map_err(db)?
+            && (p.state == "pending" || p.state == "running")
+        {
+            return Err(JobError::NotYet(Duration::from_millis(200)));
+        }
         state
             .slack()
             .post_message(&Message::text(&channel, message::change_reply(&h, &o)).in_thread(&ts))

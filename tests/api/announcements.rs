@@ -1294,3 +1294,56 @@ async fn an_announcement_is_posted_once_when_slack_fails_for_a_while() {
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn thread_replies_keep_the_order_of_the_changes() {
+    for db in TestDb::all("thread_replies_keep_the_order").await {
+        let app = spawn(db).await;
+        let (_, o) = api(
+            &app,
+            reqwest::Method::POST,
+            "/api/v1/announcements",
+            Some(api_body("2h")),
+        )
+        .await;
+        let path = format!("/api/v1/announcements/{}", o["id"].as_str().unwrap());
+        for body in [
+            json!({"eta": "8h", "reason": "one"}),
+            json!({"severity": "minor", "reason": "two"}),
+            json!({"public": true, "reason": "three"}),
+            json!({"summary": "Search is slow", "reason": "four"}),
+        ] {
+            let (status, v) = api(&app, reqwest::Method::PATCH, &path, Some(body)).await;
+            assert_eq!(status, 200, "{v}");
+        }
+        let m = app
+            .slack
+            .wait_for_messages(CHANNEL, 1, WAIT)
+            .await
+            .remove(0);
+        let replies = eventually(WAIT, "four replies", || async {
+            Some(thread(&app, &m.ts)).filter(|t| t.len() == 4)
+        })
+        .await;
+        let order: Vec<&str> = replies
+            .iter()
+            .map(|r| {
+                ["ETA", "Severity", "Public status page", "Summary"]
+                    .into_iter()
+                    .find(|f| r.text.contains(&format!("*{f}*")))
+                    .unwrap_or("?")
+            })
+            .collect();
+        assert_eq!(
+            order,
+            vec!["ETA", "Severity", "Public status page", "Summary"]
+        );
+        eventually(WAIT, "the message shows the last version", || async {
+            app.slack
+                .message(CHANNEL, &m.ts)
+                .filter(|x| x.blocks.to_string().contains("Search is slow"))
+        })
+        .await;
+        app.stop().await;
+    }
+}
