@@ -100,9 +100,14 @@ pub fn copy_text(message: &Value, by: &str, permalink: &str) -> String {
             .map(str::to_owned)
             .unwrap_or_else(|| "someone".into()),
     };
-    // Message text from Slack is already mrkdwn (its &, < and > escaped): quote it as it is.
+    // Message text from Slack is already mrkdwn (its &, < and > escaped): quote it as it is,
+    // except that a copied @channel, @here or group mention must not notify everyone again.
     let body = truncate(
-        message.get("text").and_then(Value::as_str).unwrap_or(""),
+        &message
+            .get("text")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .replace("<!", "&lt;!"),
         2800,
     );
     let quoted = body
@@ -192,5 +197,26 @@ impl JobHandler for CopyJob {
         .await
         .map_err(db)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_quote_author_text_and_link_without_broadcasting() {
+        let m = serde_json::json!({"user": "U1", "text": "<!channel> it is down\nsince 10:02", "ts": "1.2"});
+        let t = copy_text(&m, "U2", "https://x.slack.com/archives/C1/p12");
+        assert!(t.contains("<@U1> wrote"), "{t}");
+        assert!(t.contains("copied by <@U2>"), "{t}");
+        assert!(
+            t.contains("> &lt;!channel> it is down\n> since 10:02"),
+            "{t}"
+        );
+        assert!(
+            t.contains("<https://x.slack.com/archives/C1/p12|original>"),
+            "{t}"
+        );
     }
 }
