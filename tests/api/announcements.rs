@@ -306,6 +306,16 @@ async fn the_modal_ranks_matching_systems_first_and_defaults_assignees_to_the_an
     ] {
         assert!(ids.contains(&id), "{id} is asked for");
     }
+    // `/announce maintenance …` is scheduled maintenance's, not an outage form.
+    let before = app.slack.views().len();
+    let resp = app.command("/announce", "maintenance", ALICE).await;
+    assert_eq!(resp.status(), 200);
+    assert!(
+        app.slack.views()[before..]
+            .iter()
+            .all(|v| v.view["callback_id"] != "announcements:new"),
+        "handed over to crate::maintenance"
+    );
     app.stop().await;
 }
 
