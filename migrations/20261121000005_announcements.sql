@@ -24,7 +24,8 @@ CREATE TABLE outages (
     last_update_at         BIGINT NOT NULL, -- last change anyone posted (drives the nudge)
     version                BIGINT NOT NULL, -- bumped on every change (optimistic concurrency)
     created_at             BIGINT NOT NULL,
-    updated_at             BIGINT NOT NULL
+    updated_at             BIGINT NOT NULL,
+    eta_snoozed_until      BIGINT           -- "remind me later" after the ETA passed (not a change)
 );
 CREATE INDEX outages_state ON outages (state);
 CREATE INDEX outages_started ON outages (started_at);
@@ -35,10 +36,31 @@ CREATE TABLE outage_history (
     seq        BIGINT NOT NULL,  -- 1, 2, ... per outage
     at         BIGINT NOT NULL,
     by_user    TEXT NOT NULL,
-    kind       TEXT NOT NULL,    -- announced | updated | reassigned | resolved | reopened | eta_snoozed
+    kind       TEXT NOT NULL,    -- announced | updated | reassigned | resolved | reopened
     changes    TEXT NOT NULL,    -- JSON array of {"field", "from", "to"}
     reason     TEXT,             -- why, as written by the person (shown as the latest update)
     snapshot   TEXT NOT NULL,    -- JSON of the outage after the change
     UNIQUE (outage_id, seq)
 );
 CREATE INDEX outage_history_outage ON outage_history (outage_id, seq);
+
+-- Reminders already sent, so each is sent once: one row per (outage, kind, key). The key says which
+-- occasion it was for: the ETA deadline (before_eta, eta_passed) or the quiet period (nudge).
+CREATE TABLE outage_reminders (
+    outage_id TEXT NOT NULL,
+    kind      TEXT NOT NULL,     -- before_eta | eta_passed | nudge
+    occasion  TEXT NOT NULL,
+    sent_at   BIGINT NOT NULL,
+    PRIMARY KEY (outage_id, kind, occasion)
+);
+
+-- Messages copied into an announcement's thread by reaction: each source message once.
+CREATE TABLE outage_reaction_copies (
+    outage_id  TEXT NOT NULL,
+    channel    TEXT NOT NULL,
+    message_ts TEXT NOT NULL,
+    copied_by  TEXT NOT NULL,    -- who reacted
+    copy_ts    TEXT,             -- the copy in the thread
+    at         BIGINT NOT NULL,
+    PRIMARY KEY (outage_id, channel, message_ts)
+);

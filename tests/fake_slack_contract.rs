@@ -944,6 +944,117 @@ async fn reactions_pins_and_dms() {
     assert_eq!(v["error"], "user_not_found");
 }
 
+#[tokio::test]
+async fn conversations_create_invite_history_and_replies() {
+    let fake = fake().await;
+    fake.add_user("U0BOB", "bob", "bob@example.com", "UTC");
+    let v = ok_json(
+        &fake,
+        "conversations.create",
+        json!({"name": "inc-search-261121"}),
+    )
+    .await;
+    let _: slack_morphism::api::SlackApiConversationsCreateResponse =
+        serde_json::from_value(v.clone()).expect("slack-morphism model");
+    let created = v["channel"]["id"].as_str().unwrap().to_string();
+    for (name, error) in [
+        ("inc-search-261121", "name_taken"),
+        ("Has Spaces", "invalid_name_specials"),
+        (&*"x".repeat(81), "invalid_name_maxlength"),
+    ] {
+        let (_, v) = post_json(&fake, "conversations.create", json!({"name": name})).await;
+        assert_eq!(v["error"], error, "{name}");
+    }
+    let v = ok_json(
+        &fake,
+        "conversations.invite",
+        json!({"channel": created, "users": format!("{USER},U0BOB")}),
+    )
+    .await;
+    let _: slack_morphism::api::SlackApiConversationsInviteResponse =
+        serde_json::from_value(v).expect("slack-morphism model");
+    assert_eq!(
+        fake.channel_members(&created),
+        Some(vec![USER.to_string(), "U0BOB".to_string()])
+    );
+    for (users, error) in [
+        (USER.to_string(), "already_in_channel"),
+        ("U0GHOST".to_string(), "user_not_found"),
+        ("U0BOT".to_string(), "cant_invite_self"),
+    ] {
+        let (_, v) = post_json(
+            &fake,
+            "conversations.invite",
+            json!({"channel": created, "users": users}),
+        )
+        .await;
+        assert_eq!(v["error"], error);
+    }
+
+    let parent = post_text(&fake, "announcement").await;
+    let reply = fake.insert_reply(CHAN, &parent, USER, "a reply");
+    let other = fake.insert_message(CHAN, USER, "top level");
+    // Read methods take form arguments.
+    let v = post_form(
+        &fake,
+        "conversations.history",
+        &[
+            ("channel", CHAN),
+            ("latest", &other),
+            ("oldest", &other),
+            ("inclusive", "true"),
+            ("limit", "1"),
+        ],
+    )
+    .await;
+    let typed: slack_morphism::api::SlackApiConversationsHistoryResponse =
+        serde_json::from_value(v.clone()).expect("slack-morphism model");
+    assert_eq!(typed.messages.len(), 1);
+    assert_eq!(v["messages"][0]["text"], "top level");
+    let v = post_form(&fake, "conversations.history", &[("channel", CHAN)]).await;
+    let texts: Vec<&str> = v["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        texts,
+        vec!["top level", "announcement"],
+        "newest first, no replies"
+    );
+    assert_eq!(v["messages"][1]["reply_count"], 1);
+
+    let v = post_form(
+        &fake,
+        "conversations.replies",
+        &[
+            ("channel", CHAN),
+            ("ts", &reply),
+            ("oldest", &reply),
+            ("latest", &reply),
+            ("inclusive", "true"),
+        ],
+    )
+    .await;
+    let _: slack_morphism::api::SlackApiConversationsRepliesResponse =
+        serde_json::from_value(v.clone()).expect("slack-morphism model");
+    let msgs = v["messages"].as_array().unwrap();
+    assert_eq!(msgs[0]["ts"], parent.as_str(), "the parent comes first");
+    assert_eq!(msgs[1]["ts"], reply.as_str());
+    assert_eq!(msgs[1]["thread_ts"], parent.as_str());
+    let v = post_form(
+        &fake,
+        "conversations.replies",
+        &[("channel", CHAN), ("ts", "1.2")],
+    )
+    .await;
+    assert_eq!(v["error"], "thread_not_found");
+    fake.add_channel_not_member("C0OTHER", "other");
+    let v = post_form(&fake, "conversations.history", &[("channel", "C0OTHER")]).await;
+    assert_eq!(v["error"], "not_in_channel");
+}
+
 // ------------------------------------------------------------------------------ waiting
 
 #[tokio::test]

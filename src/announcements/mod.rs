@@ -1,15 +1,157 @@
 //! Outage announcements: `/announce` opens a modal; the outage is one pinned message updated in
 //! place, with its history in the thread, reminders, and a public status page entry.
+//!
+//! Layout, one concern per module:
+//! - [`model`] — what an outage is, the shared validation, reading from the store;
+//! - [`changes`] — the one write path (announce, update, reassign, resolve, reopen), which stores
+//!   each change with its history row and queues its Slack work and webhook event in the same
+//!   transaction;
+//! - [`message`] — how an outage looks in Slack;
+//! - [`modal`] — `/announce` and the Update and Reassign modals;
+//! - [`resolve`] — the Resolve modal (nothing changes until it is submitted) and Reopen;
+//! - [`delivery`] — the jobs that post, update, pin, reply in the thread and tell audiences;
+//! - [`channel`] — "Create channel";
+//! - [`reactions`] — copying a message into the thread with a reaction;
+//! - [`reminders`] — ETA reminders and nudges, each sent once;
+//! - [`api`] — `/api/v1/announcements`.
+//!
+//! Slack is only ever called from jobs and from handlers answering the person who acted (opening
+//! a modal); a change itself is never lost because Slack was slow or down.
+
+pub mod api;
+pub mod changes;
+pub mod channel;
+pub mod delivery;
+pub mod message;
+pub mod modal;
+pub mod model;
+pub mod reactions;
+pub mod reminders;
+pub mod resolve;
 
 use axum::Router;
+use serde_json::json;
 
-use crate::config::Settings;
+use crate::config::{Principals, Settings};
 use crate::registry::Registry;
 use crate::state::AppState;
 
-pub fn register(_registry: &mut Registry, _settings: &Settings) {}
+pub const FEATURE: &str = "announcements";
+
+pub const VIEW_NEW: &str = "announcements:new";
+pub const VIEW_UPDATE: &str = "announcements:update";
+pub const VIEW_REASSIGN: &str = "announcements:reassign";
+pub const VIEW_RESOLVE: &str = "announcements:resolve";
+
+pub const ACTION_UPDATE: &str = "announcements:update";
+pub const ACTION_REASSIGN: &str = "announcements:reassign";
+pub const ACTION_RESOLVE: &str = "announcements:resolve";
+pub const ACTION_REOPEN: &str = "announcements:reopen";
+pub const ACTION_CHANNEL: &str = "announcements:channel";
+pub const ACTION_SNOOZE: &str = "announcements:snooze";
+
+pub const JOB_POST: &str = "announcements.post";
+pub const JOB_RENDER: &str = "announcements.render";
+pub const JOB_THREAD: &str = "announcements.thread";
+pub const JOB_AUDIENCE: &str = "announcements.audience";
+pub const JOB_DM: &str = "announcements.dm";
+pub const JOB_CHANNEL: &str = "announcements.channel";
+pub const JOB_COPY: &str = "announcements.copy";
+
+pub fn register(registry: &mut Registry, settings: &Settings) {
+    registry
+        .command(&settings.announcements.command, modal::AnnounceCommand)
+        .view(VIEW_NEW, modal::NewView)
+        .view(VIEW_UPDATE, modal::ChangeView)
+        .view(VIEW_REASSIGN, modal::ChangeView)
+        .view(VIEW_RESOLVE, resolve::ResolveView)
+        .action_prefix(ACTION_UPDATE, modal::OpenChange)
+        .action_prefix(ACTION_REASSIGN, modal::OpenChange)
+        .action_prefix(ACTION_RESOLVE, resolve::OpenResolve)
+        .action_prefix(ACTION_REOPEN, resolve::Reopen)
+        .action_prefix(ACTION_CHANNEL, channel::CreateChannel)
+        .action_prefix(ACTION_SNOOZE, reminders::Snooze)
+        .event("reaction_added", reactions::ReactionAdded)
+        .job(JOB_POST, delivery::PostJob)
+        .job(JOB_RENDER, delivery::RenderJob)
+        .job(JOB_THREAD, delivery::ThreadJob)
+        .job(JOB_AUDIENCE, delivery::AudienceJob)
+        .job(JOB_DM, delivery::DmJob)
+        .job(JOB_CHANNEL, channel::ChannelJob)
+        .job(JOB_COPY, reactions::CopyJob)
+        .periodic(reminders::Reminders);
+}
 
 /// `/api/v1/announcements`.
 pub fn routes() -> Router<AppState> {
-    Router::new()
+    api::routes()
+}
+
+/// Whether `user` is in `principals`, without asking Slack when the answer does not need it.
+async fn in_principals(
+    state: &AppState,
+    principals: &Principals,
+    user: &str,
+) -> anyhow::Result<bool> {
+    if principals.everyone || principals.users.iter().any(|u| u == user) {
+        return Ok(true);
+    }
+    if principals.is_empty() {
+        return Ok(false);
+    }
+    let who = state.authz().identity(user).await?;
+    Ok(state.authz().allows(principals, &who).await?)
+}
+
+/// May `user` announce? `Ok(Err(explanation))` when not (audited).
+pub async fn may_announce(state: &AppState, user: &str) -> anyhow::Result<Result<(), String>> {
+    let p = &state.settings().announcements.announcers;
+    if in_principals(state, p, user).await? {
+        return Ok(Ok(()));
+    }
+    state
+        .audit(FEATURE, "announce", user, "announce", "refused", json!({}))
+        .await;
+    Ok(Err(format!(
+        ":no_entry: You may not announce outages. Allowed: {}. Ask your slackops operators (`announcements.announcers`).",
+        state.authz().describe(p).await
+    )))
+}
+
+/// May `user` change this outage: its announcer, its assignees and the configured editors.
+/// `Ok(Err(explanation))` when not (audited).
+pub async fn may_change(
+    state: &AppState,
+    outage: &model::Outage,
+    user: &str,
+    action: &str,
+) -> anyhow::Result<Result<(), String>> {
+    if outage.owners().contains(&user) {
+        return Ok(Ok(()));
+    }
+    let editors = &state.settings().announcements.editors;
+    if in_principals(state, editors, user).await? {
+        return Ok(Ok(()));
+    }
+    state
+        .audit(
+            FEATURE,
+            action,
+            user,
+            &format!("outage:{}", outage.id),
+            "refused",
+            json!({}),
+        )
+        .await;
+    let editors = if editors.is_empty() {
+        String::new()
+    } else {
+        format!(", and {}", state.authz().describe(editors).await)
+    };
+    Ok(Err(format!(
+        ":no_entry: Only the people on this outage may change it: {} (who announced it), {} and {} (assignees){editors}. Ask one of them, or to be made an assignee.",
+        message::who(&outage.announced_by),
+        crate::slack::blocks::mention(&outage.fields.resolution_assignee),
+        crate::slack::blocks::mention(&outage.fields.communication_assignee),
+    )))
 }

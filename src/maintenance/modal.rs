@@ -122,6 +122,13 @@ impl ViewHandler for CreateView {
         let Some(v) = interaction.view.as_ref() else {
             return Ok(Ack::Empty);
         };
+        // Checked again on submit: who may announce can change while the form is open.
+        if let Err(why) = crate::announcements::may_announce(&cx.state, &cx.user_id).await? {
+            return Ok(Ack::ViewUpdate(crate::pipelines::start::message_view(
+                "Not allowed",
+                &why,
+            )));
+        }
         let mut errors: Vec<(String, String)> = Vec::new();
         let mut time = |block: &str| -> i64 {
             match v.input(block, A_VALUE).and_then(|s| s.parse::<i64>().ok()) {

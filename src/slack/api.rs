@@ -36,6 +36,8 @@ const FORM_METHODS: &[&str] = &[
     "chat.getPermalink",
     "conversations.info",
     "conversations.members",
+    "conversations.history",
+    "conversations.replies",
 ];
 
 /// An `error` code from an `ok:false` answer.
@@ -705,6 +707,87 @@ impl SlackApi {
         self.call::<Value>("conversations.join", &json!({"channel": channel}))
             .await
             .map(|_| ())
+    }
+
+    /// Create a public channel; returns its ID. `name_taken` comes back as an error code.
+    pub async fn conversations_create(&self, name: &str) -> Result<String, SlackError> {
+        let v: Value = self
+            .call(
+                "conversations.create",
+                &json!({"name": name, "is_private": false}),
+            )
+            .await?;
+        v.pointer("/channel/id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| SlackError::Decode {
+                method: "conversations.create".into(),
+                message: "no channel.id".into(),
+            })
+    }
+
+    /// Invite users (at most 1000) to a channel the bot is in.
+    pub async fn conversations_invite(
+        &self,
+        channel: &str,
+        users: &[String],
+    ) -> Result<(), SlackError> {
+        self.call::<Value>(
+            "conversations.invite",
+            &json!({"channel": channel, "users": users.join(",")}),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// One message of a channel's history by its `ts` (not thread replies), if it exists.
+    pub async fn conversation_message(
+        &self,
+        channel: &str,
+        ts: &str,
+    ) -> Result<Option<Value>, SlackError> {
+        let v: Value = self
+            .call(
+                "conversations.history",
+                &json!({"channel": channel, "latest": ts, "oldest": ts, "inclusive": true, "limit": 1}),
+            )
+            .await?;
+        Ok(v.get("messages")
+            .and_then(Value::as_array)
+            .and_then(|m| {
+                m.iter()
+                    .find(|m| m.get("ts").and_then(Value::as_str) == Some(ts))
+            })
+            .cloned())
+    }
+
+    /// One message of a thread (a reply, or the parent) by its `ts`, if it exists; its
+    /// `thread_ts` names the thread. Asks only for that message: since 2025 Slack allows
+    /// non-Marketplace apps at most 15 messages per call, once a minute (reference/slack.md §3).
+    pub async fn thread_message(
+        &self,
+        channel: &str,
+        ts: &str,
+    ) -> Result<Option<Value>, SlackError> {
+        let v: Value = match self
+            .call(
+                "conversations.replies",
+                &json!({"channel": channel, "ts": ts, "oldest": ts, "latest": ts,
+                        "inclusive": true, "limit": 15}),
+            )
+            .await
+        {
+            Ok(v) => v,
+            Err(e) if e.is(SlackErrorCode::Other("thread_not_found".into())) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(v.get("messages")
+            .and_then(Value::as_array)
+            .and_then(|m| {
+                m.iter()
+                    .find(|m| m.get("ts").and_then(Value::as_str) == Some(ts))
+            })
+            .cloned())
     }
 
     /// The DM channel with a user.

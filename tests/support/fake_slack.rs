@@ -97,6 +97,8 @@ const WRITE_METHODS: &[&str] = &[
     "pins.remove",
     "conversations.join",
     "conversations.open",
+    "conversations.create",
+    "conversations.invite",
     "usergroups.users.update",
 ];
 
@@ -109,6 +111,8 @@ const READ_METHODS: &[&str] = &[
     "usergroups.users.list",
     "chat.getPermalink",
     "conversations.info",
+    "conversations.history",
+    "conversations.replies",
 ];
 
 /// Key under which `fail_next` scripts faults for `POST /response/{id}`.
@@ -492,6 +496,37 @@ impl FakeSlack {
             pinned: false,
         });
         ts
+    }
+
+    /// Puts a reply by `user` (a human) into the thread of `thread_ts`; returns its ts.
+    /// Panics if the channel is unknown.
+    pub fn insert_reply(&self, channel: &str, thread_ts: &str, user: &str, text: &str) -> String {
+        let mut st = self.state();
+        st.channel_mut(channel);
+        let ts = st.next_ts();
+        st.messages.push(Message {
+            channel: channel.to_string(),
+            ts: ts.clone(),
+            text: text.to_string(),
+            blocks: Value::Null,
+            thread_ts: Some(thread_ts.to_string()),
+            updated: 0,
+            user: user.to_string(),
+            metadata: Value::Null,
+            reactions: Vec::new(),
+            pinned: false,
+        });
+        ts
+    }
+
+    /// The id of a channel by name (e.g. one created through `conversations.create`).
+    pub fn channel_id_by_name(&self, name: &str) -> Option<String> {
+        self.state().resolve_channel(name)
+    }
+
+    /// Tracked human members of a channel (`None` when not tracked). Panics if unknown.
+    pub fn channel_members(&self, id: &str) -> Option<Vec<String>> {
+        self.state().channel_mut(id).members.clone()
     }
 
     // ---------------------------------------------------------------- trigger ids
@@ -1162,6 +1197,10 @@ impl Inner {
             "conversations.join" => self.conversations_join(&args, ctx),
             "conversations.open" => self.conversations_open(&args),
             "conversations.info" => self.conversations_info(&args),
+            "conversations.create" => self.conversations_create(&args),
+            "conversations.invite" => self.conversations_invite(&args),
+            "conversations.history" => self.conversations_history(&args),
+            "conversations.replies" => self.conversations_replies(&args),
             "users.info" => self.users_info(&args),
             "users.lookupByEmail" => self.users_lookup_by_email(&args),
             "usergroups.list" => Ok(self.usergroups_list(&args)),
@@ -1756,6 +1795,206 @@ impl Inner {
             .resolve_channel(&arg)
             .ok_or_else(|| err("channel_not_found"))?;
         Ok(obj(json!({ "channel": channel_json(&self.channels[&id]) })))
+    }
+}
+
+/// `ts` as (seconds, micros) so `1700000000.000100` compares as a time.
+fn ts_key(ts: &str) -> (u64, u64) {
+    let (a, b) = ts.split_once('.').unwrap_or((ts, "0"));
+    (a.parse().unwrap_or(0), b.parse().unwrap_or(0))
+}
+
+impl Inner {
+    /// A message as conversations.history / conversations.replies return it.
+    fn listed_message_json(&self, m: &Message) -> Value {
+        let mut v = if m.user == BOT_USER_ID {
+            Value::Object(bot_message_json(m, None))
+        } else {
+            let mut v = json!({"type": "message", "user": m.user, "text": m.text, "ts": m.ts,
+                               "team": TEAM_ID});
+            if let Some(t) = &m.thread_ts {
+                v["thread_ts"] = json!(t);
+            }
+            v
+        };
+        let replies = self
+            .messages
+            .iter()
+            .filter(|r| {
+                r.channel == m.channel && r.thread_ts.as_deref() == Some(&m.ts) && r.ts != m.ts
+            })
+            .count();
+        if replies > 0 {
+            v["thread_ts"] = json!(m.ts);
+            v["reply_count"] = json!(replies);
+        }
+        if !m.reactions.is_empty() {
+            v["reactions"] = json!(
+                m.reactions
+                    .iter()
+                    .map(|r| json!({"name": r, "count": 1, "users": [BOT_USER_ID]}))
+                    .collect::<Vec<_>>()
+            );
+        }
+        v
+    }
+
+    /// A channel the bot may read: `channel_not_found`, else `not_in_channel` unless a member.
+    fn readable_channel(&self, args: &Args) -> Result<String, ApiError> {
+        let arg = arg_str(args, "channel").ok_or_else(|| err("channel_not_found"))?;
+        let id = self
+            .resolve_channel(&arg)
+            .ok_or_else(|| err("channel_not_found"))?;
+        if !self.channels[&id].member {
+            return Err(err("not_in_channel"));
+        }
+        Ok(id)
+    }
+
+    /// Top-level messages (and thread parents), newest first, within `oldest`/`latest`
+    /// (exclusive unless `inclusive`), at most `limit` (default 100, max 999).
+    fn conversations_history(&mut self, args: &Args) -> ApiResult {
+        let channel = self.readable_channel(args)?;
+        let inclusive = arg_bool(args, "inclusive");
+        let latest = arg_str(args, "latest").map(|t| ts_key(&t));
+        let oldest = arg_str(args, "oldest").map(|t| ts_key(&t));
+        let limit = arg_str(args, "limit")
+            .and_then(|l| l.parse::<usize>().ok())
+            .unwrap_or(100)
+            .clamp(1, 999);
+        let mut list: Vec<&Message> = self
+            .messages
+            .iter()
+            .filter(|m| m.channel == channel)
+            .filter(|m| m.thread_ts.is_none() || m.thread_ts.as_deref() == Some(m.ts.as_str()))
+            .filter(|m| {
+                let k = ts_key(&m.ts);
+                let below = latest.is_none_or(|l| if inclusive { k <= l } else { k < l });
+                let above = oldest.is_none_or(|o| if inclusive { k >= o } else { k > o });
+                below && above
+            })
+            .collect();
+        list.sort_by_key(|m| std::cmp::Reverse(ts_key(&m.ts)));
+        let has_more = list.len() > limit;
+        let messages: Vec<Value> = list
+            .into_iter()
+            .take(limit)
+            .map(|m| self.listed_message_json(m))
+            .collect();
+        Ok(obj(json!({
+            "messages": messages, "has_more": has_more, "pin_count": 0,
+            "response_metadata": {"next_cursor": ""}
+        })))
+    }
+
+    /// The thread `ts` belongs to (given the parent's ts or a reply's): parent first, then
+    /// replies within `oldest`/`latest` (exclusive unless `inclusive`), oldest first;
+    /// `thread_not_found` when there is no such message. A message outside any thread comes
+    /// back alone.
+    fn conversations_replies(&mut self, args: &Args) -> ApiResult {
+        let channel = self.readable_channel(args)?;
+        let ts = arg_str(args, "ts").ok_or_else(|| ApiError::missing("ts"))?;
+        let limit = arg_str(args, "limit")
+            .and_then(|l| l.parse::<usize>().ok())
+            .unwrap_or(1000)
+            .clamp(1, 1000);
+        let idx = self
+            .message_index(&channel, &ts)
+            .ok_or_else(|| err("thread_not_found"))?;
+        let root = self.messages[idx].thread_ts.clone().unwrap_or(ts);
+        let inclusive = arg_bool(args, "inclusive");
+        let latest = arg_str(args, "latest").map(|t| ts_key(&t));
+        let oldest = arg_str(args, "oldest").map(|t| ts_key(&t));
+        // The parent always comes first; `oldest`/`latest` bound the replies.
+        let mut list: Vec<&Message> = self
+            .messages
+            .iter()
+            .filter(|m| {
+                m.channel == channel && (m.ts == root || m.thread_ts.as_deref() == Some(&root))
+            })
+            .filter(|m| {
+                let k = ts_key(&m.ts);
+                m.ts == root
+                    || (latest.is_none_or(|l| if inclusive { k <= l } else { k < l })
+                        && oldest.is_none_or(|o| if inclusive { k >= o } else { k > o }))
+            })
+            .collect();
+        list.sort_by_key(|m| ts_key(&m.ts));
+        let has_more = list.len() > limit;
+        let messages: Vec<Value> = list
+            .into_iter()
+            .take(limit)
+            .map(|m| self.listed_message_json(m))
+            .collect();
+        Ok(obj(json!({
+            "messages": messages, "has_more": has_more,
+            "response_metadata": {"next_cursor": ""}
+        })))
+    }
+
+    /// Creates a public (or private) channel the bot is in. Names: lowercase letters, digits,
+    /// `-` and `_`, at most 80 characters (Slack's conversations.create errors).
+    fn conversations_create(&mut self, args: &Args) -> ApiResult {
+        let name = arg_str(args, "name").ok_or_else(|| err("invalid_name_required"))?;
+        if name.chars().count() > 80 {
+            return Err(err("invalid_name_maxlength"));
+        }
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        {
+            return Err(err("invalid_name_specials"));
+        }
+        if self.resolve_channel(&name).is_some() {
+            return Err(err("name_taken"));
+        }
+        let private = arg_bool(args, "is_private");
+        let n = self.next_id();
+        let id = format!("C0NEW{n:05}");
+        self.insert_channel(&id, &name, true);
+        let channel = self.channel_mut(&id);
+        channel.members = Some(Vec::new());
+        let mut info = channel_json(channel);
+        info["is_private"] = json!(private);
+        Ok(obj(json!({ "channel": info })))
+    }
+
+    /// Invites users (comma-separated IDs) to a channel the bot is in.
+    fn conversations_invite(&mut self, args: &Args) -> ApiResult {
+        if args.get("users").is_some_and(Value::is_array) {
+            return Err(err("invalid_array_arg"));
+        }
+        let arg = arg_str(args, "channel").ok_or_else(|| err("channel_not_found"))?;
+        let id = self
+            .resolve_channel(&arg)
+            .ok_or_else(|| err("channel_not_found"))?;
+        let users = split_ids(&arg_str(args, "users").unwrap_or_default());
+        if users.is_empty() {
+            return Err(err("no_user"));
+        }
+        if users.len() > 1000 {
+            return Err(err("too_many_users"));
+        }
+        if users.iter().any(|u| u == BOT_USER_ID) {
+            return Err(err("cant_invite_self"));
+        }
+        if let Some(unknown) = users.iter().find(|u| !self.users.contains_key(*u)) {
+            return Err(err("user_not_found").with("user", json!(unknown)));
+        }
+        let channel = self.channel_mut(&id);
+        if channel.archived {
+            return Err(err("is_archived"));
+        }
+        if !channel.member {
+            return Err(err("not_in_channel"));
+        }
+        let members = channel.members.get_or_insert_with(Vec::new);
+        if users.iter().any(|u| members.contains(u)) {
+            return Err(err("already_in_channel"));
+        }
+        members.extend(users);
+        let info = channel_json(channel);
+        Ok(obj(json!({ "channel": info })))
     }
 }
 

@@ -1,0 +1,455 @@
+//! `/api/v1/announcements`: announce and update outages from monitoring or CI, with one of
+//! `api.tokens` as a Bearer token.
+//!
+//! - `POST /api/v1/announcements` announces (201 with the outage);
+//! - `PATCH /api/v1/announcements/{id}` changes fields (with a `reason`), resolves
+//!   (`"state": "resolved"` with a `resolution`) or reopens (`"state": "open"`);
+//! - `GET /api/v1/announcements[?state=open|resolved&limit=N]` and `GET …/{id}` (with history).
+//!
+//! The same validation as the modal ([`model::validate`]) and the same write path
+//! ([`changes`]), so the same Slack messages follow; a bad body is a 400 naming the field
+//! (`summary`, `impact.sales.affected`, …), found with `serde_path_to_error` for type errors.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::changes::{self, Change, ChangeError, Kind};
+use super::model::{self, Fields, Impact, Resolution};
+use crate::error::{ApiError, require_api_token};
+use crate::state::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/announcements", get(list).post(create))
+        .route("/api/v1/announcements/{id}", get(one).patch(patch))
+}
+
+/// Parse a JSON body, naming the field that is wrong.
+fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("body", "a JSON object is required"));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        // `?` when the error is not inside any field (a syntax error, the end of input).
+        let path = match e.path().to_string() {
+            p if p == "?" => ".".to_string(),
+            p => p,
+        };
+        let inner = e.inner().to_string();
+        // Missing and unknown fields are reported at their parent; the name is in the message.
+        let named = inner
+            .split('`')
+            .nth(1)
+            .filter(|_| inner.starts_with("missing field") || inner.starts_with("unknown field"));
+        let field = match (path.as_str(), named) {
+            (".", Some(n)) => n.to_string(),
+            (".", None) => "body".to_string(),
+            (p, Some(n)) if inner.starts_with("missing field") => format!("{p}.{n}"),
+            (p, Some(n)) if inner.starts_with("unknown field") => {
+                // serde reports unknown fields at their own path already in most cases.
+                if p.ends_with(n) {
+                    p.to_string()
+                } else {
+                    format!("{p}.{n}")
+                }
+            }
+            (p, _) => p.to_string(),
+        };
+        let message = inner
+            .split(" at line ")
+            .next()
+            .unwrap_or(&inner)
+            .to_string();
+        ApiError::bad_request(&field, message)
+    })
+}
+
+fn first_problem(problems: Vec<(String, String)>) -> ApiError {
+    match problems.into_iter().next() {
+        Some((f, m)) => ApiError::bad_request(&f, m),
+        None => ApiError::bad_request("body", "invalid"),
+    }
+}
+
+fn conflict(message: &str) -> Response {
+    (
+        StatusCode::CONFLICT,
+        Json(json!({"error": "conflict", "message": message})),
+    )
+        .into_response()
+}
+
+fn actor(by: Option<&str>) -> String {
+    let name: String = by
+        .unwrap_or("api")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(64)
+        .collect();
+    format!("api:{}", if name.is_empty() { "api" } else { &name })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAnnouncement {
+    summary: String,
+    systems: Vec<String>,
+    #[serde(default)]
+    impact: BTreeMap<String, Impact>,
+    severity: String,
+    eta: String,
+    resolution_assignee: String,
+    communication_assignee: String,
+    #[serde(default)]
+    public: bool,
+    /// Who is announcing (a tool's name), recorded as `api:<by>`.
+    #[serde(default)]
+    by: Option<String>,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    require_api_token(&state, &headers)?;
+    let settings = &state.settings().announcements;
+    if settings.channel.is_none() {
+        return Err(ApiError::bad_request(
+            "announcements.channel",
+            "outage announcements are not configured on this server",
+        ));
+    }
+    let b: NewAnnouncement = body(&bytes)?;
+    let mut fields = Fields {
+        summary: b.summary,
+        systems: b.systems,
+        impact: b.impact,
+        severity: b.severity,
+        eta: b.eta,
+        resolution_assignee: b.resolution_assignee,
+        communication_assignee: b.communication_assignee,
+        public: b.public,
+    };
+    model::complete_impact(settings, &mut fields);
+    let problems = model::validate(settings, &fields);
+    if !problems.is_empty() {
+        return Err(first_problem(problems));
+    }
+    let by = actor(b.by.as_deref());
+    let outage = changes::announce(&state, fields, &by).await?;
+    state
+        .audit(
+            super::FEATURE,
+            "announce",
+            &by,
+            &format!("outage:{}", outage.id),
+            "ok",
+            json!({"via": "api"}),
+        )
+        .await;
+    Ok((StatusCode::CREATED, Json(outage.to_json())).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResolutionIn {
+    summary: String,
+    #[serde(default)]
+    postmortem: bool,
+    #[serde(default)]
+    report_url: Option<String>,
+    /// Milliseconds since the epoch (default: now).
+    #[serde(default)]
+    resolved_at: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchAnnouncement {
+    summary: Option<String>,
+    systems: Option<Vec<String>>,
+    /// Audiences given here replace theirs; others keep their answer.
+    impact: Option<BTreeMap<String, Impact>>,
+    severity: Option<String>,
+    eta: Option<String>,
+    resolution_assignee: Option<String>,
+    communication_assignee: Option<String>,
+    public: Option<bool>,
+    /// `resolved` or `open`.
+    state: Option<String>,
+    resolution: Option<ResolutionIn>,
+    reason: Option<String>,
+    by: Option<String>,
+    /// The version the caller saw; a different current version is a 409.
+    version: Option<i64>,
+}
+
+async fn patch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    require_api_token(&state, &headers)?;
+    let b: PatchAnnouncement = body(&bytes)?;
+    let Some(outage) = model::load(state.db().pool(), &id).await? else {
+        return Err(ApiError::NotFound(format!("no outage {id}")));
+    };
+    let by = actor(b.by.as_deref());
+    let edits_fields = b.summary.is_some()
+        || b.systems.is_some()
+        || b.impact.is_some()
+        || b.severity.is_some()
+        || b.eta.is_some()
+        || b.public.is_some();
+    let edits_assignees = b.resolution_assignee.is_some() || b.communication_assignee.is_some();
+    let reason = b
+        .reason
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(str::to_owned);
+    if reason
+        .as_deref()
+        .is_some_and(|r| r.chars().count() > model::REASON_MAX)
+    {
+        return Err(ApiError::bad_request(
+            "reason",
+            format!("at most {} characters", model::REASON_MAX),
+        ));
+    }
+    let change = match b.state.as_deref() {
+        Some(s) if edits_fields || edits_assignees => {
+            return Err(ApiError::bad_request(
+                "state",
+                format!("change the state to {s:?} in a request of its own, without field changes"),
+            ));
+        }
+        Some(model::RESOLVED) => {
+            let Some(r) = b.resolution else {
+                return Err(ApiError::bad_request(
+                    "resolution",
+                    "required to resolve: {\"summary\", \"postmortem\", \"report_url\", \"resolved_at\"}",
+                ));
+            };
+            let summary = r.summary.trim().to_string();
+            if summary.is_empty() || summary.chars().count() > model::SUMMARY_MAX {
+                return Err(ApiError::bad_request(
+                    "resolution.summary",
+                    format!("say what fixed it (1 to {} characters)", model::SUMMARY_MAX),
+                ));
+            }
+            let now = state.now_ms();
+            let at = r.resolved_at.unwrap_or(now);
+            if at > now + 60_000 || at < outage.started_at {
+                return Err(ApiError::bad_request(
+                    "resolution.resolved_at",
+                    "must be between the outage's start and now (ms since the epoch)",
+                ));
+            }
+            let report_url = r
+                .report_url
+                .map(|u| u.trim().to_string())
+                .filter(|u| !u.is_empty());
+            if report_url.as_deref().is_some_and(|u| !model::valid_url(u)) {
+                return Err(ApiError::bad_request(
+                    "resolution.report_url",
+                    "must be an http(s) URL",
+                ));
+            }
+            Change {
+                kind: Kind::Resolved,
+                by: by.clone(),
+                reason: reason.or(Some(summary.clone())),
+                expected_version: b.version,
+                fields: None,
+                resolution: Some((
+                    Resolution {
+                        summary,
+                        postmortem: r.postmortem,
+                        report_url,
+                        resolved_by: by.clone(),
+                    },
+                    at.min(now),
+                )),
+            }
+        }
+        Some(model::OPEN) => Change {
+            kind: Kind::Reopened,
+            by: by.clone(),
+            reason,
+            expected_version: b.version,
+            fields: None,
+            resolution: None,
+        },
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "state",
+                format!("{other:?} is not a state; use \"resolved\" or \"open\""),
+            ));
+        }
+        None => {
+            if b.resolution.is_some() {
+                return Err(ApiError::bad_request(
+                    "resolution",
+                    "only with \"state\": \"resolved\"",
+                ));
+            }
+            if !edits_fields && !edits_assignees {
+                return Err(ApiError::bad_request("body", "nothing to change"));
+            }
+            if reason.is_none() {
+                return Err(ApiError::bad_request(
+                    "reason",
+                    "say why; it is posted in the thread with the change",
+                ));
+            }
+            let mut f = outage.fields.clone();
+            if let Some(v) = b.summary {
+                f.summary = v;
+            }
+            if let Some(v) = b.systems {
+                f.systems = v;
+            }
+            if let Some(v) = b.impact {
+                f.impact.extend(v);
+            }
+            if let Some(v) = b.severity {
+                f.severity = v;
+            }
+            if let Some(v) = b.eta {
+                f.eta = v;
+            }
+            if let Some(v) = b.resolution_assignee {
+                f.resolution_assignee = v;
+            }
+            if let Some(v) = b.communication_assignee {
+                f.communication_assignee = v;
+            }
+            if let Some(v) = b.public {
+                f.public = v;
+            }
+            Change {
+                kind: if edits_fields {
+                    Kind::Updated
+                } else {
+                    Kind::Reassigned
+                },
+                by: by.clone(),
+                reason,
+                expected_version: b.version,
+                fields: Some(f),
+                resolution: None,
+            }
+        }
+    };
+    if change.kind != Kind::Resolved && change.kind != Kind::Reopened && !outage.is_open() {
+        return Ok(conflict(
+            "the outage is resolved; reopen it first (\"state\": \"open\")",
+        ));
+    }
+    match changes::apply(&state, &id, change).await {
+        Ok(o) => Ok(Json(o.to_json()).into_response()),
+        Err(ChangeError::Invalid(p)) => Err(first_problem(p)),
+        Err(ChangeError::NothingChanged) => Err(ApiError::bad_request(
+            "body",
+            "nothing would change: every given value is the current one",
+        )),
+        Err(ChangeError::NotFound) => Err(ApiError::NotFound(format!("no outage {id}"))),
+        Err(ChangeError::Conflict) => Ok(conflict(
+            "the outage changed meanwhile (version); read it again and retry",
+        )),
+        Err(ChangeError::WrongState(s)) => Ok(conflict(&format!("not changed: {s}"))),
+        Err(ChangeError::Other(e)) => Err(ApiError::Internal(e)),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    state: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    require_api_token(&state, &headers)?;
+    if let Some(s) = q.state.as_deref()
+        && s != model::OPEN
+        && s != model::RESOLVED
+    {
+        return Err(ApiError::bad_request("state", "use open or resolved"));
+    }
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("limit", "must be between 1 and 1000"));
+    }
+    let outages = model::list(state.db().pool(), q.state.as_deref(), limit).await?;
+    Ok(Json(
+        json!({"announcements": outages.iter().map(|o| o.to_json()).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn one(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    require_api_token(&state, &headers)?;
+    let Some(o) = model::load(state.db().pool(), &id).await? else {
+        return Err(ApiError::NotFound(format!("no outage {id}")));
+    };
+    let history = model::history(state.db().pool(), &id).await?;
+    let mut v = o.to_json();
+    v["history"] = json!(history.iter().map(|h| h.to_json()).collect::<Vec<_>>());
+    Ok(Json(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(raw: &str) -> String {
+        match body::<NewAnnouncement>(raw.as_bytes()) {
+            Err(ApiError::BadRequest { field, .. }) => field,
+            other => panic!("expected a bad request, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_bodies_name_the_field() {
+        assert_eq!(field_of(""), "body");
+        assert_eq!(field_of("{"), "body");
+        assert_eq!(field_of(r#"{"systems": []}"#), "summary");
+        assert_eq!(
+            field_of(r#"{"summary": "x", "systems": "search"}"#),
+            "systems"
+        );
+        assert_eq!(
+            field_of(
+                r#"{"summary":"x","systems":[],"severity":"a","eta":"2h","resolution_assignee":"U1","communication_assignee":"U1","colour":1}"#
+            ),
+            "colour"
+        );
+        assert_eq!(
+            field_of(
+                r#"{"summary":"x","systems":[],"severity":"a","eta":"2h","resolution_assignee":"U1","communication_assignee":"U1","impact":{"sales":{"affected":3}}}"#
+            ),
+            "impact.sales.affected"
+        );
+    }
+}

@@ -1,0 +1,461 @@
+//! The one write path for outages: announcing, and every later change (update, reassign,
+//! resolve, reopen), from Slack and from the API alike.
+//!
+//! Each write is one transaction that updates the row (guarded by its `version`, so two people
+//! editing at once cannot silently overwrite each other), appends one `outage_history` row, and
+//! queues everything that must follow — the message update, the thread reply, audience posts,
+//! webhook events — as jobs in the same transaction. So a change that committed is always shown,
+//! and one that did not leaves nothing behind. This module never calls Slack.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::delivery::Dm;
+use super::model::{self, FieldChange, Fields, Outage, Resolution};
+use super::{JOB_AUDIENCE, JOB_DM, JOB_POST, JOB_RENDER, JOB_THREAD, message};
+use crate::jobs::NewJob;
+use crate::notifiers::StatusEvent;
+use crate::state::AppState;
+use crate::store::new_id;
+
+/// Why a change was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error("no such outage")]
+    NotFound,
+    #[error("the outage changed meanwhile; look again and retry")]
+    Conflict,
+    #[error("nothing changed")]
+    NothingChanged,
+    #[error("{0}")]
+    WrongState(String),
+    #[error("invalid: {0:?}")]
+    Invalid(Vec<(String, String)>),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for ChangeError {
+    fn from(e: sqlx::Error) -> Self {
+        ChangeError::Other(anyhow::anyhow!(crate::store::short_db_error(&e)))
+    }
+}
+
+/// Payload of the jobs that act on one version of an outage.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutageRef {
+    pub outage_id: String,
+    #[serde(default)]
+    pub version: i64,
+}
+
+/// Payload of the audience post.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AudienceRef {
+    pub outage_id: String,
+    pub audience: String,
+}
+
+/// What kind of change, as history, audit and webhook events name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Announced,
+    Updated,
+    Reassigned,
+    Resolved,
+    Reopened,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Announced => "announced",
+            Kind::Updated => "updated",
+            Kind::Reassigned => "reassigned",
+            Kind::Resolved => "resolved",
+            Kind::Reopened => "reopened",
+        }
+    }
+}
+
+async fn insert_history(
+    conn: &mut sqlx::AnyConnection,
+    outage: &Outage,
+    by: &str,
+    kind: Kind,
+    changes: &[FieldChange],
+    reason: Option<&str>,
+    at: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO outage_history (id, outage_id, seq, at, by_user, kind, changes, reason, snapshot)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(new_id())
+    .bind(&outage.id)
+    .bind(outage.version)
+    .bind(at)
+    .bind(by)
+    .bind(kind.as_str())
+    .bind(serde_json::to_string(changes).unwrap_or_else(|_| "[]".into()))
+    .bind(reason)
+    .bind(outage.to_json().to_string())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Queue the audience posts owed for `outage`: one per audience answered "yes", ever.
+async fn queue_audiences(
+    state: &AppState,
+    conn: &mut sqlx::AnyConnection,
+    outage: &Outage,
+) -> Result<(), sqlx::Error> {
+    for a in &state.settings().announcements.audiences {
+        let affected = outage
+            .fields
+            .impact
+            .get(&a.id)
+            .is_some_and(|i| i.affected == "yes");
+        if affected && a.channel.is_some() {
+            state
+                .jobs()
+                .insert(
+                    &mut *conn,
+                    NewJob::new(
+                        JOB_AUDIENCE,
+                        &AudienceRef {
+                            outage_id: outage.id.clone(),
+                            audience: a.id.clone(),
+                        },
+                    )
+                    .dedup(format!("announcements:audience:{}:{}", outage.id, a.id)),
+                )
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Tell people who became (or stopped being) an assignee, except whoever made the change.
+async fn queue_assignment_dms(
+    state: &AppState,
+    conn: &mut sqlx::AnyConnection,
+    old: Option<&Outage>,
+    new: &Outage,
+    by: &str,
+) -> Result<(), sqlx::Error> {
+    let settings = &state.settings().announcements;
+    let roles = |o: &Outage| {
+        [
+            ("resolution", o.fields.resolution_assignee.clone()),
+            ("communication", o.fields.communication_assignee.clone()),
+        ]
+    };
+    let mut dms: Vec<Dm> = Vec::new();
+    let mut tell = |user: &str, text: String| {
+        if user != by && !user.is_empty() {
+            dms.push(Dm {
+                user: user.to_string(),
+                text,
+                blocks: None,
+            });
+        }
+    };
+    let new_roles = roles(new);
+    for (i, (role, user)) in new_roles.iter().enumerate() {
+        let before = old.map(|o| roles(o)[i].1.clone());
+        if before.as_deref() == Some(user.as_str()) {
+            continue;
+        }
+        tell(user, message::assignment_dm(new, settings, role, by, true));
+        if let Some(b) = before {
+            tell(&b, message::assignment_dm(new, settings, role, by, false));
+        }
+    }
+    for (i, dm) in dms.into_iter().enumerate() {
+        let key = format!(
+            "announcements:assign:{}:{}:{}:{i}",
+            new.id, new.version, dm.user
+        );
+        state
+            .jobs()
+            .insert(&mut *conn, NewJob::new(JOB_DM, &dm).dedup(key))
+            .await?;
+    }
+    Ok(())
+}
+
+fn event(kind: Kind, outage: &Outage, at: i64) -> StatusEvent {
+    StatusEvent {
+        kind: format!("outage.{}", kind.as_str()),
+        id: outage.id.clone(),
+        at,
+        data: outage.to_json(),
+    }
+}
+
+/// Announce a new outage: store it and queue its message, its audience posts and its event.
+/// `fields` must have passed [`model::validate`].
+pub async fn announce(state: &AppState, mut fields: Fields, by: &str) -> anyhow::Result<Outage> {
+    let settings = &state.settings().announcements;
+    model::complete_impact(settings, &mut fields);
+    fields.summary = fields.summary.trim().to_string();
+    let now = state.now_ms();
+    let outage = Outage {
+        id: new_id(),
+        fields,
+        eta_set_at: now,
+        state: model::OPEN.into(),
+        announced_by: by.to_string(),
+        started_at: now,
+        resolved_at: None,
+        resolution: None,
+        channel: settings.channel.clone(),
+        message_ts: None,
+        permalink: None,
+        incident_channel: None,
+        last_update_at: now,
+        version: 1,
+        created_at: now,
+        updated_at: now,
+        eta_snoozed_until: None,
+    };
+    let f = &outage.fields;
+    let mut tx = state.db().pool().begin().await?;
+    sqlx::query(
+        "INSERT INTO outages (id, summary, systems, impact, severity, eta, eta_set_at,
+            resolution_assignee, communication_assignee, public, state, announced_by, started_at,
+            channel, last_update_at, version, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+    )
+    .bind(&outage.id)
+    .bind(&f.summary)
+    .bind(serde_json::to_string(&f.systems)?)
+    .bind(serde_json::to_string(&f.impact)?)
+    .bind(&f.severity)
+    .bind(&f.eta)
+    .bind(now)
+    .bind(&f.resolution_assignee)
+    .bind(&f.communication_assignee)
+    .bind(i64::from(f.public))
+    .bind(model::OPEN)
+    .bind(by)
+    .bind(now)
+    .bind(&outage.channel)
+    .bind(now)
+    .bind(outage.version)
+    .bind(now)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    insert_history(&mut tx, &outage, by, Kind::Announced, &[], None, now).await?;
+    state
+        .jobs()
+        .insert(
+            &mut *tx,
+            NewJob::new(
+                JOB_POST,
+                &OutageRef {
+                    outage_id: outage.id.clone(),
+                    version: 1,
+                },
+            )
+            .dedup(format!("announcements:post:{}", outage.id)),
+        )
+        .await?;
+    queue_audiences(state, &mut tx, &outage).await?;
+    queue_assignment_dms(state, &mut tx, None, &outage, by).await?;
+    crate::notifiers::enqueue(state, &mut tx, &event(Kind::Announced, &outage, now)).await?;
+    tx.commit().await?;
+    state.jobs().wake();
+    crate::status::changed(state);
+    Ok(outage)
+}
+
+/// A change to make.
+pub struct Change {
+    pub kind: Kind,
+    pub by: String,
+    pub reason: Option<String>,
+    /// The version the person saw; `None` to apply to whatever is current (the API).
+    pub expected_version: Option<i64>,
+    /// New editable fields (for update and reassign).
+    pub fields: Option<Fields>,
+    /// For resolve.
+    pub resolution: Option<(Resolution, i64)>,
+}
+
+/// Apply a change: validate, write it with its history row, queue the message update, the
+/// thread reply, new audience posts and the webhook event. Returns the outage after the change.
+pub async fn apply(state: &AppState, id: &str, change: Change) -> Result<Outage, ChangeError> {
+    let settings = &state.settings().announcements;
+    let old = model::load(state.db().pool(), id)
+        .await?
+        .ok_or(ChangeError::NotFound)?;
+    if change.expected_version.is_some_and(|v| v != old.version) {
+        return Err(ChangeError::Conflict);
+    }
+    let now = state.now_ms();
+    let mut new = old.clone();
+    let mut changes = Vec::new();
+    match change.kind {
+        Kind::Announced => return Err(ChangeError::WrongState("already announced".into())),
+        Kind::Updated | Kind::Reassigned => {
+            let mut fields = change.fields.clone().unwrap_or_else(|| old.fields.clone());
+            model::complete_impact(settings, &mut fields);
+            fields.summary = fields.summary.trim().to_string();
+            let problems = model::validate(settings, &fields);
+            if !problems.is_empty() {
+                return Err(ChangeError::Invalid(problems));
+            }
+            changes = model::diff(settings, &old.fields, &fields);
+            if fields.eta != old.fields.eta {
+                // The ETA counts from when it was set (as Phoenix's set_eta); reminders start over.
+                new.eta_set_at = now;
+                new.eta_snoozed_until = None;
+            }
+            new.fields = fields;
+        }
+        Kind::Resolved => {
+            if !old.is_open() {
+                return Err(ChangeError::WrongState("it is already resolved".into()));
+            }
+            let Some((r, at)) = change.resolution.clone() else {
+                return Err(ChangeError::Invalid(vec![(
+                    "resolution".into(),
+                    "required".into(),
+                )]));
+            };
+            changes.push(fc(settings, "state", model::OPEN, model::RESOLVED));
+            changes.push(fc(settings, "resolution", "", &r.summary));
+            changes.push(fc(
+                settings,
+                "resolved_at",
+                "",
+                &crate::slack::blocks::date(at),
+            ));
+            changes.push(fc(settings, "postmortem", "", &model::yes_no(r.postmortem)));
+            if let Some(u) = &r.report_url {
+                changes.push(fc(settings, "report_url", "", u));
+            }
+            new.state = model::RESOLVED.into();
+            new.resolved_at = Some(at);
+            new.resolution = Some(r);
+        }
+        Kind::Reopened => {
+            if old.is_open() {
+                return Err(ChangeError::WrongState("it is open".into()));
+            }
+            changes.push(fc(settings, "state", model::RESOLVED, model::OPEN));
+            new.state = model::OPEN.into();
+            new.resolved_at = None;
+            new.resolution = None;
+            new.eta_set_at = now;
+            new.eta_snoozed_until = None;
+        }
+    }
+    if changes.is_empty() {
+        return Err(ChangeError::NothingChanged);
+    }
+    new.version = old.version + 1;
+    new.updated_at = now;
+    new.last_update_at = now;
+    let f = &new.fields;
+    let mut tx = state.db().pool().begin().await?;
+    let res = sqlx::query(
+        "UPDATE outages SET summary = $1, systems = $2, impact = $3, severity = $4, eta = $5,
+            eta_set_at = $6, resolution_assignee = $7, communication_assignee = $8, public = $9,
+            state = $10, resolved_at = $11, resolution = $12, last_update_at = $13, version = $14,
+            updated_at = $15, eta_snoozed_until = $16
+         WHERE id = $17 AND version = $18",
+    )
+    .bind(&f.summary)
+    .bind(serde_json::to_string(&f.systems).map_err(anyhow::Error::from)?)
+    .bind(serde_json::to_string(&f.impact).map_err(anyhow::Error::from)?)
+    .bind(&f.severity)
+    .bind(&f.eta)
+    .bind(new.eta_set_at)
+    .bind(&f.resolution_assignee)
+    .bind(&f.communication_assignee)
+    .bind(i64::from(f.public))
+    .bind(&new.state)
+    .bind(new.resolved_at)
+    .bind(
+        new.resolution
+            .as_ref()
+            .map(|r| serde_json::to_string(r).unwrap_or_default()),
+    )
+    .bind(now)
+    .bind(new.version)
+    .bind(now)
+    .bind(new.eta_snoozed_until)
+    .bind(id)
+    .bind(old.version)
+    .execute(&mut *tx)
+    .await?;
+    if res.rows_affected() != 1 {
+        return Err(ChangeError::Conflict);
+    }
+    insert_history(
+        &mut tx,
+        &new,
+        &change.by,
+        change.kind,
+        &changes,
+        change.reason.as_deref(),
+        now,
+    )
+    .await?;
+    let r = OutageRef {
+        outage_id: new.id.clone(),
+        version: new.version,
+    };
+    state
+        .jobs()
+        .insert(
+            &mut *tx,
+            NewJob::new(JOB_RENDER, &r)
+                .dedup(format!("announcements:render:{}:{}", new.id, new.version)),
+        )
+        .await?;
+    state
+        .jobs()
+        .insert(
+            &mut *tx,
+            NewJob::new(JOB_THREAD, &r)
+                .dedup(format!("announcements:thread:{}:{}", new.id, new.version)),
+        )
+        .await?;
+    queue_audiences(state, &mut tx, &new).await?;
+    queue_assignment_dms(state, &mut tx, Some(&old), &new, &change.by).await?;
+    crate::notifiers::enqueue(state, &mut tx, &event(change.kind, &new, now)).await?;
+    tx.commit().await?;
+    state.jobs().wake();
+    crate::status::changed(state);
+    state
+        .audit(
+            super::FEATURE,
+            change.kind.as_str(),
+            &change.by,
+            &format!("outage:{}", new.id),
+            "ok",
+            json!({"version": new.version, "fields": changes.iter().map(|c| c.field.clone()).collect::<Vec<_>>()}),
+        )
+        .await;
+    Ok(new)
+}
+
+fn fc(
+    settings: &crate::config::AnnouncementsSettings,
+    field: &str,
+    from: &str,
+    to: &str,
+) -> FieldChange {
+    FieldChange {
+        field: field.into(),
+        label: model::label(settings, field),
+        from: from.into(),
+        to: to.into(),
+    }
+}

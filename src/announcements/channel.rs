@@ -1,0 +1,213 @@
+//! "Create channel": a dedicated incident channel (`<prefix>-<system>-<yymmdd>`, with `-2`, `-3`
+//! … when the name is taken), the assignees invited, and linked from the announcement and its
+//! thread. The button only queues the job (deduplicated per outage), so double clicks and
+//! retries create one channel.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::modal::outage_for_action;
+use super::{JOB_CHANNEL, message, model};
+use crate::jobs::{Job, JobError, JobHandler, NewJob};
+use crate::registry::{ActionHandler, SlackCtx};
+use crate::slack::ack::Ack;
+use crate::slack::api::{Message, SlackErrorCode};
+use crate::slack::blocks::{link, mention};
+use crate::slack::payload::{Action, Interaction};
+use crate::state::AppState;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChannelRequest {
+    pub outage_id: String,
+    pub by: String,
+}
+
+/// A channel name Slack accepts: lowercase letters, digits, `-` and `_`, at most 80 characters.
+pub fn channel_name(prefix: &str, system: &str, started_at_ms: i64) -> String {
+    let day = chrono::DateTime::from_timestamp_millis(started_at_ms)
+        .unwrap_or_default()
+        .format("%y%m%d")
+        .to_string();
+    let clean: String = system
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let mut stem = format!("{prefix}-{clean}");
+    stem.truncate(70);
+    format!("{stem}-{day}")
+}
+
+pub struct CreateChannel;
+
+#[async_trait]
+impl ActionHandler for CreateChannel {
+    async fn handle(
+        &self,
+        cx: SlackCtx,
+        _interaction: Arc<Interaction>,
+        action: Action,
+    ) -> anyhow::Result<Ack> {
+        let state = &cx.state;
+        let outage = match outage_for_action(state, &cx.user_id, &action, "create_channel").await? {
+            Ok(o) => o,
+            Err(ack) => return Ok(ack),
+        };
+        if let Some(c) = &outage.incident_channel {
+            return Ok(Ack::ephemeral(format!("This outage already has <#{c}>.")));
+        }
+        let queued = state
+            .jobs()
+            .enqueue(
+                NewJob::new(
+                    JOB_CHANNEL,
+                    &ChannelRequest {
+                        outage_id: outage.id.clone(),
+                        by: cx.user_id.clone(),
+                    },
+                )
+                .dedup(format!("announcements:channel:{}", outage.id)),
+            )
+            .await?;
+        state
+            .audit(
+                super::FEATURE,
+                "create_channel",
+                &cx.user_id,
+                &format!("outage:{}", outage.id),
+                if queued.is_some() { "ok" } else { "duplicate" },
+                json!({}),
+            )
+            .await;
+        Ok(Ack::Empty)
+    }
+}
+
+pub struct ChannelJob;
+
+#[async_trait]
+impl JobHandler for ChannelJob {
+    async fn run(&self, state: &AppState, job: &Job) -> Result<(), JobError> {
+        let r: ChannelRequest = job.payload().map_err(JobError::Permanent)?;
+        let db = |e: sqlx::Error| JobError::from(anyhow::anyhow!(crate::store::short_db_error(&e)));
+        let Some(o) = model::load(state.db().pool(), &r.outage_id)
+            .await
+            .map_err(db)?
+        else {
+            return Ok(());
+        };
+        if o.incident_channel.is_some() {
+            return Ok(());
+        }
+        let settings = &state.settings().announcements;
+        let base = channel_name(
+            &settings.channel_prefix,
+            o.fields
+                .systems
+                .first()
+                .map(String::as_str)
+                .unwrap_or("outage"),
+            o.started_at,
+        );
+        let mut created = None;
+        for n in 1..=9 {
+            let name = if n == 1 {
+                base.clone()
+            } else {
+                format!("{base}-{n}")
+            };
+            match state.slack().conversations_create(&name).await {
+                Ok(id) => {
+                    created = Some(id);
+                    break;
+                }
+                Err(e) if e.is(SlackErrorCode::Other("name_taken".into())) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let Some(channel) = created else {
+            return Err(JobError::Permanent(anyhow::anyhow!(
+                "every name from {base} to {base}-9 is taken"
+            )));
+        };
+        sqlx::query(
+            "UPDATE outages SET incident_channel = $1 WHERE id = $2 AND incident_channel IS NULL",
+        )
+        .bind(&channel)
+        .bind(&o.id)
+        .execute(state.db().pool())
+        .await
+        .map_err(db)?;
+        let mut people = o.assignees();
+        if !people.contains(&r.by) {
+            people.push(r.by.clone());
+        }
+        match state.slack().conversations_invite(&channel, &people).await {
+            Ok(()) => {}
+            Err(e) if e.is(SlackErrorCode::Other("already_in_channel".into())) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let Some(o) = model::load(state.db().pool(), &o.id).await.map_err(db)? else {
+            return Ok(());
+        };
+        let intro = match &o.permalink {
+            Some(p) => format!(
+                "Incident channel for {} ({}).",
+                link(p, "this outage"),
+                model::system_names(settings, &o.fields.systems)
+            ),
+            None => "Incident channel for an outage.".into(),
+        };
+        state
+            .slack()
+            .post_message(&Message::text(&channel, intro))
+            .await?;
+        if let (Some(ch), Some(ts)) = (o.channel.clone(), o.message_ts.clone()) {
+            state
+                .slack()
+                .post_message(
+                    &Message::text(
+                        &ch,
+                        format!(
+                            "Incident channel <#{channel}> created by {}.",
+                            mention(&r.by)
+                        ),
+                    )
+                    .in_thread(&ts),
+                )
+                .await?;
+            state
+                .slack()
+                .update_message(
+                    &ch,
+                    &ts,
+                    &message::text(&o, settings),
+                    Some(&message::blocks(&o, settings)),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_names_are_what_slack_accepts() {
+        // 2026-11-21
+        let n = channel_name("inc", "Pay API", 1_795_262_400_000);
+        assert_eq!(n, "inc-pay-api-261121");
+        assert!(channel_name("inc", &"x".repeat(200), 0).len() <= 80);
+    }
+}
