@@ -1357,3 +1357,62 @@ async fn thread_replies_keep_the_order_of_the_changes() {
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn only_announcers_may_schedule_maintenance() {
+    let app = builder(TestDb::sqlite())
+        .await
+        .settings(|s| {
+            s.announcements.announcers = Principals {
+                groups: vec!["oncall".into()],
+                ..Principals::default()
+            }
+        })
+        .spawn()
+        .await;
+    workspace(&app);
+    let resp = app.command("/announce", "maintenance", EVE).await;
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["response_type"], "ephemeral");
+    assert!(
+        body["text"].as_str().unwrap().contains("may not announce"),
+        "{body}"
+    );
+    assert!(app.slack.views().is_empty(), "no maintenance form for Eve");
+
+    // A maintenance form submitted by someone who may not announce schedules nothing.
+    let payload = json!({
+        "type": "view_submission",
+        "user": {"id": EVE, "username": "eve", "name": "eve", "team_id": "T0FAKE"},
+        "team": {"id": "T0FAKE", "domain": "fake"},
+        "api_app_id": "A0APP",
+        "token": "legacy",
+        "trigger_id": app.slack.trigger_id(),
+        "view": {
+            "id": "V0FORGED", "team_id": "T0FAKE", "type": "modal",
+            "callback_id": "maintenance:create", "private_metadata": "",
+            "hash": "h", "root_view_id": "V0FORGED", "previous_view_id": null,
+            "state": {"values": {}}
+        },
+        "response_urls": []
+    });
+    let r = app.interaction(&payload).await;
+    assert_eq!(r.status(), 200);
+    let ack: Value = r.json().await.unwrap();
+    assert_eq!(ack["response_action"], "update", "{ack}");
+    assert_eq!(ack["view"]["title"]["text"], "Not allowed", "{ack}");
+    let listed: Value = reqwest::Client::new()
+        .get(app.url("/api/v1/maintenances"))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed["maintenances"].as_array().map(Vec::len),
+        Some(0),
+        "{listed}"
+    );
+}
