@@ -124,6 +124,7 @@ pub struct Settings {
     pub api: ApiSettings,
     pub approvals: ApprovalsSettings,
     pub pipelines: PipelinesSettings,
+    pub oncall: crate::oncall::config::OncallSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -598,6 +599,7 @@ impl Settings {
             "log",
             "api",
             "approvals",
+            "oncall",
         ];
         for key in merged.keys() {
             if !known.contains(&key.as_str()) {
@@ -623,6 +625,7 @@ impl Settings {
             api: read.section("api"),
             approvals: read.section("approvals"),
             pipelines: read.section("pipelines"),
+            oncall: read.section("oncall"),
         };
         // Checks on a section that failed to read would report its defaults, not the input.
         problems.extend(settings.validate().into_iter().filter(|p| {
@@ -785,6 +788,7 @@ impl Settings {
         if self.api.tokens.iter().any(|t| t.expose().len() < 16) {
             bad("api.tokens", "each token must be at least 16 characters");
         }
+        p.extend(self.oncall.validate());
         p
     }
 

@@ -18,6 +18,7 @@ use crate::state::AppState;
 pub fn register_all(registry: &mut Registry, settings: &Settings) {
     crate::approvals::register(registry, settings);
     crate::pipelines::register(registry, settings);
+    crate::oncall::register(registry, settings);
 }
 
 /// Feature HTTP routes beyond the Slack and echo endpoints (the `/api/v1` surface).

@@ -20,6 +20,7 @@ pub mod features;
 pub mod http;
 pub mod jobs;
 pub mod metrics;
+pub mod oncall;
 pub mod pipelines;
 pub mod registry;
 pub mod slack;

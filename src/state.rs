@@ -36,6 +36,7 @@ struct Inner {
     registry: Arc<Registry>,
     tasks: TaskTracker,
     http: reqwest::Client,
+    oncall: Arc<crate::oncall::Oncall>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -66,6 +67,7 @@ impl AppState {
             slack.clone(),
             std::time::Duration::from_secs(settings.approvals.membership_cache_secs),
         );
+        let oncall = crate::oncall::Oncall::new(&settings, parts.http.clone());
         Ok(Self {
             inner: Arc::new(Inner {
                 settings,
@@ -80,6 +82,7 @@ impl AppState {
                 registry: Arc::new(parts.registry),
                 tasks: TaskTracker::new(),
                 http: parts.http,
+                oncall,
             }),
         })
     }
@@ -125,6 +128,11 @@ impl AppState {
     /// The shared outbound HTTP client (connection pool).
     pub fn http(&self) -> &reqwest::Client {
         &self.inner.http
+    }
+
+    /// The on-call feature's provider clients and lookup cache.
+    pub fn oncall(&self) -> &Arc<crate::oncall::Oncall> {
+        &self.inner.oncall
     }
 
     /// Record a decision in the audit log. A failure is logged, not returned: the decision has

@@ -11,6 +11,7 @@ mod approvals_support;
 mod config_cli;
 mod helpers;
 mod jobs;
+mod oncall;
 mod ops;
 mod pipelines;
 mod slack_client;
