@@ -352,3 +352,123 @@ impl OncallSettings {
         p
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{ConfigSource, Settings, env_from};
+
+    fn base_env() -> Vec<(String, String)> {
+        env_from([
+            ("SLACKOPS_SLACK__SIGNING_SECRET", "s3cret-signing"),
+            ("SLACKOPS_SLACK__BOT_TOKEN", "xoxb-1-2-3"),
+        ])
+    }
+
+    fn load_yaml(yaml: &str, env: Vec<(String, String)>) -> Result<Settings, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("slackops.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        Settings::load(&ConfigSource {
+            file: Some(path),
+            env,
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_documented_example_loads_and_tokens_come_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("pd");
+        std::fs::write(&token, "pd-secret-token\n").unwrap();
+        let yaml = format!(
+            r#"
+oncall:
+  ops_channel: C0OPSALERTS
+  pagerduty:
+    token_file: {}
+  rotas:
+    web:
+      people: [alice@example.com, bob@example.com]
+      every: weekly
+      weekday: monday
+      handoff: "09:00"
+      start: "2026-11-02"
+  groups:
+    - handle: platform-oncall
+      channel: C0PLATFORM
+      handover_minutes: 15
+      ignore: [noop@example.com]
+      sources:
+        - provider: pagerduty
+          schedules: [PC5BGL2, PR892VA]
+    - handle: web-oncall
+      when_empty: fallback
+      fallback: [web-lead@example.com]
+      sources:
+        - provider: static
+          rota: web
+"#,
+            token.display()
+        );
+        let s = load_yaml(&yaml, base_env()).expect("valid");
+        assert_eq!(s.oncall.pagerduty.token.expose(), "pd-secret-token");
+        assert_eq!(s.oncall.groups.len(), 2);
+        assert_eq!(s.oncall.groups[0].handover_minutes, 15);
+        assert_eq!(s.oncall.interval_secs, 300);
+        let printed = crate::config::redacted_view(&s).to_string();
+        assert!(!printed.contains("pd-secret-token"));
+    }
+
+    #[test]
+    fn groups_can_be_given_in_the_environment() {
+        let mut env = base_env();
+        env.push(("SLACKOPS_ONCALL__INTERVAL_SECS".into(), "60".into()));
+        env.push(("SLACKOPS_ONCALL__OPSGENIE__TOKEN".into(), "og-key".into()));
+        env.push((
+            "SLACKOPS_ONCALL__GROUPS".into(),
+            r#"[{handle="ops-oncall",sources=[{provider="opsgenie",schedules=["ops"],by_name=true}]}]"#
+                .into(),
+        ));
+        let s = Settings::load(&ConfigSource { file: None, env }).expect("valid");
+        assert_eq!(s.oncall.interval_secs, 60);
+        assert_eq!(s.oncall.groups[0].handle, "ops-oncall");
+        assert!(s.oncall.groups[0].sources[0].by_name);
+    }
+
+    #[test]
+    fn every_oncall_problem_is_named() {
+        let yaml = r#"
+oncall:
+  concurrency: 0
+  rotas:
+    bad:
+      people: []
+      handoff: "9am"
+  groups:
+    - handle: a
+      sources:
+        - provider: pagerduty
+          schedules: [P1]
+        - provider: static
+          rota: nope
+    - handle: a
+      when_empty: fallback
+      sources:
+        - provider: grafana
+          schedules: [S1]
+"#;
+        let err = load_yaml(yaml, base_env()).unwrap_err();
+        for key in [
+            "oncall.concurrency",
+            "oncall.rotas.bad",
+            "oncall.pagerduty.token",
+            "oncall.groups[0].sources[1].rota",
+            "oncall.groups[1].handle",
+            "oncall.groups[1].fallback",
+            "oncall.grafana.base_url",
+            "oncall.grafana.token",
+        ] {
+            assert!(err.contains(key), "{key} missing from: {err}");
+        }
+    }
+}

@@ -174,25 +174,79 @@ async fn alert(state: &AppState, key: &str, text: String) {
     }
 }
 
+/// Above this many groups with the same kind of problem in one run, one summary is posted instead
+/// of a message per group (a Slack or provider outage hits every group at once).
+const PER_GROUP_LIMIT: usize = 3;
+
 /// Post the run's failures and missing people to the ops channel (throttled).
 pub async fn report_problems(state: &AppState, report: &SyncReport) {
     let mins = state.settings().oncall.alert_throttle_secs / 60;
-    for g in &report.groups {
-        let handle = escape(&g.handle);
-        if g.outcome == Outcome::Failed {
+    let failed: Vec<_> = report
+        .groups
+        .iter()
+        .filter(|g| g.outcome == Outcome::Failed)
+        .collect();
+    let missing: Vec<_> = report
+        .groups
+        .iter()
+        .filter(|g| !g.missing.is_empty())
+        .collect();
+    if failed.len() > PER_GROUP_LIMIT {
+        let lines: Vec<String> = failed
+            .iter()
+            .take(10)
+            .map(|g| {
+                format!(
+                    "• *@{}*: {} (error id `{}`)",
+                    escape(&g.handle),
+                    escape(g.error.as_deref().unwrap_or("unknown error")),
+                    g.error_id.as_deref().unwrap_or("-")
+                )
+            })
+            .collect();
+        let more = failed.len().saturating_sub(10);
+        let text = format!(
+            ":warning: On-call sync could not update {} of {} groups; they keep their current members. \
+             The error ids are in slackops' logs. Not repeated here for {mins} min.\n{}{}",
+            failed.len(),
+            report.groups.len(),
+            lines.join("\n"),
+            if more > 0 {
+                format!("\n… and {more} more")
+            } else {
+                String::new()
+            }
+        );
+        alert(state, "failed:many", text).await;
+    } else {
+        for g in &failed {
             let kind = g.error_kind.as_deref().unwrap_or("error");
             let text = format!(
-                ":warning: On-call sync could not update *@{handle}*: {}. It keeps its current members. \
+                ":warning: On-call sync could not update *@{}*: {}. It keeps its current members. \
                  Error id `{}` (the same id is in slackops' logs). The same problem is not repeated here for {mins} min.",
+                escape(&g.handle),
                 escape(g.error.as_deref().unwrap_or("unknown error")),
                 g.error_id.as_deref().unwrap_or("-"),
             );
             alert(state, &format!("failed:{}:{kind}", g.handle), text).await;
         }
-        if !g.missing.is_empty() {
+    }
+    let advice = "They are left out of their groups; add them to Slack with the same email, or list placeholder accounts under `ignore`.";
+    if missing.len() > PER_GROUP_LIMIT {
+        let mut everyone: Vec<String> = missing.iter().flat_map(|g| g.missing.clone()).collect();
+        everyone.sort();
+        everyone.dedup();
+        let text = format!(
+            ":bust_in_silhouette: On call in {} groups but not found in Slack: {}. {advice}",
+            missing.len(),
+            escape(&everyone.join(", "))
+        );
+        alert(state, &format!("missing:many:{}", everyone.join(",")), text).await;
+    } else {
+        for g in &missing {
             let text = format!(
-                ":bust_in_silhouette: On call for *@{handle}* but not found in Slack: {}. They are left out of the group; \
-                 add them to Slack with the same email, or list placeholder accounts under `ignore`.",
+                ":bust_in_silhouette: On call for *@{}* but not found in Slack: {}. {advice}",
+                escape(&g.handle),
                 escape(&g.missing.join(", "))
             );
             alert(

@@ -699,3 +699,105 @@ async fn the_periodic_sync_runs_inside_serve() {
     drop(oncall);
     app.stop().await;
 }
+
+/// `slackops oncall sync` as an operator runs it: the real binary, configured by environment.
+async fn cli(args: &[&str], env: &[(String, String)]) -> (Option<i32>, String, String) {
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_slackops"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the CLI exits within 60 s")
+    .expect("the binary runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cli_prints_the_plan_changes_nothing_on_a_dry_run_and_syncs_otherwise() {
+    let slack = crate::support::fake_slack::FakeSlack::start().await;
+    let oncall = FakeOncall::start().await;
+    slack.add_user("U0ALICE", "alice", "alice@example.com", "UTC");
+    slack.add_user("U0BOB", "bob", "bob@example.com", "UTC");
+    slack.add_channel(NOTICES, "platform-oncall");
+    slack.add_usergroup(GROUP, HANDLE, &["U0ALICE"]);
+    on_call_now(&oncall, "PBOB", "bob@example.com");
+    let dir = tempfile::tempdir().unwrap();
+    let env: Vec<(String, String)> = [
+        ("SLACKOPS_DATABASE__URL", format!("sqlite://{}", dir.path().join("cli.db").display())),
+        ("SLACKOPS_SLACK__SIGNING_SECRET", "cli-signing-secret-0123".into()),
+        ("SLACKOPS_SLACK__BOT_TOKEN", slack.token()),
+        ("SLACKOPS_SLACK__API_URL", slack.api_url()),
+        ("SLACKOPS_ONCALL__PAGERDUTY__BASE_URL", oncall.pagerduty_url()),
+        ("SLACKOPS_ONCALL__PAGERDUTY__TOKEN", PD_TOKEN.into()),
+        (
+            "SLACKOPS_ONCALL__GROUPS",
+            format!(
+                r#"[{{handle="{HANDLE}",channel="{NOTICES}",sources=[{{provider="pagerduty",schedules=["PSCHED1"]}}]}}]"#
+            ),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+
+    let (code, out, err) = cli(&["oncall", "sync", "--dry-run"], &env).await;
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(
+        out.contains("@platform-oncall (S0PLAT): would update (dry run)"),
+        "{out}"
+    );
+    assert!(out.contains("+ added     U0BOB (bob@example.com)"), "{out}");
+    assert!(out.contains("- removed   U0ALICE"), "{out}");
+    assert!(out.contains("dry run, nothing changed"), "{out}");
+    assert_eq!(slack.usergroup_members(GROUP), ["U0ALICE"]);
+    assert_eq!(slack.call_count("usergroups.users.update"), 0);
+
+    let (code, out, err) = cli(&["oncall", "sync", "--group", "@platform-oncall"], &env).await;
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("@platform-oncall (S0PLAT): updated"), "{out}");
+    assert_eq!(slack.usergroup_members(GROUP), ["U0BOB"]);
+    // The CLI delivered the notice it queued before exiting.
+    assert_eq!(slack.messages_in(NOTICES).len(), 1);
+
+    let (code, _, err) = cli(&["oncall", "sync", "--group", "nope"], &env).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("unknown group nope"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_outage_hitting_every_group_is_reported_in_one_message() {
+    let (app, _oncall) = spawn(TestDb::sqlite(), None, |s| {
+        s.oncall.groups = (0..5)
+            .map(|i| group(&format!("team{i}-oncall"), vec![pd_source(&["PSCHED1"])]))
+            .collect();
+    })
+    .await;
+    app.slack
+        .fail_next("usergroups.list", Fault::error("missing_scope"), 1);
+    let r = run(&app, false).await;
+    assert_eq!(r.failures(), 5);
+    assert!(r.groups.iter().all(|g| g.error_id.is_some()));
+    let msgs = app
+        .slack
+        .wait_for_messages(OPS, 1, Duration::from_secs(10))
+        .await;
+    assert!(
+        msgs[0].text.contains("could not update 5 of 5 groups"),
+        "{}",
+        msgs[0].text
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(app.slack.messages_in(OPS).len(), 1);
+    app.stop().await;
+}
