@@ -261,6 +261,12 @@ impl OncallSettings {
                 "must be a slash command such as /oncall",
             );
         }
+        if self.next_horizon_hours == 0 || self.next_horizon_hours > 90 * 24 {
+            bad(
+                "oncall.next_horizon_hours".into(),
+                "must be between 1 and 2160 (PagerDuty answers at most 90 days ahead)",
+            );
+        }
         if self.pagerduty.page_size == 0 || self.pagerduty.page_size > 100 {
             bad(
                 "oncall.pagerduty.page_size".into(),
@@ -417,6 +423,19 @@ oncall:
         assert_eq!(s.oncall.interval_secs, 300);
         let printed = crate::config::redacted_view(&s).to_string();
         assert!(!printed.contains("pd-secret-token"));
+    }
+
+    #[test]
+    fn opsgenie_region_picks_the_host_unless_a_base_url_is_given() {
+        let mut o = super::OpsgenieSettings {
+            region: super::OpsgenieRegion::Eu,
+            ..Default::default()
+        };
+        assert_eq!(o.url().as_str(), "https://api.eu.opsgenie.com/");
+        o.region = super::OpsgenieRegion::Us;
+        assert_eq!(o.url().as_str(), "https://api.opsgenie.com/");
+        o.base_url = Some("http://127.0.0.1:9/og".parse().unwrap());
+        assert_eq!(o.url().as_str(), "http://127.0.0.1:9/og");
     }
 
     #[test]

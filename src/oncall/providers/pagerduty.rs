@@ -77,7 +77,9 @@ impl Provider for PagerDuty {
         }
         base.push(("include[]".into(), "users".into()));
         base.push(("since".into(), iso(from)));
-        base.push(("until".into(), iso(until.max(from))));
+        // A window of at least a minute: an empty one is not something to ask PagerDuty for; the
+        // sync filters shifts by the exact window itself.
+        base.push(("until".into(), iso(until.max(from + 60_000))));
         base.push(("time_zone".into(), "UTC".into()));
 
         let mut shifts = Vec::new();
