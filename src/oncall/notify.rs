@@ -73,6 +73,17 @@ pub fn notice_text(n: &Notice) -> String {
     }
 }
 
+/// The group's recorded generation and members, if recorded.
+async fn current(state: &AppState, handle: &str) -> Result<Option<(i64, Vec<String>)>, JobError> {
+    let row: Option<(i64, String)> =
+        sqlx::query_as("SELECT generation, members FROM oncall_groups WHERE handle = $1")
+            .bind(handle)
+            .fetch_optional(state.db().pool())
+            .await
+            .map_err(|e| JobError::from(anyhow::anyhow!(crate::store::short_db_error(&e))))?;
+    Ok(row.map(|(g, m)| (g, serde_json::from_str(&m).unwrap_or_default())))
+}
+
 pub struct NoticeJob;
 
 #[async_trait]
@@ -82,6 +93,14 @@ impl JobHandler for NoticeJob {
         let Some(channel) = &n.channel else {
             return Ok(());
         };
+        // Delayed (a Slack outage) past the next change: that change's notice tells the truth,
+        // this one would announce people who may already be off again.
+        if let Some((generation, _)) = current(state, &n.handle).await?
+            && generation > n.generation
+        {
+            tracing::info!(oncall.group = %n.handle, "shift notice superseded by a later change; not posted");
+            return Ok(());
+        }
         state
             .slack()
             .post_message(&Message::text(channel, notice_text(&n)))
@@ -96,6 +115,12 @@ pub struct DmJob;
 impl JobHandler for DmJob {
     async fn run(&self, state: &AppState, job: &Job) -> Result<(), JobError> {
         let d: Dm = job.payload().map_err(JobError::Permanent)?;
+        // Delayed until the person went off call again: telling them they are on would be wrong.
+        if let Some((_, members)) = current(state, &d.handle).await?
+            && !members.contains(&d.user)
+        {
+            return Ok(());
+        }
         let others: Vec<String> = d
             .members
             .iter()

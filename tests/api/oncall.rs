@@ -801,3 +801,65 @@ async fn an_outage_hitting_every_group_is_reported_in_one_message() {
     assert_eq!(app.slack.messages_in(OPS).len(), 1);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_notice_delayed_past_the_next_change_is_not_posted() {
+    for db in TestDb::all("oncall::a_notice_delayed_past_the_next_change").await {
+        let (app, oncall) = spawn(db, None, |_| {}).await;
+        on_call_now(&oncall, "PBOB", "bob@example.com");
+        run(&app, false).await;
+        app.slack
+            .wait_for_messages(NOTICES, 1, Duration::from_secs(10))
+            .await;
+        oncall.pd_clear();
+        on_call_now(&oncall, "PCAROL", "carol@example.com");
+        run(&app, false).await;
+        app.slack
+            .wait_for_messages(NOTICES, 2, Duration::from_secs(10))
+            .await;
+        settled(&app).await;
+        let dm = app.slack.dm_channel_of("U0BOB").expect("bob got a DM");
+        assert_eq!(app.slack.messages_in(&dm).len(), 1);
+
+        // The first change's notice and DM, delivered late (as after a Slack outage).
+        let late = slackops::oncall::sync::Notice {
+            handle: HANDLE.into(),
+            usergroup_id: GROUP.into(),
+            channel: Some(NOTICES.into()),
+            added: vec!["U0BOB".into()],
+            removed: vec!["U0ALICE".into()],
+            members: vec!["U0BOB".into()],
+            generation: 1,
+        };
+        let dm_job = slackops::oncall::notify::Dm {
+            handle: HANDLE.into(),
+            user: "U0BOB".into(),
+            members: vec!["U0BOB".into()],
+        };
+        let jobs = app.state.jobs();
+        jobs.enqueue(slackops::jobs::NewJob::new(
+            slackops::oncall::JOB_NOTICE,
+            &late,
+        ))
+        .await
+        .unwrap();
+        jobs.enqueue(slackops::jobs::NewJob::new(
+            slackops::oncall::JOB_DM,
+            &dm_job,
+        ))
+        .await
+        .unwrap();
+        settled(&app).await;
+        assert_eq!(
+            app.slack.messages_in(NOTICES).len(),
+            2,
+            "superseded: not posted"
+        );
+        assert_eq!(
+            app.slack.messages_in(&dm).len(),
+            1,
+            "bob is off call: no DM"
+        );
+        app.stop().await;
+    }
+}
