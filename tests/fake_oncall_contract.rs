@@ -2,7 +2,8 @@
 //! `/work/shared/reference/oncall-and-announcements.md` §D, quirks included: PagerDuty's auth
 //! header, pagination (`more`, 100 per page, 10,000 offset cap), 90-day window, permanent
 //! on-calls with null times, references without `include[]=users`, 429 with `ratelimit-reset`;
-//! Opsgenie's GenieKey, `flat=true` recipients, name lookup, 403/40301, an unescaped `+`;
+//! Opsgenie's GenieKey, `flat=true` recipients, name lookup, next-on-calls, 403/40301, an
+//! unescaped `+`;
 //! Grafana OnCall's bare token, `on_call_now`, required `final_shifts` dates, users' Slack IDs.
 
 mod support;

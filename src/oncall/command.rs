@@ -77,6 +77,7 @@ async fn describe(state: &AppState, svc: &Oncall, g: &GroupSettings, now: Millis
     let horizon = now + (state.settings().oncall.next_horizon_hours as i64) * 3_600_000;
     let mut shifts: Vec<Shift> = Vec::new();
     let mut next_unknown = false;
+    let mut next_untimed: Vec<Person> = Vec::new();
     for source in &g.sources {
         let provider = match svc.providers.for_source(source) {
             Ok(p) => p,
@@ -85,7 +86,10 @@ async fn describe(state: &AppState, svc: &Oncall, g: &GroupSettings, now: Millis
         let until = if provider.knows_shift_times() {
             horizon
         } else {
-            next_unknown = true;
+            match provider.next(source, now).await {
+                Ok(Some(people)) => next_untimed.extend(people),
+                Ok(None) | Err(_) => next_unknown = true,
+            }
             now
         };
         match provider.shifts(source, now, until).await {
@@ -135,13 +139,26 @@ async fn describe(state: &AppState, svc: &Oncall, g: &GroupSettings, now: Millis
                 .unwrap_or_default()
         ));
     }
+    next_untimed.retain(|p| !placeholder(p));
+    let untimed: Vec<Shift> = next_untimed
+        .into_iter()
+        .map(|person| Shift {
+            person,
+            start: None,
+            end: None,
+        })
+        .collect();
     match next_start {
         Some(st) => out.push_str(&format!(
             "Next: {} from {}",
             names(state, svc, &next).await,
             date(st)
         )),
-        None if next_unknown => out.push_str("Next: not known (Opsgenie does not say)"),
+        None if !untimed.is_empty() => out.push_str(&format!(
+            "Next: {} (Opsgenie does not say when)",
+            names(state, svc, &untimed.iter().collect::<Vec<_>>()).await
+        )),
+        None if next_unknown => out.push_str("Next: not known"),
         None => out.push_str("Next: no change within the next days"),
     }
     out

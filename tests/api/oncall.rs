@@ -863,3 +863,33 @@ async fn a_notice_delayed_past_the_next_change_is_not_posted() {
         app.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_oncall_command_names_opsgenie_s_next_people_without_a_time() {
+    let (app, oncall) = spawn(TestDb::sqlite(), None, |s| {
+        let og = SourceSettings {
+            provider: ProviderKind::Opsgenie,
+            schedules: vec!["OG1".into()],
+            ..pd_source(&[])
+        };
+        s.oncall.groups = vec![group(HANDLE, vec![og])];
+    })
+    .await;
+    oncall.og_add(
+        "OG1",
+        "ops",
+        "bob@example.com",
+        Some(now() - HOUR),
+        Some(now() + HOUR),
+    );
+    oncall.og_add("OG1", "ops", "carol@example.com", Some(now() + HOUR), None);
+    let resp = app.command("/oncall", "", "U0ALICE").await;
+    let body: Value = resp.json().await.unwrap();
+    let text = body["text"].as_str().unwrap();
+    assert!(text.contains("Now: <@U0BOB>"), "{text}");
+    assert!(
+        text.contains("Next: <@U0CAROL> (Opsgenie does not say when)"),
+        "{text}"
+    );
+    app.stop().await;
+}

@@ -12,7 +12,8 @@
 //!   Auth `Authorization: Token token=…`. Rate limit: 429 with `ratelimit-limit`,
 //!   `ratelimit-remaining` and `ratelimit-reset` (seconds).
 //! - **Opsgenie** (§D "Opsgenie"): `GET /v2/schedules/{id}/on-calls?scheduleIdentifierType=id|name
-//!   &flat=true&date=` → `data.onCallRecipients` (emails) or, without `flat`, `onCallParticipants`.
+//!   &flat=true&date=` → `data.onCallRecipients` (emails) or, without `flat`, `onCallParticipants`;
+//!   `/next-on-calls` → `data.nextOnCallRecipients` (no shift times).
 //!   Auth `Authorization: GenieKey …`; a key without access to the schedule gets 403 with code
 //!   40301; an unescaped `+` in `date` arrives as a space and is refused.
 //! - **Grafana OnCall** (§D "Grafana OnCall public API"): `GET /api/v1/schedules/{id}/` →
@@ -140,6 +141,7 @@ impl FakeOncall {
             .route("/pd/oncalls", get(pd_oncalls))
             .route("/pd/users/{id}", get(pd_user))
             .route("/og/v2/schedules/{id}/on-calls", get(og_oncalls))
+            .route("/og/v2/schedules/{id}/next-on-calls", get(og_next_oncalls))
             .route("/grafana/api/v1/schedules/{id}/", get(gf_schedule))
             .route(
                 "/grafana/api/v1/schedules/{id}/final_shifts",
@@ -597,6 +599,84 @@ async fn og_oncalls(
     json_resp(
         StatusCode::OK,
         json!({"data": data, "took": 0.012, "requestId": uuid::Uuid::new_v4().to_string()}),
+    )
+}
+
+/// `next-on-calls`: the people of the first shift starting after `date` (default now). With
+/// `flat=true`, `nextOnCallRecipients` and `exactNextOnCallRecipients` (usernames); no times.
+async fn og_next_oncalls(
+    State(shared): State<Shared>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let q = query_pairs(&raw);
+    if let Some(r) = enter(
+        &shared,
+        "opsgenie",
+        format!("/v2/schedules/{id}/next-on-calls"),
+        &q,
+    )
+    .await
+    {
+        return r;
+    }
+    if headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        != Some(&format!("GenieKey {OG_TOKEN}"))
+    {
+        return og_error(StatusCode::UNAUTHORIZED, "Could not authenticate", None);
+    }
+    let at = match one(&q, "date") {
+        None => now_ms(),
+        Some(d) => match parse_iso(d) {
+            Some(t) => t,
+            None => return og_error(StatusCode::UNPROCESSABLE_ENTITY, "Invalid date", None),
+        },
+    };
+    let by_name = one(&q, "scheduleIdentifierType") == Some("name");
+    let st = lock(&shared);
+    let Some((sid, (name, entries))) = st
+        .og
+        .iter()
+        .find(|(sid, (name, _))| if by_name { *name == id } else { **sid == id })
+    else {
+        return og_error(
+            StatusCode::NOT_FOUND,
+            &format!("Schedule with identifier [{id}] does not exist"),
+            None,
+        );
+    };
+    if st.og_forbidden.contains(sid) {
+        return og_error(
+            StatusCode::FORBIDDEN,
+            "You are not authorized to access this schedule",
+            Some(40301),
+        );
+    }
+    let next = entries
+        .iter()
+        .filter_map(|(s, _, _)| s.filter(|s| *s > at))
+        .min();
+    let people: Vec<&String> = entries
+        .iter()
+        .filter(|(s, _, _)| next.is_some() && *s == next)
+        .map(|(_, _, e)| e)
+        .collect();
+    let parent = json!({"id": sid, "name": name, "enabled": true});
+    let data = if one(&q, "flat") == Some("true") {
+        json!({"_parent": parent, "nextOnCallRecipients": people, "exactNextOnCallRecipients": people})
+    } else {
+        let p: Vec<Value> = people
+            .iter()
+            .map(|e| json!({"id": format!("id-{e}"), "name": e, "type": "user"}))
+            .collect();
+        json!({"_parent": parent, "nextOnCallParticipants": p, "exactNextOnCallParticipants": p})
+    };
+    json_resp(
+        StatusCode::OK,
+        json!({"data": data, "took": 0.01, "requestId": uuid::Uuid::new_v4().to_string()}),
     )
 }
 

@@ -94,6 +94,14 @@ pub trait Provider: Send + Sync + 'static {
     fn knows_shift_times(&self) -> bool {
         true
     }
+    /// For providers without shift times: who comes on call next after `after`, when known.
+    async fn next(
+        &self,
+        _source: &SourceSettings,
+        _after: Millis,
+    ) -> Result<Option<Vec<super::Person>>, ProviderError> {
+        Ok(None)
+    }
 }
 
 /// Every configured provider.

@@ -2,7 +2,8 @@
 //! `GET /v2/schedules/{id}/on-calls?flat=true&date=…` with `Authorization: GenieKey …`, on the US
 //! (`api.opsgenie.com`) or EU (`api.eu.opsgenie.com`) host. With `flat=true` the answer lists the
 //! recipients' usernames, which are their emails. It says who is on call at one instant and not
-//! when shifts start or end, so a window is read as two instants: its start and its end.
+//! when shifts start or end, so a window is read as two instants: its start and its end. `/oncall`
+//! asks `next-on-calls` for who is next (Opsgenie does not say when).
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -36,11 +37,24 @@ impl Opsgenie {
         by_name: bool,
         at: Millis,
     ) -> Result<Vec<String>, ProviderError> {
+        self.recipients(schedule, by_name, at, "on-calls", "/data/onCallRecipients")
+            .await
+    }
+
+    /// `endpoint` is `on-calls` or `next-on-calls`; `pointer` names the flat list in the answer.
+    async fn recipients(
+        &self,
+        schedule: &str,
+        by_name: bool,
+        at: Millis,
+        endpoint: &str,
+        pointer: &str,
+    ) -> Result<Vec<String>, ProviderError> {
         let mut url = self.base.clone();
         url.path_segments_mut()
             .map_err(|_| ProviderError::NotConfigured("oncall.opsgenie.base_url".into()))?
             .pop_if_empty()
-            .extend(["v2", "schedules", schedule, "on-calls"]);
+            .extend(["v2", "schedules", schedule, endpoint]);
         let auth = format!("GenieKey {}", self.token.expose());
         let query = [
             (
@@ -60,11 +74,11 @@ impl Opsgenie {
             })
             .await?;
         let list = v
-            .pointer("/data/onCallRecipients")
+            .pointer(pointer)
             .and_then(Value::as_array)
             .ok_or_else(|| ProviderError::Decode {
                 provider: NAME,
-                message: "no data.onCallRecipients".into(),
+                message: format!("no {pointer}"),
             })?;
         Ok(list
             .iter()
@@ -101,6 +115,33 @@ impl Provider for Opsgenie {
 
     fn knows_shift_times(&self) -> bool {
         false
+    }
+
+    /// `next-on-calls` with `flat=true`: the people of the next shift (without its time).
+    async fn next(
+        &self,
+        source: &SourceSettings,
+        after: Millis,
+    ) -> Result<Option<Vec<Person>>, ProviderError> {
+        let mut people = Vec::new();
+        for schedule in &source.schedules {
+            for r in self
+                .recipients(
+                    schedule,
+                    source.by_name,
+                    after,
+                    "next-on-calls",
+                    "/data/nextOnCallRecipients",
+                )
+                .await?
+            {
+                let p = shift(&r, None).person;
+                if !people.contains(&p) {
+                    people.push(p);
+                }
+            }
+        }
+        Ok(Some(people))
     }
 }
 
