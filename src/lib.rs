@@ -7,6 +7,7 @@
 //! - [`slack`]: the interaction layer (verify, parse, dispatch, ack; the Web API client);
 //! - [`registry`] and [`features`]: where features plug their handlers in;
 //! - [`spinnaker`]: the Gate client and echo's event intake;
+//! - [`oncall`]: Slack user groups kept in step with the on-call schedule;
 //! - [`store`] and [`jobs`]: the database (SQLite or PostgreSQL) and the durable job queue;
 //! - [`config`], [`startup`], [`state`], [`cli`]: configuration, lifecycle, shared state, commands.
 

@@ -239,6 +239,15 @@ async fn run(state: &AppState, groups: &[GroupSettings], opts: &SyncOptions) -> 
         groups: plans.into_iter().map(|(_, p)| p).collect(),
     };
     for p in &mut report.groups {
+        if !opts.dry_run {
+            state.metrics().oncall_group(match p.outcome {
+                Outcome::Updated => "updated",
+                Outcome::WouldUpdate => "would_update",
+                Outcome::Unchanged => "unchanged",
+                Outcome::KeptEmpty => "kept_empty",
+                Outcome::Failed => "failed",
+            });
+        }
         if p.outcome == Outcome::Failed {
             let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
             error!(

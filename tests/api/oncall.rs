@@ -183,6 +183,15 @@ async fn a_second_sync_with_nothing_changed_writes_nothing_and_looks_nobody_up_a
         // The unchanged run read Slack once (the list with members), not once per group.
         assert_eq!(app.slack.call_count("usergroups.users.list"), 1);
         assert_eq!(app.slack.call_count("usergroups.list"), 2);
+        let metrics = app.metrics_text().await;
+        assert!(
+            metrics.contains("slackops_oncall_group_syncs_total{kind=\"updated\"} 1"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("slackops_oncall_group_syncs_total{kind=\"unchanged\"} 1"),
+            "{metrics}"
+        );
         app.stop().await;
     }
 }
