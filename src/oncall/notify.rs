@@ -256,6 +256,19 @@ pub async fn report_problems(state: &AppState, report: &SyncReport) {
             alert(state, &format!("failed:{}:{kind}", g.handle), text).await;
         }
     }
+    for g in report
+        .groups
+        .iter()
+        .filter(|g| g.outcome == Outcome::KeptEmpty)
+        .take(PER_GROUP_LIMIT)
+    {
+        let text = format!(
+            ":zzz: Nobody is on call for *@{}* according to its sources, so it keeps its current members \
+             (Slack refuses empty groups). Set `when_empty: fallback` with a `fallback` list to choose who is in it then.",
+            escape(&g.handle)
+        );
+        alert(state, &format!("empty:{}", g.handle), text).await;
+    }
     let advice = "They are left out of their groups; add them to Slack with the same email, or list placeholder accounts under `ignore`.";
     if missing.len() > PER_GROUP_LIMIT {
         let mut everyone: Vec<String> = missing.iter().flat_map(|g| g.missing.clone()).collect();

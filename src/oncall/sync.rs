@@ -256,6 +256,18 @@ async fn run(state: &AppState, groups: &[GroupSettings], opts: &SyncOptions) -> 
                 error.message = p.error.as_deref().unwrap_or(""),
                 "on-call sync failed for a group; it keeps its current members"
             );
+            if !opts.dry_run {
+                state
+                    .audit(
+                        super::FEATURE,
+                        "update_group",
+                        &opts.actor,
+                        &format!("oncall:{}", p.handle),
+                        "failed",
+                        json!({"error_id": id, "error": p.error}),
+                    )
+                    .await;
+            }
             p.error_id = Some(id);
         } else if !p.missing.is_empty() {
             warn!(oncall.group = %p.handle, missing = ?p.missing, "people on call have no Slack account; they are left out");

@@ -295,6 +295,17 @@ async fn an_empty_rota_keeps_the_current_members_by_default() {
     assert_eq!(p.outcome, Outcome::KeptEmpty, "{p:?}");
     assert_eq!(app.slack.usergroup_members(GROUP), ["U0BOB"]);
     assert_eq!(app.slack.call_count("usergroups.users.update"), 1);
+    let msgs = app
+        .slack
+        .wait_for_messages(OPS, 1, Duration::from_secs(10))
+        .await;
+    assert!(
+        msgs[0]
+            .text
+            .contains("Nobody is on call for *@platform-oncall*"),
+        "{}",
+        msgs[0].text
+    );
     app.stop().await;
 }
 
