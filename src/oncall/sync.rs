@@ -183,18 +183,18 @@ pub async fn sync(state: &AppState, opts: &SyncOptions) -> Result<SyncReport, Sy
             return Err(SyncError::Busy);
         }
         let (st, o) = (state.clone(), owner.clone());
-        Some(tokio::spawn(async move {
+        Some(Renewal(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis((ttl_ms / 3) as u64)).await;
                 let _ = st.db().try_lease(RUN_LEASE, &o, st.now_ms(), ttl_ms).await;
             }
-        }))
+        })))
     };
 
     let report = run(state, &groups, opts).await;
 
     if let Some(r) = renew {
-        r.abort();
+        drop(r);
         if let Err(e) = state.db().release_lease(RUN_LEASE, &owner).await {
             warn!(error = %crate::store::short_db_error(&e), "releasing the on-call sync lease failed; it expires by itself");
         }
@@ -203,6 +203,16 @@ pub async fn sync(state: &AppState, opts: &SyncOptions) -> Result<SyncReport, Sy
         super::notify::report_problems(state, &report).await;
     }
     Ok(report)
+}
+
+/// Renews the run lease while held; stops when dropped, also when the sync future is dropped
+/// part way (shutdown), so an abandoned run's lease simply expires.
+struct Renewal(tokio::task::JoinHandle<()>);
+
+impl Drop for Renewal {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn run(state: &AppState, groups: &[GroupSettings], opts: &SyncOptions) -> SyncReport {
