@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate`, `version`, `check-config [--probe]`.
+//! The command line: `serve`, `migrate`, `version`, `check-config [--probe]`, `oncall sync`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +34,11 @@ pub enum Command {
         /// Also call Slack auth.test, Gate and the database to show which integrations work.
         #[arg(long)]
         probe: bool,
+    },
+    /// On-call user groups: `oncall sync [--dry-run] [--group HANDLE]`.
+    Oncall {
+        #[command(subcommand)]
+        command: crate::oncall::cli::OncallCommand,
     },
 }
 
@@ -87,6 +92,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
+        Command::Oncall { command } => crate::oncall::cli::run(settings, command).await,
         Command::CheckConfig { probe } => {
             let view = redacted_view(&settings);
             println!(

@@ -128,6 +128,7 @@ pub struct Settings {
     pub status: StatusSettings,
     pub notifiers: NotifierSettings,
     pub maintenance: MaintenanceSettings,
+    pub oncall: crate::oncall::config::OncallSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -925,6 +926,7 @@ impl Settings {
             "status",
             "notifiers",
             "maintenance",
+            "oncall",
         ];
         for key in merged.keys() {
             if !known.contains(&key.as_str()) {
@@ -954,6 +956,7 @@ impl Settings {
             status: read.section("status"),
             notifiers: read.section("notifiers"),
             maintenance: read.section("maintenance"),
+            oncall: read.section("oncall"),
         };
         // Checks on a section that failed to read would report its defaults, not the input.
         problems.extend(settings.validate().into_iter().filter(|p| {
@@ -1117,6 +1120,7 @@ impl Settings {
             bad("api.tokens", "each token must be at least 16 characters");
         }
         p.extend(self.announcements.problems());
+        p.extend(self.oncall.validate());
         p.extend(self.status_problems());
         p
     }

@@ -22,6 +22,7 @@ pub fn register_all(registry: &mut Registry, settings: &Settings) {
     crate::maintenance::register(registry, settings);
     crate::status::register(registry, settings);
     crate::notifiers::register(registry, settings);
+    crate::oncall::register(registry, settings);
 }
 
 /// Feature HTTP routes beyond the Slack and echo endpoints (the `/api/v1` surface).

@@ -9,6 +9,7 @@
 //! - [`announcements`], [`maintenance`], [`status`], [`notifiers`]: outage announcements, scheduled
 //!   maintenance, the public status page and the webhooks told of every change;
 //! - [`spinnaker`]: the Gate client and echo's event intake;
+//! - [`oncall`]: Slack user groups kept in step with the on-call schedule;
 //! - [`store`] and [`jobs`]: the database (SQLite or PostgreSQL) and the durable job queue;
 //! - [`config`], [`startup`], [`state`], [`cli`]: configuration, lifecycle, shared state, commands.
 
@@ -25,6 +26,7 @@ pub mod jobs;
 pub mod maintenance;
 pub mod metrics;
 pub mod notifiers;
+pub mod oncall;
 pub mod pipelines;
 pub mod registry;
 pub mod slack;

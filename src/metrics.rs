@@ -66,6 +66,7 @@ pub struct Metrics {
     pub jobs_succeeded: Family<JobKind, Counter>,
     pub gate_calls: Family<MethodOutcome, Counter>,
     pub echo_events: Family<Kind, Counter>,
+    pub oncall_groups: Family<Kind, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -165,6 +166,12 @@ impl Metrics {
             "Spinnaker echo events received, by handling (accepted, ignored, rejected)",
             echo_events.clone(),
         );
+        let oncall_groups = Family::<Kind, Counter>::default();
+        registry.register(
+            "oncall_group_syncs",
+            "On-call user-group syncs by outcome (updated, unchanged, kept_empty, failed)",
+            oncall_groups.clone(),
+        );
         Self {
             registry,
             http_requests,
@@ -180,6 +187,7 @@ impl Metrics {
             jobs_succeeded,
             gate_calls,
             echo_events,
+            oncall_groups,
         }
     }
 
@@ -221,6 +229,14 @@ impl Metrics {
         self.slack_dispatch
             .get_or_create(&Kind {
                 kind: kind.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn oncall_group(&self, outcome: &str) {
+        self.oncall_groups
+            .get_or_create(&Kind {
+                kind: outcome.to_string(),
             })
             .inc();
     }

@@ -38,6 +38,7 @@ struct Inner {
     http: reqwest::Client,
     /// The status page's snapshot (per replica; see `crate::status`).
     status: Arc<crate::status::StatusCache>,
+    oncall: Arc<crate::oncall::Oncall>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -68,6 +69,7 @@ impl AppState {
             slack.clone(),
             std::time::Duration::from_secs(settings.approvals.membership_cache_secs),
         );
+        let oncall = crate::oncall::Oncall::new(&settings, parts.http.clone());
         Ok(Self {
             inner: Arc::new(Inner {
                 settings,
@@ -83,6 +85,7 @@ impl AppState {
                 tasks: TaskTracker::new(),
                 http: parts.http,
                 status: Arc::new(crate::status::StatusCache::new()),
+                oncall,
             }),
         })
     }
@@ -132,6 +135,11 @@ impl AppState {
     /// The status page's in-memory snapshot.
     pub fn status(&self) -> &crate::status::StatusCache {
         &self.inner.status
+    }
+
+    /// The on-call feature's provider clients and lookup cache.
+    pub fn oncall(&self) -> &Arc<crate::oncall::Oncall> {
+        &self.inner.oncall
     }
 
     /// Record a decision in the audit log. A failure is logged, not returned: the decision has

@@ -13,6 +13,7 @@ mod config_cli;
 mod helpers;
 mod jobs;
 mod maintenance;
+mod oncall;
 mod ops;
 mod pipelines;
 mod slack_client;

@@ -290,6 +290,8 @@ struct Inner {
     response_urls: HashMap<String, ResponseUrl>,
     ts_seq: u64,
     id_seq: u64,
+    /// Added to every Web API answer (benchmarks: a realistic round trip).
+    latency: Duration,
 }
 
 /// Per-request context: warnings to attach to the response.
@@ -408,6 +410,11 @@ impl FakeSlack {
     /// The accepted bot token.
     pub fn token(&self) -> String {
         self.state().token.clone()
+    }
+
+    /// Every Web API call answers after `latency` (benchmarks).
+    pub fn set_latency(&self, latency: Duration) {
+        self.state().latency = latency;
     }
 
     /// Changes the accepted token (simulates rotation: the old token now gets `invalid_auth`).
@@ -800,6 +807,7 @@ impl Inner {
             response_urls: HashMap::new(),
             ts_seq: 0,
             id_seq: 0,
+            latency: Duration::ZERO,
         }
     }
 
@@ -1083,8 +1091,12 @@ async fn api_handler(
             headers_authorization_present: authorization.is_some(),
             at: Instant::now(),
         });
-        st.take_fault(&method)
+        (st.take_fault(&method), st.latency)
     };
+    let (fault, latency) = fault;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     if let Some(response) = apply_fault(fault).await {
         return response;
     }

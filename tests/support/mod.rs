@@ -1,3 +1,4 @@
 #![allow(dead_code)]
 pub mod fake_gate;
+pub mod fake_oncall;
 pub mod fake_slack;

@@ -1,0 +1,185 @@
+//! `/oncall [group]`: who is on call now and who is next, per group, asked live from the
+//! providers (an ephemeral answer; the interaction layer delivers it late through `response_url`
+//! when the providers take longer than Slack's 3 s).
+
+use async_trait::async_trait;
+use futures::StreamExt;
+
+use super::config::GroupSettings;
+use super::{Millis, Oncall, Person, Shift};
+use crate::registry::{CommandHandler, SlackCtx};
+use crate::slack::ack::Ack;
+use crate::slack::blocks::{date, escape, mention};
+use crate::slack::payload::SlashCommand;
+use crate::state::AppState;
+
+pub struct OncallCommand;
+
+#[async_trait]
+impl CommandHandler for OncallCommand {
+    async fn handle(&self, cx: SlackCtx, cmd: SlashCommand) -> anyhow::Result<Ack> {
+        let state = &cx.state;
+        let settings = &state.settings().oncall;
+        let arg = cmd.text.trim().trim_start_matches('@');
+        let groups: Vec<&GroupSettings> = if arg.is_empty() {
+            settings.groups.iter().collect()
+        } else if arg == "help" {
+            return Ok(Ack::ephemeral(format!(
+                "`{0}` shows who is on call now and who is next for every on-call group; `{0} <group>` for one group (e.g. `{0} platform-oncall`).",
+                settings.command
+            )));
+        } else {
+            match settings.group(arg) {
+                Some(g) => vec![g],
+                None => {
+                    let known: Vec<String> = settings
+                        .groups
+                        .iter()
+                        .map(|g| format!("`{}`", g.handle.trim_start_matches('@')))
+                        .collect();
+                    return Ok(Ack::ephemeral(format!(
+                        "There is no on-call group *{}*. Groups: {}.",
+                        escape(arg),
+                        if known.is_empty() {
+                            "none are configured".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    )));
+                }
+            }
+        };
+        if groups.is_empty() {
+            return Ok(Ack::ephemeral(
+                "No on-call groups are configured (`oncall.groups`).",
+            ));
+        }
+        let svc = state.oncall().clone();
+        let now = state.now_ms();
+        let owned: Vec<GroupSettings> = groups.into_iter().cloned().collect();
+        let sections: Vec<String> = futures::stream::iter(owned)
+            .map(|g| {
+                let svc = svc.clone();
+                async move { describe(state, &svc, &g, now).await }
+            })
+            .buffered(settings.concurrency.max(1))
+            .collect()
+            .await;
+        Ok(Ack::ephemeral(crate::slack::blocks::truncate(
+            &sections.join("\n\n"),
+            39_000,
+        )))
+    }
+}
+
+async fn describe(state: &AppState, svc: &Oncall, g: &GroupSettings, now: Millis) -> String {
+    let handle = escape(g.handle.trim_start_matches('@'));
+    let horizon = now + (state.settings().oncall.next_horizon_hours as i64) * 3_600_000;
+    let mut shifts: Vec<Shift> = Vec::new();
+    let mut next_unknown = false;
+    let mut next_untimed: Vec<Person> = Vec::new();
+    for source in &g.sources {
+        let provider = match svc.providers.for_source(source) {
+            Ok(p) => p,
+            Err(e) => return format!("*@{handle}*\n:warning: {}", escape(&e.to_string())),
+        };
+        let until = if provider.knows_shift_times() {
+            horizon
+        } else {
+            match provider.next(source, now).await {
+                Ok(Some(people)) => next_untimed.extend(people),
+                Ok(None) | Err(_) => next_unknown = true,
+            }
+            now
+        };
+        match provider.shifts(source, now, until).await {
+            Ok(s) => shifts.extend(s),
+            Err(e) => {
+                return format!(
+                    "*@{handle}*\n:warning: could not ask {}: {}",
+                    source.provider.as_str(),
+                    escape(&e.to_string())
+                );
+            }
+        }
+    }
+    let placeholder = |p: &Person| {
+        g.ignore.iter().any(|i| {
+            i.eq_ignore_ascii_case(&p.id)
+                || p.email
+                    .as_deref()
+                    .is_some_and(|e| i.eq_ignore_ascii_case(e))
+                || p.name.as_deref().is_some_and(|n| i.eq_ignore_ascii_case(n))
+        })
+    };
+    shifts.retain(|s| !placeholder(&s.person));
+    let current: Vec<&Shift> = shifts
+        .iter()
+        .filter(|s| s.start.is_none_or(|st| st <= now) && s.end.is_none_or(|en| en > now))
+        .collect();
+    let next_start = shifts
+        .iter()
+        .filter_map(|s| s.start.filter(|st| *st > now))
+        .min();
+    let next: Vec<&Shift> = shifts
+        .iter()
+        .filter(|s| next_start.is_some() && s.start == next_start)
+        .collect();
+
+    let mut out = format!("*@{handle}*\n");
+    if current.is_empty() {
+        out.push_str("Now: nobody\n");
+    } else {
+        let until = current.iter().filter_map(|s| s.end).min();
+        out.push_str(&format!(
+            "Now: {}{}\n",
+            names(state, svc, &current).await,
+            until
+                .map(|u| format!(" (until {})", date(u)))
+                .unwrap_or_default()
+        ));
+    }
+    next_untimed.retain(|p| !placeholder(p));
+    let untimed: Vec<Shift> = next_untimed
+        .into_iter()
+        .map(|person| Shift {
+            person,
+            start: None,
+            end: None,
+        })
+        .collect();
+    match next_start {
+        Some(st) => out.push_str(&format!(
+            "Next: {} from {}",
+            names(state, svc, &next).await,
+            date(st)
+        )),
+        None if !untimed.is_empty() => out.push_str(&format!(
+            "Next: {} (Opsgenie does not say when)",
+            names(state, svc, &untimed.iter().collect::<Vec<_>>()).await
+        )),
+        None if next_unknown => out.push_str("Next: not known"),
+        None => out.push_str("Next: no change within the next days"),
+    }
+    out
+}
+
+async fn names(state: &AppState, svc: &Oncall, shifts: &[&Shift]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    for s in shifts {
+        let p = &s.person;
+        let id = match (&p.slack_id, &p.email) {
+            (Some(id), _) => Some(id.clone()),
+            (None, Some(e)) => svc.slack_id(state.slack(), e).await.ok().flatten(),
+            _ => None,
+        };
+        let shown = match id {
+            Some(id) => mention(&id),
+            None => format!("{} (not in Slack)", escape(&p.label())),
+        };
+        if !out.contains(&shown) {
+            out.push(shown);
+        }
+    }
+    out.join(", ")
+}

@@ -1,0 +1,493 @@
+//! The `oncall` configuration section: providers (each with its `base_url` and token), static
+//! rotas, and the Slack user groups to keep in step. Read by [`crate::config::Settings::load`] like
+//! every other section; checked by [`OncallSettings::validate`], which names every bad key.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::config::{ConfigProblem, Secret};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OncallSettings {
+    /// How often the sync runs inside `serve` (one replica at a time). 0 disables the periodic
+    /// sync (the CLI and `/oncall` still work).
+    pub interval_secs: u64,
+    /// Groups synced at the same time.
+    pub concurrency: usize,
+    /// How long an email → Slack user ID answer is cached.
+    pub lookup_cache_secs: u64,
+    /// How long "no Slack user has this email" is cached (shorter: people get added).
+    pub missing_cache_secs: u64,
+    /// Channel (ID) told about failures and people missing in Slack. Unset: logs only.
+    pub ops_channel: Option<String>,
+    /// The same problem of the same group is posted to `ops_channel` at most this often.
+    pub alert_throttle_secs: u64,
+    /// Timeout of one provider request.
+    pub request_timeout_ms: u64,
+    /// Attempts of one provider request on 429, 5xx, timeouts and transport errors.
+    pub max_attempts: u32,
+    /// A provider asking to wait longer than this (429 `ratelimit-reset`/`Retry-After`) fails the
+    /// group for this run instead of holding the sync; the next run tries again.
+    pub max_retry_wait_secs: u64,
+    /// The slash command showing who is on call now and next.
+    pub command: String,
+    /// How far ahead `/oncall` looks for the next shift.
+    pub next_horizon_hours: u64,
+    pub pagerduty: PagerDutySettings,
+    pub opsgenie: OpsgenieSettings,
+    pub grafana: GrafanaSettings,
+    /// Static rotas by name, for teams without a paging product (and for demos).
+    pub rotas: BTreeMap<String, RotaSettings>,
+    /// The Slack user groups to keep in step.
+    pub groups: Vec<GroupSettings>,
+}
+
+impl Default for OncallSettings {
+    fn default() -> Self {
+        Self {
+            interval_secs: 300,
+            concurrency: 8,
+            lookup_cache_secs: 3600,
+            missing_cache_secs: 300,
+            ops_channel: None,
+            alert_throttle_secs: 3600,
+            request_timeout_ms: 10_000,
+            max_attempts: 4,
+            max_retry_wait_secs: 60,
+            command: "/oncall".into(),
+            next_horizon_hours: 14 * 24,
+            pagerduty: PagerDutySettings::default(),
+            opsgenie: OpsgenieSettings::default(),
+            grafana: GrafanaSettings::default(),
+            rotas: BTreeMap::new(),
+            groups: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PagerDutySettings {
+    pub base_url: Url,
+    /// REST API key (`Authorization: Token token=…`); read-only keys suffice.
+    pub token: Secret,
+    /// `limit` of one `/oncalls` page (PagerDuty allows at most 100).
+    pub page_size: u32,
+}
+
+impl Default for PagerDutySettings {
+    fn default() -> Self {
+        Self {
+            base_url: Url::parse("https://api.pagerduty.com").expect("static url"),
+            token: Secret::default(),
+            page_size: 100,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OpsgenieRegion {
+    #[default]
+    Us,
+    Eu,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpsgenieSettings {
+    /// `us` (api.opsgenie.com) or `eu` (api.eu.opsgenie.com); `base_url` overrides it.
+    pub region: OpsgenieRegion,
+    pub base_url: Option<Url>,
+    /// API key (`Authorization: GenieKey …`).
+    pub token: Secret,
+}
+
+impl OpsgenieSettings {
+    pub fn url(&self) -> Url {
+        self.base_url.clone().unwrap_or_else(|| {
+            Url::parse(match self.region {
+                OpsgenieRegion::Us => "https://api.opsgenie.com",
+                OpsgenieRegion::Eu => "https://api.eu.opsgenie.com",
+            })
+            .expect("static url")
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrafanaSettings {
+    /// The OnCall API URL (Grafana Cloud shows it under OnCall → Settings).
+    pub base_url: Option<Url>,
+    /// API token (sent as `Authorization: <token>`, with no scheme).
+    pub token: Secret,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RotaEvery {
+    Daily,
+    #[default]
+    Weekly,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct RotaSettings {
+    /// In order: emails, or Slack user IDs (`U…`).
+    pub people: Vec<String>,
+    pub every: RotaEvery,
+    /// Handoff time of day, `HH:MM`, in `utc_offset`.
+    pub handoff: String,
+    /// For weekly rotas: the handoff day (`monday` … `sunday`).
+    pub weekday: Option<String>,
+    /// The first person's first shift starts at the first handoff on or after this date (`YYYY-MM-DD`).
+    pub start: String,
+    /// Offset of the handoff time from UTC, `+HH:MM` or `-HH:MM` (no daylight saving).
+    pub utc_offset: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Pagerduty,
+    Opsgenie,
+    Grafana,
+    Static,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Pagerduty => "pagerduty",
+            ProviderKind::Opsgenie => "opsgenie",
+            ProviderKind::Grafana => "grafana",
+            ProviderKind::Static => "static",
+        }
+    }
+}
+
+/// Where a group's people come from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSettings {
+    pub provider: ProviderKind,
+    /// PagerDuty schedule IDs; Opsgenie schedule IDs (or names with `by_name`); Grafana OnCall
+    /// schedule IDs.
+    #[serde(default)]
+    pub schedules: Vec<String>,
+    /// PagerDuty escalation policy IDs.
+    #[serde(default)]
+    pub escalation_policies: Vec<String>,
+    /// PagerDuty: only these escalation levels (empty: every level).
+    #[serde(default)]
+    pub escalation_levels: Vec<u32>,
+    /// PagerDuty: also people targeted directly by the escalation policies (permanent on-calls).
+    #[serde(default)]
+    pub permanent: bool,
+    /// Opsgenie: `schedules` are names, not IDs.
+    #[serde(default)]
+    pub by_name: bool,
+    /// Static: the rota's name under `oncall.rotas`.
+    #[serde(default)]
+    pub rota: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EmptyPolicy {
+    /// Leave the group as it is (Slack refuses empty groups).
+    #[default]
+    Keep,
+    /// Put the `fallback` people in.
+    Fallback,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct GroupSettings {
+    /// The Slack user group's handle, without `@` (e.g. `platform-oncall`).
+    pub handle: String,
+    pub sources: Vec<SourceSettings>,
+    /// Channel (ID) where shift changes are announced. Unset: no announcement.
+    pub channel: Option<String>,
+    /// Add the next shift this many minutes before it starts.
+    pub handover_minutes: u64,
+    /// Placeholder accounts never put in the group: emails, provider user IDs or names.
+    pub ignore: Vec<String>,
+    /// What to do when nobody (or nobody found in Slack) is on call.
+    pub when_empty: EmptyPolicy,
+    /// With `when_empty: fallback`: emails or Slack user IDs.
+    pub fallback: Vec<String>,
+    /// DM people when they come on call.
+    pub dm: Option<bool>,
+}
+
+impl GroupSettings {
+    pub fn dm(&self) -> bool {
+        self.dm.unwrap_or(true)
+    }
+}
+
+impl OncallSettings {
+    pub fn group(&self, handle: &str) -> Option<&GroupSettings> {
+        let h = handle.trim_start_matches('@');
+        self.groups
+            .iter()
+            .find(|g| g.handle.eq_ignore_ascii_case(h))
+    }
+
+    pub fn validate(&self) -> Vec<ConfigProblem> {
+        let mut p = Vec::new();
+        let mut bad = |key: String, message: &str| {
+            p.push(ConfigProblem {
+                key,
+                message: message.into(),
+            })
+        };
+        if self.concurrency == 0 {
+            bad("oncall.concurrency".into(), "must be at least 1");
+        }
+        if self.max_attempts == 0 {
+            bad("oncall.max_attempts".into(), "must be at least 1");
+        }
+        if !self.command.starts_with('/') || self.command.len() < 2 {
+            bad(
+                "oncall.command".into(),
+                "must be a slash command such as /oncall",
+            );
+        }
+        if self.next_horizon_hours == 0 || self.next_horizon_hours > 90 * 24 {
+            bad(
+                "oncall.next_horizon_hours".into(),
+                "must be between 1 and 2160 (PagerDuty answers at most 90 days ahead)",
+            );
+        }
+        if self.pagerduty.page_size == 0 || self.pagerduty.page_size > 100 {
+            bad(
+                "oncall.pagerduty.page_size".into(),
+                "must be between 1 and 100 (PagerDuty's maximum)",
+            );
+        }
+        for (name, r) in &self.rotas {
+            let key = format!("oncall.rotas.{name}");
+            if let Err(e) = super::providers::rota::Rota::parse(r) {
+                bad(key, &e);
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, g) in self.groups.iter().enumerate() {
+            let key = format!("oncall.groups[{i}]");
+            let handle = g.handle.trim_start_matches('@');
+            if handle.is_empty() {
+                bad(
+                    format!("{key}.handle"),
+                    "required: the Slack user group's handle",
+                );
+            } else if !seen.insert(handle.to_ascii_lowercase()) {
+                bad(format!("{key}.handle"), "appears in more than one group");
+            }
+            if g.sources.is_empty() {
+                bad(format!("{key}.sources"), "names no source");
+            }
+            if g.when_empty == EmptyPolicy::Fallback && g.fallback.is_empty() {
+                bad(
+                    format!("{key}.fallback"),
+                    "required when when_empty is fallback",
+                );
+            }
+            for (j, s) in g.sources.iter().enumerate() {
+                let sk = format!("{key}.sources[{j}]");
+                match s.provider {
+                    ProviderKind::Pagerduty => {
+                        if s.schedules.is_empty() && s.escalation_policies.is_empty() {
+                            bad(
+                                sk.clone(),
+                                "PagerDuty needs schedules or escalation_policies",
+                            );
+                        }
+                        if self.pagerduty.token.is_empty() {
+                            bad(
+                                "oncall.pagerduty.token".into(),
+                                "required: a group uses PagerDuty (or oncall.pagerduty.token_file)",
+                            );
+                        }
+                    }
+                    ProviderKind::Opsgenie => {
+                        if s.schedules.is_empty() {
+                            bad(sk.clone(), "Opsgenie needs schedules");
+                        }
+                        if self.opsgenie.token.is_empty() {
+                            bad(
+                                "oncall.opsgenie.token".into(),
+                                "required: a group uses Opsgenie (or oncall.opsgenie.token_file)",
+                            );
+                        }
+                    }
+                    ProviderKind::Grafana => {
+                        if s.schedules.is_empty() {
+                            bad(sk.clone(), "Grafana OnCall needs schedules");
+                        }
+                        if self.grafana.base_url.is_none() {
+                            bad(
+                                "oncall.grafana.base_url".into(),
+                                "required: a group uses Grafana OnCall",
+                            );
+                        }
+                        if self.grafana.token.is_empty() {
+                            bad(
+                                "oncall.grafana.token".into(),
+                                "required: a group uses Grafana OnCall (or oncall.grafana.token_file)",
+                            );
+                        }
+                    }
+                    ProviderKind::Static => match &s.rota {
+                        Some(r) if self.rotas.contains_key(r) => {}
+                        Some(_) => bad(format!("{sk}.rota"), "names no rota under oncall.rotas"),
+                        None => bad(format!("{sk}.rota"), "required for the static provider"),
+                    },
+                }
+            }
+        }
+        p.sort_by(|a, b| a.key.cmp(&b.key));
+        p.dedup();
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{ConfigSource, Settings, env_from};
+
+    fn base_env() -> Vec<(String, String)> {
+        env_from([
+            ("SLACKOPS_SLACK__SIGNING_SECRET", "s3cret-signing"),
+            ("SLACKOPS_SLACK__BOT_TOKEN", "xoxb-1-2-3"),
+        ])
+    }
+
+    fn load_yaml(yaml: &str, env: Vec<(String, String)>) -> Result<Settings, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("slackops.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        Settings::load(&ConfigSource {
+            file: Some(path),
+            env,
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_documented_example_loads_and_tokens_come_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("pd");
+        std::fs::write(&token, "pd-secret-token\n").unwrap();
+        let yaml = format!(
+            r#"
+oncall:
+  ops_channel: C0OPSALERTS
+  pagerduty:
+    token_file: {}
+  rotas:
+    web:
+      people: [alice@example.com, bob@example.com]
+      every: weekly
+      weekday: monday
+      handoff: "09:00"
+      start: "2026-11-02"
+  groups:
+    - handle: platform-oncall
+      channel: C0PLATFORM
+      handover_minutes: 15
+      ignore: [noop@example.com]
+      sources:
+        - provider: pagerduty
+          schedules: [PC5BGL2, PR892VA]
+    - handle: web-oncall
+      when_empty: fallback
+      fallback: [web-lead@example.com]
+      sources:
+        - provider: static
+          rota: web
+"#,
+            token.display()
+        );
+        let s = load_yaml(&yaml, base_env()).expect("valid");
+        assert_eq!(s.oncall.pagerduty.token.expose(), "pd-secret-token");
+        assert_eq!(s.oncall.groups.len(), 2);
+        assert_eq!(s.oncall.groups[0].handover_minutes, 15);
+        assert_eq!(s.oncall.interval_secs, 300);
+        let printed = crate::config::redacted_view(&s).to_string();
+        assert!(!printed.contains("pd-secret-token"));
+    }
+
+    #[test]
+    fn opsgenie_region_picks_the_host_unless_a_base_url_is_given() {
+        let mut o = super::OpsgenieSettings {
+            region: super::OpsgenieRegion::Eu,
+            ..Default::default()
+        };
+        assert_eq!(o.url().as_str(), "https://api.eu.opsgenie.com/");
+        o.region = super::OpsgenieRegion::Us;
+        assert_eq!(o.url().as_str(), "https://api.opsgenie.com/");
+        o.base_url = Some("http://127.0.0.1:9/og".parse().unwrap());
+        assert_eq!(o.url().as_str(), "http://127.0.0.1:9/og");
+    }
+
+    #[test]
+    fn groups_can_be_given_in_the_environment() {
+        let mut env = base_env();
+        env.push(("SLACKOPS_ONCALL__INTERVAL_SECS".into(), "60".into()));
+        env.push(("SLACKOPS_ONCALL__OPSGENIE__TOKEN".into(), "og-key".into()));
+        env.push((
+            "SLACKOPS_ONCALL__GROUPS".into(),
+            r#"[{handle="ops-oncall",sources=[{provider="opsgenie",schedules=["ops"],by_name=true}]}]"#
+                .into(),
+        ));
+        let s = Settings::load(&ConfigSource { file: None, env }).expect("valid");
+        assert_eq!(s.oncall.interval_secs, 60);
+        assert_eq!(s.oncall.groups[0].handle, "ops-oncall");
+        assert!(s.oncall.groups[0].sources[0].by_name);
+    }
+
+    #[test]
+    fn every_oncall_problem_is_named() {
+        let yaml = r#"
+oncall:
+  concurrency: 0
+  rotas:
+    bad:
+      people: []
+      handoff: "9am"
+  groups:
+    - handle: a
+      sources:
+        - provider: pagerduty
+          schedules: [P1]
+        - provider: static
+          rota: nope
+    - handle: a
+      when_empty: fallback
+      sources:
+        - provider: grafana
+          schedules: [S1]
+"#;
+        let err = load_yaml(yaml, base_env()).unwrap_err();
+        for key in [
+            "oncall.concurrency",
+            "oncall.rotas.bad",
+            "oncall.pagerduty.token",
+            "oncall.groups[0].sources[1].rota",
+            "oncall.groups[1].handle",
+            "oncall.groups[1].fallback",
+            "oncall.grafana.base_url",
+            "oncall.grafana.token",
+        ] {
+            assert!(err.contains(key), "{key} missing from: {err}");
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! Telling people: shift-change notices in the group's channel, DMs to whoever comes on call, and
+//! problems (failures with their error id, people missing in Slack) in `oncall.ops_channel`.
+//!
+//! Notices and DMs are jobs queued by the sync in the same transaction that records the change,
+//! with a dedup key per group generation, so a retried or repeated sync never posts twice and a
+//! Slack outage only delays them. Problem posts are throttled through the database
+//! (`oncall_alerts`): the same problem of the same group is posted at most once per
+//! `oncall.alert_throttle_secs`, across replicas, so a long outage does not flood the channel.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+use super::sync::{Notice, Outcome, SyncReport};
+use crate::jobs::{Job, JobError, JobHandler, NewJob};
+use crate::slack::api::Message;
+use crate::slack::blocks::{escape, mention};
+use crate::state::AppState;
+
+/// A DM to someone coming on call.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Dm {
+    pub handle: String,
+    pub user: String,
+    pub members: Vec<String>,
+}
+
+/// A post to the ops channel.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Alert {
+    pub channel: String,
+    pub text: String,
+}
+
+fn people(ids: &[String]) -> String {
+    let m: Vec<String> = ids.iter().map(|u| mention(u)).collect();
+    match m.len() {
+        0 => String::new(),
+        1 => m[0].clone(),
+        n => format!("{} and {}", m[..n - 1].join(", "), m[n - 1]),
+    }
+}
+
+/// `@new is now on call for @platform-oncall, taking over from @old`. The group is named, not
+/// mentioned, so a shift change does not ping everyone in it.
+pub fn notice_text(n: &Notice) -> String {
+    let group = format!("*@{}*", escape(&n.handle));
+    let verb = if n.added.len() == 1 { "is" } else { "are" };
+    match (n.added.is_empty(), n.removed.is_empty()) {
+        (false, false) => format!(
+            ":pager: {} {verb} now on call for {group}, taking over from {}.",
+            people(&n.added),
+            people(&n.removed)
+        ),
+        (false, true) => format!(
+            ":pager: {} {verb} now on call for {group}, joining {}.",
+            people(&n.added),
+            people(
+                &n.members
+                    .iter()
+                    .filter(|m| !n.added.contains(m))
+                    .cloned()
+                    .collect::<Vec<_>>()
+            )
+        )
+        .replace(", joining .", "."),
+        (true, false) => format!(
+            ":pager: {} went off call for {group}; on call now: {}.",
+            people(&n.removed),
+            people(&n.members)
+        ),
+        (true, true) => format!(":pager: On call for {group}: {}.", people(&n.members)),
+    }
+}
+
+/// The group's recorded generation and members, if recorded.
+async fn current(state: &AppState, handle: &str) -> Result<Option<(i64, Vec<String>)>, JobError> {
+    let row: Option<(i64, String)> =
+        sqlx::query_as("SELECT generation, members FROM oncall_groups WHERE handle = $1")
+            .bind(handle)
+            .fetch_optional(state.db().pool())
+            .await
+            .map_err(|e| JobError::from(anyhow::anyhow!(crate::store::short_db_error(&e))))?;
+    Ok(row.map(|(g, m)| (g, serde_json::from_str(&m).unwrap_or_default())))
+}
+
+pub struct NoticeJob;
+
+#[async_trait]
+impl JobHandler for NoticeJob {
+    async fn run(&self, state: &AppState, job: &Job) -> Result<(), JobError> {
+        let n: Notice = job.payload().map_err(JobError::Permanent)?;
+        let Some(channel) = &n.channel else {
+            return Ok(());
+        };
+        // Delayed (a Slack outage) past the next change: that change's notice tells the truth,
+        // this one would announce people who may already be off again.
+        if let Some((generation, _)) = current(state, &n.handle).await?
+            && generation > n.generation
+        {
+            tracing::info!(oncall.group = %n.handle, "shift notice superseded by a later change; not posted");
+            return Ok(());
+        }
+        state
+            .slack()
+            .post_message(&Message::text(channel, notice_text(&n)))
+            .await?;
+        Ok(())
+    }
+}
+
+pub struct DmJob;
+
+#[async_trait]
+impl JobHandler for DmJob {
+    async fn run(&self, state: &AppState, job: &Job) -> Result<(), JobError> {
+        let d: Dm = job.payload().map_err(JobError::Permanent)?;
+        // Delayed until the person went off call again: telling them they are on would be wrong.
+        if let Some((_, members)) = current(state, &d.handle).await?
+            && !members.contains(&d.user)
+        {
+            return Ok(());
+        }
+        let others: Vec<String> = d
+            .members
+            .iter()
+            .filter(|m| **m != d.user)
+            .cloned()
+            .collect();
+        let with = if others.is_empty() {
+            String::new()
+        } else {
+            format!(" with {}", people(&others))
+        };
+        let text = format!(
+            ":pager: You are now on call for *@{}*{with}. Mentions of @{} reach you until your shift ends.",
+            escape(&d.handle),
+            escape(&d.handle)
+        );
+        let dm = state.slack().open_dm(&d.user).await?;
+        state.slack().post_message(&Message::text(dm, text)).await?;
+        Ok(())
+    }
+}
+
+pub struct AlertJob;
+
+#[async_trait]
+impl JobHandler for AlertJob {
+    async fn run(&self, state: &AppState, job: &Job) -> Result<(), JobError> {
+        let a: Alert = job.payload().map_err(JobError::Permanent)?;
+        state
+            .slack()
+            .post_message(&Message::text(&a.channel, &a.text))
+            .await?;
+        Ok(())
+    }
+}
+
+/// Take the throttle for `key`: true when this problem may be posted now.
+async fn throttle(state: &AppState, key: &str) -> Result<bool, sqlx::Error> {
+    let now = state.now_ms();
+    let window = (state.settings().oncall.alert_throttle_secs as i64) * 1000;
+    let res = sqlx::query(
+        "INSERT INTO oncall_alerts (alert_key, last_posted_at, suppressed) VALUES ($1, $2, 0)
+         ON CONFLICT (alert_key) DO UPDATE SET last_posted_at = excluded.last_posted_at, suppressed = 0
+         WHERE oncall_alerts.last_posted_at <= $3",
+    )
+    .bind(key)
+    .bind(now)
+    .bind(now - window)
+    .execute(state.db().pool())
+    .await?;
+    if res.rows_affected() == 1 {
+        return Ok(true);
+    }
+    sqlx::query("UPDATE oncall_alerts SET suppressed = suppressed + 1 WHERE alert_key = $1")
+        .bind(key)
+        .execute(state.db().pool())
+        .await?;
+    Ok(false)
+}
+
+async fn alert(state: &AppState, key: &str, text: String) {
+    let Some(channel) = state.settings().oncall.ops_channel.clone() else {
+        return;
+    };
+    match throttle(state, key).await {
+        Ok(true) => {
+            let job = NewJob::new(super::JOB_ALERT, &Alert { channel, text });
+            if let Err(e) = state.jobs().enqueue(job).await {
+                warn!(error = %crate::store::short_db_error(&e), "queueing an on-call alert failed");
+            }
+        }
+        Ok(false) => {}
+        Err(e) => {
+            warn!(error = %crate::store::short_db_error(&e), "on-call alert throttle unavailable; not posting")
+        }
+    }
+}
+
+/// Above this many groups with the same kind of problem in one run, one summary is posted instead
+/// of a message per group (a Slack or provider outage hits every group at once).
+const PER_GROUP_LIMIT: usize = 3;
+
+/// Post the run's failures and missing people to the ops channel (throttled).
+pub async fn report_problems(state: &AppState, report: &SyncReport) {
+    let mins = state.settings().oncall.alert_throttle_secs / 60;
+    let failed: Vec<_> = report
+        .groups
+        .iter()
+        .filter(|g| g.outcome == Outcome::Failed)
+        .collect();
+    let missing: Vec<_> = report
+        .groups
+        .iter()
+        .filter(|g| !g.missing.is_empty())
+        .collect();
+    if failed.len() > PER_GROUP_LIMIT {
+        let lines: Vec<String> = failed
+            .iter()
+            .take(10)
+            .map(|g| {
+                format!(
+                    "• *@{}*: {} (error id `{}`)",
+                    escape(&g.handle),
+                    escape(g.error.as_deref().unwrap_or("unknown error")),
+                    g.error_id.as_deref().unwrap_or("-")
+                )
+            })
+            .collect();
+        let more = failed.len().saturating_sub(10);
+        let text = format!(
+            ":warning: On-call sync could not update {} of {} groups; they keep their current members. \
+             The error ids are in slackops' logs. Not repeated here for {mins} min.\n{}{}",
+            failed.len(),
+            report.groups.len(),
+            lines.join("\n"),
+            if more > 0 {
+                format!("\n… and {more} more")
+            } else {
+                String::new()
+            }
+        );
+        alert(state, "failed:many", text).await;
+    } else {
+        for g in &failed {
+            let kind = g.error_kind.as_deref().unwrap_or("error");
+            let text = format!(
+                ":warning: On-call sync could not update *@{}*: {}. It keeps its current members. \
+                 Error id `{}` (the same id is in slackops' logs). The same problem is not repeated here for {mins} min.",
+                escape(&g.handle),
+                escape(g.error.as_deref().unwrap_or("unknown error")),
+                g.error_id.as_deref().unwrap_or("-"),
+            );
+            alert(state, &format!("failed:{}:{kind}", g.handle), text).await;
+        }
+    }
+    for g in report
+        .groups
+        .iter()
+        .filter(|g| g.outcome == Outcome::KeptEmpty)
+        .take(PER_GROUP_LIMIT)
+    {
+        let text = format!(
+            ":zzz: Nobody is on call for *@{}* according to its sources, so it keeps its current members \
+             (Slack refuses empty groups). Set `when_empty: fallback` with a `fallback` list to choose who is in it then.",
+            escape(&g.handle)
+        );
+        alert(state, &format!("empty:{}", g.handle), text).await;
+    }
+    let advice = "They are left out of their groups; add them to Slack with the same email, or list placeholder accounts under `ignore`.";
+    if missing.len() > PER_GROUP_LIMIT {
+        let mut everyone: Vec<String> = missing.iter().flat_map(|g| g.missing.clone()).collect();
+        everyone.sort();
+        everyone.dedup();
+        let text = format!(
+            ":bust_in_silhouette: On call in {} groups but not found in Slack: {}. {advice}",
+            missing.len(),
+            escape(&everyone.join(", "))
+        );
+        alert(state, &format!("missing:many:{}", everyone.join(",")), text).await;
+    } else {
+        for g in &missing {
+            let text = format!(
+                ":bust_in_silhouette: On call for *@{}* but not found in Slack: {}. {advice}",
+                escape(&g.handle),
+                escape(&g.missing.join(", "))
+            );
+            alert(
+                state,
+                &format!("missing:{}:{}", g.handle, g.missing.join(",")),
+                text,
+            )
+            .await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(added: &[&str], removed: &[&str], members: &[&str]) -> Notice {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect();
+        Notice {
+            handle: "platform-oncall".into(),
+            usergroup_id: "S1".into(),
+            channel: Some("C1".into()),
+            added: v(added),
+            removed: v(removed),
+            members: v(members),
+            generation: 1,
+        }
+    }
+
+    #[test]
+    fn notices_say_who_came_on_and_who_went_off() {
+        assert_eq!(
+            notice_text(&n(&["U2"], &["U1"], &["U2"])),
+            ":pager: <@U2> is now on call for *@platform-oncall*, taking over from <@U1>."
+        );
+        assert_eq!(
+            notice_text(&n(&["U2", "U3"], &[], &["U1", "U2", "U3"])),
+            ":pager: <@U2> and <@U3> are now on call for *@platform-oncall*, joining <@U1>."
+        );
+        assert_eq!(
+            notice_text(&n(&["U2"], &[], &["U2"])),
+            ":pager: <@U2> is now on call for *@platform-oncall*."
+        );
+        assert_eq!(
+            notice_text(&n(&[], &["U1"], &["U2"])),
+            ":pager: <@U1> went off call for *@platform-oncall*; on call now: <@U2>."
+        );
+    }
+}

@@ -1,0 +1,779 @@
+//! The sync: for each configured group, who should be in it, what Slack has, and the smallest
+//! write that makes them agree.
+//!
+//! One run reads every group's members with a single `usergroups.list` (`include_users`), so an
+//! unchanged run costs one Slack read plus provider calls and cached lookups; a group that looks
+//! different is re-read with `usergroups.users.list` just before `usergroups.users.update`, so a
+//! stale snapshot never causes a write. Groups run in parallel (`oncall.concurrency`), each on its
+//! own. A run that may write holds the database lease [`RUN_LEASE`](super::RUN_LEASE), so two
+//! syncs (two replicas, or `serve` and the CLI) never write at once; a dry run takes no lease and
+//! changes nothing, not even the database.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tracing::{error, info, warn};
+
+use super::config::{EmptyPolicy, GroupSettings};
+use super::{Millis, Oncall, Person, RUN_LEASE};
+use crate::registry::Periodic;
+use crate::slack::api::SlackError;
+use crate::state::AppState;
+
+/// What to sync, and how.
+#[derive(Debug, Clone, Default)]
+pub struct SyncOptions {
+    /// Plan only: no Slack write, no database write, no notices.
+    pub dry_run: bool,
+    /// Only these handles (empty: every configured group).
+    pub groups: Vec<String>,
+    /// Who asked (`system` for the periodic sync, `cli` for the command line).
+    pub actor: String,
+}
+
+/// A member as shown in a plan.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Member {
+    pub slack_id: String,
+    /// Email or name when known from the provider, else empty.
+    pub label: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Members were replaced.
+    Updated,
+    /// Dry run: members would be replaced.
+    WouldUpdate,
+    /// Already right: nothing written.
+    Unchanged,
+    /// Nobody on call (or nobody found in Slack): the current members were kept.
+    KeptEmpty,
+    /// Something failed; the group was left as it was.
+    Failed,
+}
+
+/// The plan (and result) for one group.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupPlan {
+    pub handle: String,
+    pub usergroup_id: Option<String>,
+    pub outcome: Outcome,
+    pub added: Vec<Member>,
+    pub removed: Vec<Member>,
+    pub unchanged: Vec<Member>,
+    /// People on call with no Slack account (emails or names).
+    pub missing: Vec<String>,
+    /// Placeholder accounts left out (`ignore`).
+    pub ignored: Vec<String>,
+    /// The fallback list was used.
+    pub fell_back: bool,
+    pub error: Option<String>,
+    /// Matches the log line of the failure.
+    pub error_id: Option<String>,
+    /// Error class, for alert throttling.
+    #[serde(skip)]
+    pub error_kind: Option<String>,
+    /// The change was recorded and its notices queued.
+    pub announced: bool,
+}
+
+impl GroupPlan {
+    fn new(handle: &str) -> Self {
+        Self {
+            handle: handle.to_string(),
+            usergroup_id: None,
+            outcome: Outcome::Unchanged,
+            added: vec![],
+            removed: vec![],
+            unchanged: vec![],
+            missing: vec![],
+            ignored: vec![],
+            fell_back: false,
+            error: None,
+            error_id: None,
+            error_kind: None,
+            announced: false,
+        }
+    }
+    fn failed(mut self, kind: &str, message: String) -> Self {
+        self.outcome = Outcome::Failed;
+        self.error = Some(message);
+        self.error_kind = Some(kind.to_string());
+        self
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncReport {
+    pub dry_run: bool,
+    pub groups: Vec<GroupPlan>,
+}
+
+impl SyncReport {
+    pub fn failures(&self) -> usize {
+        self.groups
+            .iter()
+            .filter(|g| g.outcome == Outcome::Failed)
+            .count()
+    }
+}
+
+/// Why a run did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("another on-call sync is running (lease {RUN_LEASE}); try again when it has finished")]
+    Busy,
+    #[error("unknown group {0}: configured groups are {1}")]
+    UnknownGroup(String, String),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// A Slack user group as the run's snapshot has it.
+#[derive(Debug, Clone)]
+struct SlackGroup {
+    id: String,
+    users: Vec<String>,
+}
+
+/// Run a sync.
+pub async fn sync(state: &AppState, opts: &SyncOptions) -> Result<SyncReport, SyncError> {
+    let settings = &state.settings().oncall;
+    let groups: Vec<GroupSettings> = if opts.groups.is_empty() {
+        settings.groups.clone()
+    } else {
+        let mut v = Vec::new();
+        for h in &opts.groups {
+            let g = settings.group(h).ok_or_else(|| {
+                SyncError::UnknownGroup(
+                    h.clone(),
+                    settings
+                        .groups
+                        .iter()
+                        .map(|g| format!("@{}", g.handle.trim_start_matches('@')))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                )
+            })?;
+            v.push(g.clone());
+        }
+        v
+    };
+
+    // The run lease: only one sync that may write at a time, across replicas and the CLI.
+    let owner = format!("{}-{}", opts.actor, uuid::Uuid::new_v4().simple());
+    let ttl_ms: i64 = (settings.interval_secs.max(60) as i64) * 2000;
+    let renew = if opts.dry_run {
+        None
+    } else {
+        let held = state
+            .db()
+            .try_lease(RUN_LEASE, &owner, state.now_ms(), ttl_ms)
+            .await
+            .context("taking the on-call sync lease")?;
+        if !held {
+            return Err(SyncError::Busy);
+        }
+        let (st, o) = (state.clone(), owner.clone());
+        Some(Renewal(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis((ttl_ms / 3) as u64)).await;
+                let _ = st.db().try_lease(RUN_LEASE, &o, st.now_ms(), ttl_ms).await;
+            }
+        })))
+    };
+
+    let report = run(state, &groups, opts).await;
+
+    if let Some(r) = renew {
+        drop(r);
+        if let Err(e) = state.db().release_lease(RUN_LEASE, &owner).await {
+            warn!(error = %crate::store::short_db_error(&e), "releasing the on-call sync lease failed; it expires by itself");
+        }
+    }
+    if !opts.dry_run {
+        super::notify::report_problems(state, &report).await;
+    }
+    Ok(report)
+}
+
+/// Renews the run lease while held; stops when dropped, also when the sync future is dropped
+/// part way (shutdown), so an abandoned run's lease simply expires.
+struct Renewal(tokio::task::JoinHandle<()>);
+
+impl Drop for Renewal {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn run(state: &AppState, groups: &[GroupSettings], opts: &SyncOptions) -> SyncReport {
+    let svc = state.oncall().clone();
+    let now = state.now_ms();
+    let snapshot = match slack_groups(state).await {
+        Ok(s) => Ok(Arc::new(s)),
+        Err(e) => Err(e),
+    };
+    let concurrency = state.settings().oncall.concurrency.max(1);
+    // Owned items: a stream over borrowed groups trips the compiler's higher-ranked lifetime
+    // check inside `async_trait` futures.
+    let mut plans: Vec<(usize, GroupPlan)> =
+        futures::stream::iter(groups.iter().cloned().enumerate())
+            .map(|(i, g)| {
+                let (svc, snapshot) = (svc.clone(), snapshot.clone());
+                async move {
+                    let plan = match snapshot {
+                        Ok(snap) => sync_group(state, &svc, &g, &snap, now, opts).await,
+                        Err(e) => GroupPlan::new(g.handle.trim_start_matches('@')).failed(
+                            "slack",
+                            format!("reading the Slack user groups failed: {e}"),
+                        ),
+                    };
+                    (i, plan)
+                }
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+    plans.sort_by_key(|(i, _)| *i);
+    let mut report = SyncReport {
+        dry_run: opts.dry_run,
+        groups: plans.into_iter().map(|(_, p)| p).collect(),
+    };
+    for p in &mut report.groups {
+        if !opts.dry_run {
+            state.metrics().oncall_group(match p.outcome {
+                Outcome::Updated => "updated",
+                Outcome::WouldUpdate => "would_update",
+                Outcome::Unchanged => "unchanged",
+                Outcome::KeptEmpty => "kept_empty",
+                Outcome::Failed => "failed",
+            });
+        }
+        if p.outcome == Outcome::Failed {
+            let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+            error!(
+                oncall.group = %p.handle,
+                error_id = %id,
+                error.message = p.error.as_deref().unwrap_or(""),
+                "on-call sync failed for a group; it keeps its current members"
+            );
+            if !opts.dry_run {
+                state
+                    .audit(
+                        super::FEATURE,
+                        "update_group",
+                        &opts.actor,
+                        &format!("oncall:{}", p.handle),
+                        "failed",
+                        json!({"error_id": id, "error": p.error}),
+                    )
+                    .await;
+            }
+            p.error_id = Some(id);
+        } else if !p.missing.is_empty() {
+            warn!(oncall.group = %p.handle, missing = ?p.missing, "people on call have no Slack account; they are left out");
+        }
+    }
+    let changed = report
+        .groups
+        .iter()
+        .filter(|g| matches!(g.outcome, Outcome::Updated | Outcome::WouldUpdate))
+        .count();
+    info!(
+        groups = report.groups.len(),
+        changed,
+        failed = report.failures(),
+        dry_run = opts.dry_run,
+        "on-call sync finished"
+    );
+    report
+}
+
+/// Every user group with its members, in one call.
+async fn slack_groups(state: &AppState) -> Result<HashMap<String, SlackGroup>, SlackError> {
+    let v: Value = state
+        .slack()
+        .call("usergroups.list", &json!({"include_users": true}))
+        .await?;
+    let mut out = HashMap::new();
+    for g in v
+        .get("usergroups")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let (Some(id), Some(handle)) = (
+            g.get("id").and_then(Value::as_str),
+            g.get("handle").and_then(Value::as_str),
+        ) else {
+            continue;
+        };
+        if g.get("date_delete").and_then(Value::as_i64).unwrap_or(0) != 0 {
+            continue;
+        }
+        let users = g
+            .get("users")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.insert(
+            handle.to_ascii_lowercase(),
+            SlackGroup {
+                id: id.to_string(),
+                users,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Whether a person is one of the group's placeholder accounts.
+fn ignored(g: &GroupSettings, p: &Person) -> bool {
+    g.ignore.iter().any(|i| {
+        let i = i.trim();
+        i.eq_ignore_ascii_case(&p.id)
+            || p.email
+                .as_deref()
+                .is_some_and(|e| i.eq_ignore_ascii_case(e))
+            || p.name.as_deref().is_some_and(|n| i.eq_ignore_ascii_case(n))
+            || p.slack_id.as_deref().is_some_and(|s| i == s)
+    })
+}
+
+/// Who a group should contain at `now`: the people on call, plus the next shift within the
+/// handover window.
+pub async fn on_call(
+    svc: &Oncall,
+    g: &GroupSettings,
+    from: Millis,
+    until: Millis,
+) -> Result<Vec<super::Shift>, super::providers::ProviderError> {
+    let mut out = Vec::new();
+    for source in &g.sources {
+        let provider = svc.providers.for_source(source)?;
+        out.extend(provider.shifts(source, from, until).await?);
+    }
+    Ok(out)
+}
+
+/// Resolve people to Slack IDs: `(slack id → label, missing labels)`.
+async fn resolve(
+    state: &AppState,
+    svc: &Oncall,
+    people: Vec<Person>,
+) -> Result<(BTreeMap<String, String>, Vec<String>), Arc<SlackError>> {
+    type Looked = Result<(Person, Option<String>), Arc<SlackError>>;
+    let results: Vec<Looked> = futures::stream::iter(people)
+        .map(|p| async move {
+            if let Some(id) = &p.slack_id {
+                return Ok((p.clone(), Some(id.clone())));
+            }
+            match &p.email {
+                Some(e) => {
+                    let id = svc.slack_id(state.slack(), e).await?;
+                    Ok((p, id))
+                }
+                None => Ok((p, None)),
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let mut found = BTreeMap::new();
+    let mut missing = Vec::new();
+    for r in results {
+        let (p, id) = r?;
+        match id {
+            Some(id) => {
+                found.entry(id).or_insert_with(|| p.label());
+            }
+            None => missing.push(p.label()),
+        }
+    }
+    missing.sort();
+    missing.dedup();
+    Ok((found, missing))
+}
+
+/// A configured fallback entry as a person: a Slack ID or an email.
+fn entry_person(entry: &str) -> Person {
+    let e = entry.trim();
+    let slack = !e.contains('@') && (e.starts_with('U') || e.starts_with('W'));
+    Person {
+        id: e.to_string(),
+        email: e.contains('@').then(|| e.to_string()),
+        slack_id: slack.then(|| e.to_string()),
+        name: None,
+    }
+}
+
+async fn sync_group(
+    state: &AppState,
+    svc: &Oncall,
+    g: &GroupSettings,
+    snapshot: &HashMap<String, SlackGroup>,
+    now: Millis,
+    opts: &SyncOptions,
+) -> GroupPlan {
+    let handle = g.handle.trim_start_matches('@').to_string();
+    let mut plan = GroupPlan::new(&handle);
+    let Some(group) = snapshot.get(&handle.to_ascii_lowercase()) else {
+        return plan.failed(
+            "no_group",
+            format!("Slack has no user group @{handle} (create it, or fix the handle)"),
+        );
+    };
+    plan.usergroup_id = Some(group.id.clone());
+
+    let until = now + (g.handover_minutes as i64) * 60_000;
+    let shifts = match on_call(svc, g, now, until).await {
+        Ok(s) => s,
+        Err(e) => return plan.failed(e.kind(), e.to_string()),
+    };
+    let mut people: Vec<Person> = Vec::new();
+    for s in shifts {
+        let active = s.start.is_none_or(|st| st <= until) && s.end.is_none_or(|en| en > now);
+        if !active {
+            continue;
+        }
+        if ignored(g, &s.person) {
+            plan.ignored.push(s.person.label());
+            continue;
+        }
+        if !people.contains(&s.person) {
+            people.push(s.person);
+        }
+    }
+    plan.ignored.sort();
+    plan.ignored.dedup();
+
+    let (mut desired, missing) = match resolve(state, svc, people).await {
+        Ok(r) => r,
+        Err(e) => return plan.failed("slack", format!("looking people up in Slack failed: {e}")),
+    };
+    plan.missing = missing;
+    if desired.is_empty() {
+        match g.when_empty {
+            EmptyPolicy::Keep => {
+                plan.outcome = Outcome::KeptEmpty;
+                plan.unchanged = members(&group.users, &BTreeMap::new());
+                return plan;
+            }
+            EmptyPolicy::Fallback => {
+                let fb: Vec<Person> = g.fallback.iter().map(|e| entry_person(e)).collect();
+                match resolve(state, svc, fb).await {
+                    Ok((found, missing)) => {
+                        desired = found;
+                        plan.missing.extend(missing);
+                        plan.fell_back = true;
+                    }
+                    Err(e) => {
+                        return plan.failed(
+                            "slack",
+                            format!("looking the fallback people up in Slack failed: {e}"),
+                        );
+                    }
+                }
+                if desired.is_empty() {
+                    plan.outcome = Outcome::KeptEmpty;
+                    plan.unchanged = members(&group.users, &BTreeMap::new());
+                    return plan;
+                }
+            }
+        }
+    }
+
+    let want: BTreeSet<String> = desired.keys().cloned().collect();
+    let mut current: BTreeSet<String> = group.users.iter().cloned().collect();
+    if want != current {
+        // Confirm against Slack's live answer before writing.
+        match state.slack().usergroup_members(&group.id).await {
+            Ok(live) => current = live.into_iter().collect(),
+            Err(e) => {
+                return plan.failed("slack", format!("reading @{handle}'s members failed: {e}"));
+            }
+        }
+    }
+    let labels = &desired;
+    plan.added = want
+        .difference(&current)
+        .map(|id| member(id, labels))
+        .collect();
+    plan.removed = current
+        .difference(&want)
+        .map(|id| member(id, labels))
+        .collect();
+    plan.unchanged = want
+        .intersection(&current)
+        .map(|id| member(id, labels))
+        .collect();
+    if want == current {
+        plan.outcome = Outcome::Unchanged;
+    } else if opts.dry_run {
+        plan.outcome = Outcome::WouldUpdate;
+    } else {
+        let users: Vec<String> = want.iter().cloned().collect();
+        if let Err(e) = state.slack().usergroup_set_members(&group.id, &users).await {
+            return plan.failed(
+                e.code().map(|c| c.as_str()).unwrap_or("slack"),
+                format!("updating @{handle} failed: {e}"),
+            );
+        }
+        plan.outcome = Outcome::Updated;
+        state
+            .audit(
+                super::FEATURE,
+                "update_group",
+                &opts.actor,
+                &format!("oncall:{handle}"),
+                "ok",
+                json!({
+                    "usergroup": group.id,
+                    "added": plan.added.iter().map(|m| &m.slack_id).collect::<Vec<_>>(),
+                    "removed": plan.removed.iter().map(|m| &m.slack_id).collect::<Vec<_>>(),
+                }),
+            )
+            .await;
+    }
+    if !opts.dry_run {
+        let before: Vec<String> = group.users.clone();
+        match record(state, g, &group.id, before, &want).await {
+            Ok(announced) => plan.announced = announced,
+            Err(e) => {
+                // Slack is right; only the notice is at stake. The next run records it.
+                warn!(oncall.group = %handle, error = %format!("{e:#}"), "recording the on-call change failed; the next run retries the notice");
+            }
+        }
+    }
+    plan
+}
+
+fn member(id: &str, labels: &BTreeMap<String, String>) -> Member {
+    Member {
+        slack_id: id.to_string(),
+        label: labels.get(id).cloned().unwrap_or_default(),
+    }
+}
+
+fn members(ids: &[String], labels: &BTreeMap<String, String>) -> Vec<Member> {
+    ids.iter().map(|id| member(id, labels)).collect()
+}
+
+/// The members slackops last announced for a group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Notice {
+    pub handle: String,
+    pub usergroup_id: String,
+    pub channel: Option<String>,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub members: Vec<String>,
+    pub generation: i64,
+}
+
+/// Record the group's members; when they differ from what was last announced, move the
+/// generation on (one conditional update: exactly one run wins) and queue the notices in the same
+/// transaction. True when this run queued them.
+async fn record(
+    state: &AppState,
+    g: &GroupSettings,
+    usergroup_id: &str,
+    slack_before: Vec<String>,
+    want: &BTreeSet<String>,
+) -> anyhow::Result<bool> {
+    let handle = g.handle.trim_start_matches('@').to_ascii_lowercase();
+    let now = state.now_ms();
+    let mut baseline = slack_before;
+    baseline.sort();
+    baseline.dedup();
+    let new: Vec<String> = want.iter().cloned().collect();
+    let new_json = serde_json::to_string(&new)?;
+    let mut tx = state.db().pool().begin().await?;
+    // First sight of the group: what Slack had before this run is the baseline.
+    sqlx::query(
+        "INSERT INTO oncall_groups (handle, usergroup_id, members, generation, changed_at, synced_at)
+         VALUES ($1, $2, $3, 0, $4, $4) ON CONFLICT (handle) DO NOTHING",
+    )
+    .bind(&handle)
+    .bind(usergroup_id)
+    .bind(serde_json::to_string(&baseline)?)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let (old_json, generation): (String, i64) =
+        sqlx::query_as("SELECT members, generation FROM oncall_groups WHERE handle = $1")
+            .bind(&handle)
+            .fetch_one(&mut *tx)
+            .await?;
+    if old_json == new_json {
+        sqlx::query("UPDATE oncall_groups SET synced_at = $1 WHERE handle = $2")
+            .bind(now)
+            .bind(&handle)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        return Ok(false);
+    }
+    let res = sqlx::query(
+        "UPDATE oncall_groups SET members = $1, generation = generation + 1, usergroup_id = $2,
+                changed_at = $3, synced_at = $3
+         WHERE handle = $4 AND generation = $5",
+    )
+    .bind(&new_json)
+    .bind(usergroup_id)
+    .bind(now)
+    .bind(&handle)
+    .bind(generation)
+    .execute(&mut *tx)
+    .await?;
+    if res.rows_affected() != 1 {
+        // Another run recorded a change first; its notices are queued.
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    let old: Vec<String> = serde_json::from_str(&old_json).unwrap_or_default();
+    let generation = generation + 1;
+    let notice = Notice {
+        handle: handle.clone(),
+        usergroup_id: usergroup_id.to_string(),
+        channel: g.channel.clone(),
+        added: new.iter().filter(|u| !old.contains(u)).cloned().collect(),
+        removed: old.iter().filter(|u| !new.contains(u)).cloned().collect(),
+        members: new.clone(),
+        generation,
+    };
+    let jobs = state.jobs();
+    if notice.channel.is_some() {
+        jobs.insert(
+            &mut *tx,
+            crate::jobs::NewJob::new(super::JOB_NOTICE, &notice)
+                .dedup(format!("{}:{handle}:{generation}", super::JOB_NOTICE)),
+        )
+        .await?;
+    }
+    if g.dm() {
+        for user in &notice.added {
+            jobs.insert(
+                &mut *tx,
+                crate::jobs::NewJob::new(
+                    super::JOB_DM,
+                    &super::notify::Dm {
+                        handle: handle.clone(),
+                        user: user.clone(),
+                        members: new.clone(),
+                    },
+                )
+                .dedup(format!("{}:{handle}:{generation}:{user}", super::JOB_DM)),
+            )
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    jobs.wake();
+    Ok(true)
+}
+
+/// The periodic sync inside `serve`.
+pub struct SyncTask;
+
+#[async_trait]
+impl Periodic for SyncTask {
+    fn name(&self) -> &'static str {
+        "oncall.sync"
+    }
+    fn interval(&self, settings: &crate::config::Settings) -> Option<Duration> {
+        let s = &settings.oncall;
+        (s.interval_secs > 0 && !s.groups.is_empty()).then(|| Duration::from_secs(s.interval_secs))
+    }
+    async fn run(&self, state: &AppState) -> anyhow::Result<()> {
+        let opts = SyncOptions {
+            actor: "system".into(),
+            ..Default::default()
+        };
+        match sync(state, &opts).await {
+            Ok(_) => Ok(()),
+            Err(SyncError::Busy) => {
+                info!("another on-call sync is running; skipping this interval");
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// The plan as the command line prints it.
+pub fn render(report: &SyncReport) -> String {
+    let mut out = String::new();
+    let who = |m: &Member| {
+        if m.label.is_empty() {
+            m.slack_id.clone()
+        } else {
+            format!("{} ({})", m.slack_id, m.label)
+        }
+    };
+    for g in &report.groups {
+        let status = match g.outcome {
+            Outcome::Updated => "updated",
+            Outcome::WouldUpdate => "would update (dry run)",
+            Outcome::Unchanged => "unchanged",
+            Outcome::KeptEmpty => "nobody on call: current members kept",
+            Outcome::Failed => "FAILED",
+        };
+        let id = g.usergroup_id.as_deref().unwrap_or("?");
+        out.push_str(&format!("@{} ({id}): {status}\n", g.handle));
+        if g.fell_back {
+            out.push_str("  nobody on call: using the fallback list\n");
+        }
+        for m in &g.added {
+            out.push_str(&format!("  + added     {}\n", who(m)));
+        }
+        for m in &g.removed {
+            out.push_str(&format!("  - removed   {}\n", who(m)));
+        }
+        for m in &g.unchanged {
+            out.push_str(&format!("  = unchanged {}\n", who(m)));
+        }
+        for m in &g.missing {
+            out.push_str(&format!("  ! missing in Slack: {m}\n"));
+        }
+        for m in &g.ignored {
+            out.push_str(&format!("  . ignored placeholder: {m}\n"));
+        }
+        if let Some(e) = &g.error {
+            out.push_str(&format!(
+                "  error: {e} (error id {})\n",
+                g.error_id.as_deref().unwrap_or("-")
+            ));
+        }
+    }
+    let count = |o: Outcome| report.groups.iter().filter(|g| g.outcome == o).count();
+    out.push_str(&format!(
+        "{} groups: {} updated, {} would update, {} unchanged, {} kept (empty), {} failed{}\n",
+        report.groups.len(),
+        count(Outcome::Updated),
+        count(Outcome::WouldUpdate),
+        count(Outcome::Unchanged),
+        count(Outcome::KeptEmpty),
+        count(Outcome::Failed),
+        if report.dry_run {
+            " — dry run, nothing changed"
+        } else {
+            ""
+        }
+    ));
+    out
+}
