@@ -7,7 +7,9 @@
 //!   gives one Slack message per judgment;
 //! - clicks on one judgment split across the two replicas give one Gate PATCH per stage;
 //! - jobs a replica was running when it was killed (SIGKILL: no graceful shutdown) are finished by
-//!   the other once their leases expire, still with one PATCH per stage.
+//!   the other once their leases expire, still with one PATCH per stage;
+//! - on-call syncs run one at a time (the replicas' periodic syncs and `slackops oncall sync` run
+//!   by hand), so each change is written to Slack once and announced once.
 //!
 //! These tests need PostgreSQL (`SLACKOPS_TEST_POSTGRES_URL`, an admin URL such as
 //! `postgres://postgres@127.0.0.1:5432/test`; `.ci/run` sets it): each creates a fresh database and
@@ -129,6 +131,11 @@ struct Cluster {
 
 impl Cluster {
     async fn new(db: PgDb) -> Cluster {
+        Cluster::with_config(db, "").await
+    }
+
+    /// A cluster whose configuration ends with `extra` (more YAML sections).
+    async fn with_config(db: PgDb, extra: &str) -> Cluster {
         slackops::telemetry::install_crypto_provider();
         let slack = FakeSlack::start().await;
         let gate = FakeGate::start().await;
@@ -138,7 +145,7 @@ impl Cluster {
         slack.add_user(CAROL, "carol", "carol@example.com", "UTC");
         slack.add_user(ALICE, "alice", "alice@example.com", "UTC");
         let dir = tempfile::tempdir().expect("temp dir");
-        write_config(dir.path(), &slack, &gate, &db.url);
+        write_config(dir.path(), &slack, &gate, &db.url, extra);
         Cluster {
             slack,
             gate,
@@ -232,7 +239,7 @@ fn listening_address(line: &str) -> Option<String> {
 
 /// The configuration as an operator writes it: a YAML file, secrets in files named by `_file`
 /// keys (a mounted Kubernetes Secret), the database URL among them.
-fn write_config(dir: &Path, slack: &FakeSlack, gate: &FakeGate, db_url: &str) {
+fn write_config(dir: &Path, slack: &FakeSlack, gate: &FakeGate, db_url: &str, extra: &str) {
     let secret = |name: &str, value: &str| -> PathBuf {
         let p = dir.join(name);
         std::fs::write(&p, format!("{value}\n")).expect("write a secret file");
@@ -287,7 +294,7 @@ approvals:
         slack_api = slack.api_url(),
         gate_url = gate.url(),
     );
-    std::fs::write(dir.join("slackops.yaml"), config).expect("write slackops.yaml");
+    std::fs::write(dir.join("slackops.yaml"), config + extra).expect("write slackops.yaml");
 }
 
 impl Replica {
@@ -764,8 +771,149 @@ async fn jobs_of_a_replica_killed_mid_work_are_finished_by_the_other() {
     cluster.finish().await;
 }
 
-// One on-call sync at a time across replicas: added by the lead once the on-call feature
-// (issue 5) lands. It belongs here, on the same Cluster: start two replicas with an
-// `oncall` configuration pointing at a fake provider, let both run the periodic sync (and
-// `slackops oncall sync` by hand), and show that usergroups.users.update is called once per
-// change while the database lease is held by one replica.
+// ------------------------------------------------------------------ on-call sync
+
+const ONCALL_GROUPS: [&str; 3] = ["platform-oncall", "db-oncall", "web-oncall"];
+const NOTICES: &str = "C0NOTICES";
+
+/// PagerDuty says `people[i]` is on call on schedule `PSCHED<i>` for the next hour.
+fn pd_on_call(pd: &support::fake_oncall::FakeOncall, people: &[(&str, &str)]) {
+    let now = chrono::Utc::now().timestamp_millis();
+    pd.pd_clear();
+    for (i, (user, email)) in people.iter().enumerate() {
+        pd.pd_add(support::fake_oncall::PdOncall::scheduled(
+            user,
+            email,
+            &format!("PSCHED{i}"),
+            now - 3_600_000,
+            now + 3_600_000,
+        ));
+    }
+}
+
+/// `slackops oncall sync` run by hand against the cluster's configuration: its exit code.
+async fn cli_sync(cluster: &Cluster) -> i32 {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_slackops"));
+    cmd.args(["oncall", "sync"])
+        .env("SLACKOPS_CONFIG", cluster.dir.path().join("slackops.yaml"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("SLACKOPS_") && k != "SLACKOPS_CONFIG" {
+            cmd.env_remove(k);
+        }
+    }
+    let status = tokio::time::timeout(WAIT, cmd.status())
+        .await
+        .expect("oncall sync finishes")
+        .expect("run oncall sync");
+    status.code().unwrap_or(-1)
+}
+
+fn shift_notices(slack: &FakeSlack) -> Vec<String> {
+    slack
+        .messages_in(NOTICES)
+        .into_iter()
+        .map(|m| m.text)
+        .filter(|t| t.contains("is now on call"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_oncall_sync_at_a_time_across_replicas_and_the_cli() {
+    let Some(db) = PgDb::create("one_oncall_sync_at_a_time").await else {
+        return;
+    };
+    let pd = support::fake_oncall::FakeOncall::start().await;
+    // Slow provider answers stretch every run, so the replicas' periodic syncs and the CLI runs
+    // overlap in time.
+    pd.set_latency(Duration::from_millis(150));
+    let mut oncall = format!(
+        "oncall:\n  interval_secs: 1\n  request_timeout_ms: 5000\n  pagerduty:\n    base_url: {}\n    token: pd-token-0123456789\n  groups:\n",
+        pd.pagerduty_url()
+    );
+    for (i, handle) in ONCALL_GROUPS.iter().enumerate() {
+        oncall.push_str(&format!(
+            "    - handle: {handle}\n      channel: {NOTICES}\n      sources:\n        - provider: pagerduty\n          schedules: [PSCHED{i}]\n"
+        ));
+    }
+    let cluster = Cluster::with_config(db, &oncall).await;
+    // Slow Slack answers widen the window between reading a group and writing it, where two
+    // syncs not serialized by the lease would both decide to write.
+    cluster.slack.set_latency(Duration::from_millis(250));
+    cluster.slack.add_channel(NOTICES, "oncall-notices");
+    for (i, handle) in ONCALL_GROUPS.iter().enumerate() {
+        cluster
+            .slack
+            .add_usergroup(&format!("S0GROUP{i}"), handle, &[ALICE]);
+    }
+    let first = [
+        ("PBOB", "bob@example.com"),
+        ("PCAROL", "carol@example.com"),
+        ("PBOB", "bob@example.com"),
+    ];
+    pd_on_call(&pd, &first);
+
+    let a = cluster.start("replica-a").await;
+    let b = cluster.start("replica-b").await;
+    // Five syncs by hand at the same time as the replicas' own.
+    let codes = futures::future::join_all((0..5).map(|_| cli_sync(&cluster))).await;
+    let want = [BOB, CAROL, BOB];
+    eventually("every group to follow the schedule", || async {
+        (0..ONCALL_GROUPS.len())
+            .all(|i| {
+                cluster.slack.usergroup_members(&format!("S0GROUP{i}")) == vec![want[i].to_string()]
+            })
+            .then_some(())
+    })
+    .await;
+    eventually("a shift notice per group", || async {
+        (shift_notices(&cluster.slack).len() >= ONCALL_GROUPS.len()).then_some(())
+    })
+    .await;
+
+    // A handover in one group, while everything keeps running.
+    let second = [
+        ("PCAROL", "carol@example.com"),
+        ("PCAROL", "carol@example.com"),
+        ("PBOB", "bob@example.com"),
+    ];
+    pd_on_call(&pd, &second);
+    let more = futures::future::join_all((0..5).map(|_| cli_sync(&cluster))).await;
+    eventually("the handover to reach Slack", || async {
+        (cluster.slack.usergroup_members("S0GROUP0") == vec![CAROL.to_string()]).then_some(())
+    })
+    .await;
+    eventually("the handover's notice", || async {
+        (shift_notices(&cluster.slack).len() > ONCALL_GROUPS.len()).then_some(())
+    })
+    .await;
+    // Let a few more periodic runs pass on both replicas: nothing has changed, nothing is written.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let writes = cluster.slack.calls("usergroups.users.update");
+    assert_eq!(
+        writes.len(),
+        ONCALL_GROUPS.len() + 1,
+        "one write per group, one more for the handover, however many syncs ran: {writes:#?}"
+    );
+    let notices = shift_notices(&cluster.slack);
+    assert_eq!(
+        notices.len(),
+        ONCALL_GROUPS.len() + 1,
+        "one notice per change: {notices:#?}"
+    );
+    // A CLI run either synced (0) or found another sync holding the lease (1); never anything else.
+    for code in codes.iter().chain(&more) {
+        assert!(
+            *code == 0 || *code == 1,
+            "oncall sync exit codes: {codes:?} {more:?}"
+        );
+    }
+
+    a.stop().await;
+    b.stop().await;
+    cluster.finish().await;
+}
