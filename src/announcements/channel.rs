@@ -1,7 +1,8 @@
 //! "Create channel": a dedicated incident channel (`<prefix>-<system>-<yymmdd>`, with `-2`, `-3`
 //! … when the name is taken), the assignees invited, and linked from the announcement and its
 //! thread. The button only queues the job (deduplicated per outage), so double clicks and
-//! retries create one channel.
+//! retries create one channel; the posts about it are jobs of their own, keyed per outage, so a
+//! retry after a partial failure finishes what is left without posting twice.
 
 use std::sync::Arc;
 
@@ -9,8 +10,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::changes::OutageRef;
 use super::modal::outage_for_action;
-use super::{JOB_CHANNEL, message, model};
+use super::{JOB_CHANNEL, JOB_CHANNEL_NOTE, JOB_RENDER, model};
 use crate::jobs::{Job, JobError, JobHandler, NewJob};
 use crate::registry::{ActionHandler, SlackCtx};
 use crate::slack::ack::Ack;
@@ -105,48 +107,12 @@ impl JobHandler for ChannelJob {
         else {
             return Ok(());
         };
-        if o.incident_channel.is_some() {
-            return Ok(());
-        }
-        let settings = &state.settings().announcements;
-        let base = channel_name(
-            &settings.channel_prefix,
-            o.fields
-                .systems
-                .first()
-                .map(String::as_str)
-                .unwrap_or("outage"),
-            o.started_at,
-        );
-        let mut created = None;
-        for n in 1..=9 {
-            let name = if n == 1 {
-                base.clone()
-            } else {
-                format!("{base}-{n}")
-            };
-            match state.slack().conversations_create(&name).await {
-                Ok(id) => {
-                    created = Some(id);
-                    break;
-                }
-                Err(e) if e.is(SlackErrorCode::Other("name_taken".into())) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let Some(channel) = created else {
-            return Err(JobError::Permanent(anyhow::anyhow!(
-                "every name from {base} to {base}-9 is taken"
-            )));
+        // The job is keyed per outage, so only this job (or a retry of it) gets here. A channel
+        // already stored was created by an earlier attempt that failed later on: go on from there.
+        let channel = match o.incident_channel.clone() {
+            Some(c) => c,
+            None => create_and_store(state, &o).await?,
         };
-        sqlx::query(
-            "UPDATE outages SET incident_channel = $1 WHERE id = $2 AND incident_channel IS NULL",
-        )
-        .bind(&channel)
-        .bind(&o.id)
-        .execute(state.db().pool())
-        .await
-        .map_err(db)?;
         let mut people = o.assignees();
         if !people.contains(&r.by) {
             people.push(r.by.clone());
@@ -156,58 +122,155 @@ impl JobHandler for ChannelJob {
             Err(e) if e.is(SlackErrorCode::Other("already_in_channel".into())) => {}
             Err(e) => return Err(e.into()),
         }
-        let Some(o) = model::load(state.db().pool(), &o.id).await.map_err(db)? else {
-            return Ok(());
-        };
-        let intro = match &o.permalink {
-            Some(p) => format!(
-                "Incident channel for {} ({}).",
-                link(p, "this outage"),
-                model::system_names(settings, &o.fields.systems)
-            ),
-            None => "Incident channel for an outage.".into(),
-        };
-        state
-            .slack()
-            .post_message(&Message::text(&channel, intro))
-            .await?;
-        if let (Some(ch), Some(ts)) = (o.channel.clone(), o.message_ts.clone()) {
+        // The posts and the message update are jobs of their own, keyed per outage, so a retry
+        // of this job never posts twice.
+        let mut tx = state.db().pool().begin().await.map_err(db)?;
+        for note in [NoteKind::Intro, NoteKind::Thread] {
+            let n = ChannelNote {
+                outage_id: o.id.clone(),
+                channel: channel.clone(),
+                by: r.by.clone(),
+                note,
+            };
             state
-                .slack()
-                .post_message(
-                    &Message::text(
-                        &ch,
-                        format!(
-                            "Incident channel <#{channel}> created by {}.",
-                            mention(&r.by)
-                        ),
-                    )
-                    .in_thread(&ts),
+                .jobs()
+                .insert(
+                    &mut *tx,
+                    NewJob::new(JOB_CHANNEL_NOTE, &n)
+                        .dedup(format!("announcements:channel-note:{}:{note:?}", o.id)),
                 )
-                .await?;
-            state
-                .slack()
-                .update_message(
-                    &ch,
-                    &ts,
-                    &message::text(&o, settings),
-                    Some(&message::blocks(&o, settings)),
-                )
-                .await?;
+                .await
+                .map_err(db)?;
         }
+        state
+            .jobs()
+            .insert(
+                &mut *tx,
+                NewJob::new(
+                    JOB_RENDER,
+                    &OutageRef {
+                        outage_id: o.id.clone(),
+                        version: o.version,
+                    },
+                )
+                .dedup(format!("announcements:render:{}:channel", o.id)),
+            )
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        state.jobs().wake();
         Ok(())
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Create the channel under the first free name and store it on the outage.
+async fn create_and_store(state: &AppState, o: &model::Outage) -> Result<String, JobError> {
+    let db = |e: sqlx::Error| JobError::from(anyhow::anyhow!(crate::store::short_db_error(&e)));
+    let settings = &state.settings().announcements;
+    let base = channel_name(
+        &settings.channel_prefix,
+        o.fields
+            .systems
+            .first()
+            .map(String::as_str)
+            .unwrap_or("outage"),
+        o.started_at,
+    );
+    let mut created = None;
+    for n in 1..=9 {
+        let name = if n == 1 {
+            base.clone()
+        } else {
+            format!("{base}-{n}")
+        };
+        match state.slack().conversations_create(&name).await {
+            Ok(id) => {
+                created = Some(id);
+                break;
+            }
+            Err(e) if e.is(SlackErrorCode::Other("name_taken".into())) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let Some(channel) = created else {
+        return Err(JobError::Permanent(anyhow::anyhow!(
+            "every name from {base} to {base}-9 is taken"
+        )));
+    };
+    sqlx::query(
+        "UPDATE outages SET incident_channel = $1 WHERE id = $2 AND incident_channel IS NULL",
+    )
+    .bind(&channel)
+    .bind(&o.id)
+    .execute(state.db().pool())
+    .await
+    .map_err(db)?;
+    Ok(channel)
+}
 
-    #[test]
-    fn channel_names_are_what_slack_accepts() {
-        // 2026-11-21
-        let n = channel_name("inc", "Pay API", 1_795_262_400_000);
-        assert_eq!(n, "inc-pay-api-261121");
-        assert!(channel_name("inc", &"x".repeat(200), 0).len() <= 80);
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub enum NoteKind {
+    /// The first message in the new channel, linking the announcement.
+    Intro,
+    /// The note in the announcement's thread naming the channel and who created it.
+    Thread,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChannelNote {
+    pub outage_id: String,
+    pub channel: String,
+    pub by: String,
+    pub note: NoteKind,
+}
+
+/// One of the two posts about a new incident channel.
+pub struct ChannelNoteJob;
+
+#[async_trait]
+impl JobHandler for ChannelNoteJob {
+    async fn run(&self, state: &AppState, job: &Job) -> Result<(), JobError> {
+        let n: ChannelNote = job.payload().map_err(JobError::Permanent)?;
+        let Some(o) = model::load(state.db().pool(), &n.outage_id)
+            .await
+            .map_err(|e| JobError::from(anyhow::anyhow!(crate::store::short_db_error(&e))))?
+        else {
+            return Ok(());
+        };
+        let settings = &state.settings().announcements;
+        match n.note {
+            NoteKind::Intro => {
+                let intro = match &o.permalink {
+                    Some(p) => format!(
+                        "Incident channel for {} ({}).",
+                        link(p, "this outage"),
+                        model::system_names(settings, &o.fields.systems)
+                    ),
+                    None => "Incident channel for an outage.".into(),
+                };
+                state
+                    .slack()
+                    .post_message(&Message::text(&n.channel, intro))
+                    .await?;
+            }
+            NoteKind::Thread => {
+                let (Some(ch), Some(ts)) = (o.channel.clone(), o.message_ts.clone()) else {
+                    return Err(JobError::retry_after(
+                        anyhow::anyhow!("the announcement is not posted yet"),
+                        std::time::Duration::from_millis(500),
+                    ));
+                };
+                let text = format!(
+                    "Incident channel <#{}> created by {}.",
+                    n.channel,
+                    mention(&n.by)
+                );
+                state
+                    .slack()
+                    .post_message(&Message::text(&ch, text).in_thread(&ts))
+                    .await?;
+            }
+        }
+        Ok(())
     }
 }

@@ -56,6 +56,7 @@ pub const JOB_THREAD: &str = "announcements.thread";
 pub const JOB_AUDIENCE: &str = "announcements.audience";
 pub const JOB_DM: &str = "announcements.dm";
 pub const JOB_CHANNEL: &str = "announcements.channel";
+pub const JOB_CHANNEL_NOTE: &str = "announcements.channel_note";
 pub const JOB_COPY: &str = "announcements.copy";
 
 pub fn register(registry: &mut Registry, settings: &Settings) {
@@ -78,6 +79,7 @@ pub fn register(registry: &mut Registry, settings: &Settings) {
         .job(JOB_AUDIENCE, delivery::AudienceJob)
         .job(JOB_DM, delivery::DmJob)
         .job(JOB_CHANNEL, channel::ChannelJob)
+        .job(JOB_CHANNEL_NOTE, channel::ChannelNoteJob)
         .job(JOB_COPY, reactions::CopyJob)
         .periodic(reminders::Reminders);
 }

@@ -726,9 +726,12 @@ async fn create_channel_invites_the_assignees_links_it_and_copies_reactions_from
             app.slack.channel_id_by_name(&format!("inc-payments-{day}")),
             Some(ch.clone())
         );
-        let mut members = app.slack.channel_members(&ch).unwrap();
-        members.sort();
-        assert_eq!(members, vec![ALICE.to_string(), BOB.to_string()]);
+        eventually(WAIT, "the assignees invited", || async {
+            let mut members = app.slack.channel_members(&ch).unwrap_or_default();
+            members.sort();
+            (members == vec![ALICE.to_string(), BOB.to_string()]).then_some(())
+        })
+        .await;
         eventually(WAIT, "linked from the message", || async {
             app.slack
                 .message(CHANNEL, &m.ts)
@@ -750,6 +753,72 @@ async fn create_channel_invites_the_assignees_links_it_and_copies_reactions_from
                 .filter(|t| t.iter().any(|x| x.text.contains("rollback started")))
         })
         .await;
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_channel_job_that_fails_after_creating_the_channel_finishes_without_repeating_itself() {
+    for db in TestDb::all("a_channel_job_that_fails_after_creating").await {
+        let app = spawn(db).await;
+        let (o, m) = announce(&app).await;
+        // The channel is created and stored, then inviting fails (a code the client does not
+        // retry): the job is retried by the queue and must pick up where it stopped.
+        app.slack.fail_next(
+            "conversations.invite",
+            crate::support::fake_slack::Fault::error("fatal_error"),
+            2,
+        );
+        click(&app, BOB, "announcements:channel", &o.id, CHANNEL, &m.ts).await;
+        let ch = eventually(WAIT, "the incident channel stored", || async {
+            model::load(app.state.db().pool(), &o.id)
+                .await
+                .unwrap()
+                .and_then(|x| x.incident_channel)
+        })
+        .await;
+        eventually(WAIT, "the assignees invited after the failures", || async {
+            let mut members = app.slack.channel_members(&ch).unwrap_or_default();
+            members.sort();
+            (members == vec![ALICE.to_string(), BOB.to_string()]).then_some(())
+        })
+        .await;
+        eventually(WAIT, "the note in the thread", || async {
+            Some(thread(&app, &m.ts)).filter(|t| {
+                t.iter()
+                    .any(|x| x.text.contains(&format!("Incident channel <#{ch}>")))
+            })
+        })
+        .await;
+        eventually(WAIT, "the channel linked from the message", || async {
+            app.slack
+                .message(CHANNEL, &m.ts)
+                .filter(|x| x.blocks.to_string().contains(&format!("<#{ch}>")))
+        })
+        .await;
+        settle().await;
+        assert_eq!(
+            app.slack.call_count("conversations.create"),
+            1,
+            "one channel"
+        );
+        assert_eq!(
+            app.slack.calls("conversations.invite").len(),
+            3,
+            "two failed invitations, then one that worked"
+        );
+        let notes = thread(&app, &m.ts)
+            .into_iter()
+            .filter(|x| x.text.contains("Incident channel <#"))
+            .count();
+        assert_eq!(notes, 1, "one note in the thread");
+        let intros = app
+            .slack
+            .messages_in(&ch)
+            .into_iter()
+            .filter(|x| x.text.starts_with("Incident channel for"))
+            .count();
+        assert_eq!(intros, 1, "one introduction in the channel");
         app.stop().await;
     }
 }
