@@ -1,15 +1,17 @@
 //! slackops: Spinnaker operations from Slack.
 //!
 //! A small service a platform team runs next to Spinnaker so people decide from Slack: approve or
-//! reject Manual Judgments, start and cancel pipelines, keep on-call user groups current. Slack
-//! stays true to what Spinnaker says. See `DESIGN.md` in the shared docs for the shape:
+//! reject Manual Judgments, start and cancel pipelines, keep on-call user groups current, announce
+//! outages. Slack stays true to what Spinnaker says. See `DESIGN.md` in the shared docs for the
+//! shape:
 //!
 //! - [`slack`]: the interaction layer (verify, parse, dispatch, ack; the Web API client);
 //! - [`registry`] and [`features`]: where features plug their handlers in;
+//! - [`approvals`] and [`pipelines`]: Manual Judgments and the pipeline slash command;
+//! - [`oncall`]: Slack user groups kept in step with the on-call schedule;
 //! - [`announcements`], [`maintenance`], [`status`], [`notifiers`]: outage announcements, scheduled
 //!   maintenance, the public status page and the webhooks told of every change;
 //! - [`spinnaker`]: the Gate client and echo's event intake;
-//! - [`oncall`]: Slack user groups kept in step with the on-call schedule;
 //! - [`store`] and [`jobs`]: the database (SQLite or PostgreSQL) and the durable job queue;
 //! - [`config`], [`startup`], [`state`], [`cli`]: configuration, lifecycle, shared state, commands.
 
