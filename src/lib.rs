@@ -18,6 +18,7 @@
 pub mod announcements;
 pub mod approvals;
 pub mod authz;
+pub mod backoff;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -374,11 +374,12 @@ impl JobQueue {
 
     /// Exponential backoff with equal jitter: half the delay fixed, half random.
     pub fn backoff_ms(&self, attempts: i64) -> i64 {
-        let exp = attempts.clamp(1, 30) - 1;
-        let base = self.settings.backoff_base_ms as i64;
-        let cap = self.settings.backoff_max_ms as i64;
-        let delay = base.saturating_mul(1i64 << exp).min(cap).max(1);
-        delay / 2 + rand::rng().random_range(0..=delay / 2)
+        crate::backoff::exponential(
+            attempts.clamp(1, 30) as u32,
+            Duration::from_millis(self.settings.backoff_base_ms),
+            Duration::from_millis(self.settings.backoff_max_ms),
+        )
+        .as_millis() as i64
     }
 
     pub async fn depth(&self) -> Result<QueueDepth, sqlx::Error> {

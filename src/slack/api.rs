@@ -455,7 +455,7 @@ impl SlackApi {
                     }
                     *retry_after + Duration::from_millis(rand::rng().random_range(0..250))
                 }
-                _ => backoff(attempt),
+                _ => crate::backoff::upstream(attempt),
             };
             warn!(slack.method = method, error = %err, attempt, wait_ms = wait.as_millis() as u64, "slack call failed; retrying");
             tokio::time::sleep(wait).await;
@@ -859,7 +859,7 @@ impl SlackApi {
             if attempt >= self.inner.settings.max_retries.max(1) {
                 return Err(err);
             }
-            tokio::time::sleep(backoff(attempt)).await;
+            tokio::time::sleep(crate::backoff::upstream(attempt)).await;
         }
     }
 
@@ -965,14 +965,6 @@ fn transport(method: &str, e: reqwest::Error) -> SlackError {
     }
 }
 
-/// 200 ms, 400 ms, 800 ms … capped at 5 s, with jitter.
-fn backoff(attempt: u32) -> Duration {
-    let base = 200u64
-        .saturating_mul(1 << attempt.saturating_sub(1).min(10))
-        .min(5000);
-    Duration::from_millis(base / 2 + rand::rng().random_range(0..=base / 2))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -999,12 +991,5 @@ mod tests {
         assert!(f.contains(&("n".into(), "3".into())));
         assert!(f.contains(&("o".into(), "{\"a\":1}".into())));
         assert_eq!(f.len(), 3);
-    }
-
-    #[test]
-    fn backoff_is_capped() {
-        for a in 1..40 {
-            assert!(backoff(a) <= Duration::from_secs(5));
-        }
     }
 }

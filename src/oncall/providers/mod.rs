@@ -214,7 +214,7 @@ impl Http {
                     }
                     *retry_after + Duration::from_millis(rand::rng().random_range(0..250))
                 }
-                _ => backoff(attempt),
+                _ => crate::backoff::upstream(attempt),
             };
             debug!(
                 provider,
@@ -299,14 +299,6 @@ fn transport(provider: &'static str, e: reqwest::Error) -> ProviderError {
     }
 }
 
-/// 200 ms, 400 ms, 800 ms … capped at 5 s, with equal jitter.
-fn backoff(attempt: u32) -> Duration {
-    let base = 200u64
-        .saturating_mul(1 << attempt.saturating_sub(1).min(10))
-        .min(5000);
-    Duration::from_millis(base / 2 + rand::rng().random_range(0..=base / 2))
-}
-
 /// RFC 3339 in UTC, seconds precision: what the providers take.
 pub fn iso(ms: Millis) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
@@ -333,12 +325,5 @@ mod tests {
         assert!(s.ends_with('Z'), "{s}");
         assert_eq!(parse_time(Some(&Value::String(s))), Some(ms));
         assert_eq!(parse_time(Some(&Value::Null)), None);
-    }
-
-    #[test]
-    fn backoff_is_capped() {
-        for a in 1..40 {
-            assert!(backoff(a) <= Duration::from_secs(5));
-        }
     }
 }
