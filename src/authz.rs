@@ -137,6 +137,23 @@ impl Authz {
         Ok(false)
     }
 
+    /// Whether the user `user_id` is one of `principals`, reading their profile only when the
+    /// answer depends on it (an email rule or a group).
+    pub async fn allows_user(
+        &self,
+        principals: &Principals,
+        user_id: &str,
+    ) -> Result<bool, SlackError> {
+        if principals.everyone || principals.users.iter().any(|u| u == user_id) {
+            return Ok(true);
+        }
+        if principals.is_empty() {
+            return Ok(false);
+        }
+        let who = self.identity(user_id).await?;
+        self.allows(principals, &who).await
+    }
+
     /// Whether `who` is one of `principals`.
     pub async fn allows(
         &self,

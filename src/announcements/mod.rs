@@ -32,7 +32,7 @@ pub mod resolve;
 use axum::Router;
 use serde_json::json;
 
-use crate::config::{Principals, Settings};
+use crate::config::Settings;
 use crate::registry::Registry;
 use crate::state::AppState;
 
@@ -89,26 +89,10 @@ pub fn routes() -> Router<AppState> {
     api::routes()
 }
 
-/// Whether `user` is in `principals`, without asking Slack when the answer does not need it.
-async fn in_principals(
-    state: &AppState,
-    principals: &Principals,
-    user: &str,
-) -> anyhow::Result<bool> {
-    if principals.everyone || principals.users.iter().any(|u| u == user) {
-        return Ok(true);
-    }
-    if principals.is_empty() {
-        return Ok(false);
-    }
-    let who = state.authz().identity(user).await?;
-    Ok(state.authz().allows(principals, &who).await?)
-}
-
 /// May `user` announce? `Ok(Err(explanation))` when not (audited).
 pub async fn may_announce(state: &AppState, user: &str) -> anyhow::Result<Result<(), String>> {
     let p = &state.settings().announcements.announcers;
-    if in_principals(state, p, user).await? {
+    if state.authz().allows_user(p, user).await? {
         return Ok(Ok(()));
     }
     state
@@ -132,7 +116,7 @@ pub async fn may_change(
         return Ok(Ok(()));
     }
     let editors = &state.settings().announcements.editors;
-    if in_principals(state, editors, user).await? {
+    if state.authz().allows_user(editors, user).await? {
         return Ok(Ok(()));
     }
     state
