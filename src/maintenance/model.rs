@@ -97,6 +97,15 @@ pub enum Phase {
 }
 
 impl Maintenance {
+    /// What the window is about: its summary, or its title when it has none.
+    pub fn description(&self) -> &str {
+        if self.summary.trim().is_empty() {
+            &self.title
+        } else {
+            &self.summary
+        }
+    }
+
     pub fn phase(&self, now: i64) -> Phase {
         if self.state == CANCELED {
             Phase::Canceled

@@ -514,11 +514,7 @@ impl<'a> View<'a> {
                 updated: m.updated_at,
                 content: format!(
                     "{}. Affects {}. From {} to {}.",
-                    if m.summary.trim().is_empty() {
-                        &m.title
-                    } else {
-                        &m.summary
-                    },
+                    m.description(),
                     self.system_names(&m.systems),
                     self.time(m.starts_at),
                     self.time(m.ends_at)
@@ -553,11 +549,7 @@ impl<'a> View<'a> {
                     updated: m.updated_at.max(m.ends_at),
                     content: format!(
                         "{}. Affected {} from {} to {}.",
-                        if m.summary.trim().is_empty() {
-                            &m.title
-                        } else {
-                            &m.summary
-                        },
+                        m.description(),
                         self.system_names(&m.systems),
                         self.time(m.starts_at),
                         self.time(m.ends_at)
