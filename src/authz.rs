@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use moka::future::Cache;
 
-use crate::config::Principals;
+use crate::principals::Principals;
 use crate::slack::api::{SlackApi, SlackError};
 
 /// A Slack user as authorization sees them.

@@ -18,98 +18,14 @@ use std::time::Duration;
 use figment::Figment;
 use figment::providers::{Format, Serialized, Yaml};
 use figment::value::{Dict, Value};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use url::Url;
 
-/// A secret string. It can be read only through [`Secret::expose`]; `Debug`, `Display` and
-/// `Serialize` print `[redacted]` (or `[unset]` when empty) so it never reaches a log line.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-    /// The secret value. Call sites are the only places a secret leaves this type; keep them few.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-    pub fn is_empty(&self) -> bool {
-        self.0.trim().is_empty()
-    }
-    /// Whether a presented credential equals this secret, compared in constant time: both sides
-    /// are MACed and the tags compared, so neither length nor content leaks through timing.
-    pub fn matches(&self, presented: &[u8]) -> bool {
-        use hmac::{Hmac, KeyInit, Mac};
-        use sha2::Sha256;
-        let key = b"slackops-secret-compare";
-        let mac = |v: &[u8]| {
-            let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("any key length");
-            m.update(v);
-            m
-        };
-        let expected = mac(self.0.as_bytes()).finalize().into_bytes();
-        mac(presented).verify_slice(&expected).is_ok()
-    }
-    fn shown(&self) -> &'static str {
-        if self.is_empty() {
-            "[unset]"
-        } else {
-            "[redacted]"
-        }
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.shown())
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.shown())
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.shown())
-    }
-}
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        // Environment values are parsed as structured data, so a numeric-looking token arrives
-        // as a number: accept any scalar and keep its text.
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = Secret;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
-                Ok(Secret(v.to_owned()))
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Secret, E> {
-                Ok(Secret(v.to_string()))
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Secret, E> {
-                Ok(Secret(v.to_string()))
-            }
-            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Secret, E> {
-                Ok(Secret(v.to_string()))
-            }
-            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Secret, E> {
-                Ok(Secret(v.to_string()))
-            }
-            fn visit_unit<E: serde::de::Error>(self) -> Result<Secret, E> {
-                Ok(Secret::default())
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
+// The shared primitives live below every feature; they are re-exported here for users outside
+// the crate (tests, tools). Code inside the crate imports them from their own modules.
+pub use crate::principals::Principals;
+pub use crate::secret::Secret;
+pub use crate::settings_check::ConfigProblem;
 
 /// The whole configuration. Each section is documented in `docs/configuration.md`.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -347,23 +263,6 @@ pub enum LogFormat {
 pub struct ApiSettings {
     /// Bearer tokens accepted by `/api/v1/*`.
     pub tokens: Vec<Secret>,
-}
-
-/// Who may act: Slack user IDs, Slack user groups (handle like `release-managers` or ID like
-/// `S0123`), emails, or everyone. The same model serves every feature.
-#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
-#[serde(default, deny_unknown_fields)]
-pub struct Principals {
-    pub users: Vec<String>,
-    pub groups: Vec<String>,
-    pub emails: Vec<String>,
-    pub everyone: bool,
-}
-
-impl Principals {
-    pub fn is_empty(&self) -> bool {
-        !self.everyone && self.users.is_empty() && self.groups.is_empty() && self.emails.is_empty()
-    }
 }
 
 /// Manual Judgment approvals.
@@ -836,13 +735,6 @@ impl WebhookSettings {
                         .is_some_and(|p| kind.strip_prefix(p).is_some_and(|r| r.starts_with('.')))
             })
     }
-}
-
-/// Every problem found while loading, each naming its key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigProblem {
-    pub key: String,
-    pub message: String,
 }
 
 /// Loading failed; the message lists every bad key.

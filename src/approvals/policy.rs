@@ -7,7 +7,8 @@
 
 use super::model::StageInfo;
 use crate::authz::Identity;
-use crate::config::{ApproverRule, Principals, Settings};
+use crate::config::{ApproverRule, Settings};
+use crate::principals::Principals;
 use crate::slack::blocks::escape;
 use crate::state::AppState;
 

@@ -24,8 +24,9 @@ use serde_json::json;
 use tracing::warn;
 
 use crate::authz::Identity;
-use crate::config::{PipelineRule, Principals, Settings};
+use crate::config::{PipelineRule, Settings};
 use crate::jobs::NewJob;
+use crate::principals::Principals;
 use crate::registry::Registry;
 use crate::slack::api::{Message, SlackErrorCode};
 use crate::slack::blocks::{escape, link, mention};

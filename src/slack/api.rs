@@ -22,8 +22,9 @@ use serde_json::{Value, json};
 use tracing::{debug, instrument, warn};
 use url::Url;
 
-use crate::config::{Secret, SlackSettings};
+use crate::config::SlackSettings;
 use crate::metrics::SharedMetrics;
+use crate::secret::Secret;
 
 /// Methods whose arguments Slack reads only from a form or query string (JSON bodies are accepted
 /// by write methods only).

@@ -10,7 +10,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 use crate::clock::SharedClock;
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// Slack's replay window.
 pub const MAX_SKEW_SECS: i64 = 300;

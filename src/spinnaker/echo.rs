@@ -21,7 +21,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 use tracing::{Span, debug, error, warn};
 
-use crate::config::Secret;
+use crate::secret::Secret;
 use crate::slack::routes::read_capped;
 use crate::state::AppState;
 

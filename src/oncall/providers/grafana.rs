@@ -13,9 +13,9 @@ use serde_json::Value;
 use url::Url;
 
 use super::{Http, Provider, ProviderError, parse_time};
-use crate::config::Secret;
 use crate::oncall::config::SourceSettings;
 use crate::oncall::{Millis, Person, Shift};
+use crate::secret::Secret;
 
 const NAME: &str = "grafana";
 const DAY_MS: i64 = 86_400_000;

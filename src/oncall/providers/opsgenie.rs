@@ -10,9 +10,9 @@ use serde_json::Value;
 use url::Url;
 
 use super::{Http, Provider, ProviderError, iso};
-use crate::config::Secret;
 use crate::oncall::config::{OpsgenieSettings, SourceSettings};
 use crate::oncall::{Millis, Person, Shift};
+use crate::secret::Secret;
 
 const NAME: &str = "opsgenie";
 

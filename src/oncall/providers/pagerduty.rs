@@ -14,9 +14,9 @@ use serde_json::Value;
 use url::Url;
 
 use super::{Http, Provider, ProviderError, iso, parse_time};
-use crate::config::Secret;
 use crate::oncall::config::{PagerDutySettings, SourceSettings};
 use crate::oncall::{Millis, Person, Shift};
+use crate::secret::Secret;
 
 const NAME: &str = "pagerduty";
 const MAX_OFFSET: u32 = 10_000;
