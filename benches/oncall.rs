@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use slackops::config::{Secret, Settings};
-use slackops::oncall::config::{GroupSettings, ProviderKind, SourceSettings};
+use slackops::oncall::settings::{GroupSettings, ProviderKind, SourceSettings};
 use slackops::oncall::sync::{Outcome, SyncOptions, SyncReport, sync};
 use slackops::startup::Application;
 use support::fake_oncall::{FakeOncall, PD_TOKEN, PdOncall};

@@ -10,7 +10,6 @@
 //! print them. Every key is documented in `docs/configuration.md`; keep the two in step.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,6 +25,16 @@ use url::Url;
 pub use crate::principals::Principals;
 pub use crate::secret::Secret;
 pub use crate::settings_check::ConfigProblem;
+
+// Each feature owns its section's type (`src/<feature>/settings.rs`); this module composes them.
+// They are re-exported here for users outside the crate, under the names they always had.
+pub use crate::announcements::settings::{AnnouncementsSettings, AudienceEntry, SystemEntry};
+pub use crate::approvals::settings::{ApprovalRoute, ApprovalsSettings, ApproverRule};
+pub use crate::maintenance::settings::MaintenanceSettings;
+pub use crate::notifiers::settings::{NotifierSettings, WebhookSettings};
+pub use crate::oncall::settings::OncallSettings;
+pub use crate::pipelines::settings::{PipelineRule, PipelinesSettings};
+pub use crate::status::settings::StatusSettings;
 
 /// The whole configuration. Each section is documented in `docs/configuration.md`.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -44,7 +53,7 @@ pub struct Settings {
     pub status: StatusSettings,
     pub notifiers: NotifierSettings,
     pub maintenance: MaintenanceSettings,
-    pub oncall: crate::oncall::config::OncallSettings,
+    pub oncall: OncallSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -263,478 +272,6 @@ pub enum LogFormat {
 pub struct ApiSettings {
     /// Bearer tokens accepted by `/api/v1/*`.
     pub tokens: Vec<Secret>,
-}
-
-/// Manual Judgment approvals.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ApprovalsSettings {
-    /// Channel (ID) for judgments no route matches.
-    pub default_channel: Option<String>,
-    /// Channels by application and optionally pipeline; the most specific match wins.
-    pub routes: Vec<ApprovalRoute>,
-    /// Who may judge, by application (`*` for all) and optionally pipeline. An application with no
-    /// matching rule cannot be judged from Slack.
-    pub approvers: Vec<ApproverRule>,
-    /// Spinnaker role → Slack user groups whose members hold it, for stages that name roles.
-    pub role_groups: BTreeMap<String, Vec<String>>,
-    /// Whoever triggered an execution may not approve it.
-    pub four_eyes: bool,
-    /// DM the person who triggered the execution with the outcome (when their email is in Slack).
-    pub notify_trigger_user: bool,
-    /// Applications polled for running judgments (for Spinnakers whose echo cannot forward events).
-    pub poll_applications: Vec<String>,
-    pub poll_interval_secs: u64,
-    /// How often open judgments are checked against Gate, so a lost event never leaves live buttons.
-    pub reconcile_interval_secs: u64,
-    /// Attempts of a judgment against Gate (with backoff) before the buttons come back.
-    pub judge_max_attempts: u32,
-    /// How long to wait for Spinnaker to act on a judgment before checking again later.
-    pub outcome_wait_secs: u64,
-    /// How long Slack user-group memberships and user profiles are cached.
-    pub membership_cache_secs: u64,
-}
-
-impl Default for ApprovalsSettings {
-    fn default() -> Self {
-        Self {
-            default_channel: None,
-            routes: Vec::new(),
-            approvers: Vec::new(),
-            role_groups: BTreeMap::new(),
-            four_eyes: false,
-            notify_trigger_user: true,
-            poll_applications: Vec::new(),
-            poll_interval_secs: 30,
-            reconcile_interval_secs: 60,
-            judge_max_attempts: 8,
-            outcome_wait_secs: 20,
-            membership_cache_secs: 60,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-pub struct ApprovalRoute {
-    pub application: String,
-    pub pipeline: Option<String>,
-    /// Channel ID the judgment is posted to.
-    pub channel: String,
-    /// Channels told of the outcome.
-    pub notify_channels: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-pub struct ApproverRule {
-    /// Application name, or `*` for every application.
-    pub application: String,
-    pub pipeline: Option<String>,
-    pub users: Vec<String>,
-    pub groups: Vec<String>,
-    pub emails: Vec<String>,
-    pub everyone: bool,
-}
-
-impl ApproverRule {
-    pub fn principals(&self) -> Principals {
-        Principals {
-            users: self.users.clone(),
-            groups: self.groups.clone(),
-            emails: self.emails.clone(),
-            everyone: self.everyone,
-        }
-    }
-}
-
-/// The pipeline slash command.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PipelinesSettings {
-    /// The slash command's name, as created in the Slack app.
-    pub command: String,
-    /// Who may start and cancel, per application (`*` for all) and optionally pipeline; the most
-    /// specific matching rule applies. An application no rule matches cannot be started or
-    /// canceled from Slack.
-    pub rules: Vec<PipelineRule>,
-    /// How often a started execution is checked until it ends.
-    pub follow_interval_secs: u64,
-    /// Stop following an execution after this long.
-    pub follow_max_hours: u64,
-    /// Executions listed by `status`.
-    pub status_limit: usize,
-}
-
-impl Default for PipelinesSettings {
-    fn default() -> Self {
-        Self {
-            command: "/spinnaker".into(),
-            rules: Vec::new(),
-            follow_interval_secs: 15,
-            follow_max_hours: 24,
-            status_limit: 10,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PipelineRule {
-    pub application: String,
-    pub pipeline: Option<String>,
-    pub users: Vec<String>,
-    pub groups: Vec<String>,
-    pub emails: Vec<String>,
-    pub everyone: bool,
-    /// Ask for a confirmation (a button) before starting.
-    pub confirm: bool,
-    /// False: the pipeline cannot be started from Slack at all (cancel still follows the rule).
-    pub startable: bool,
-}
-
-impl Default for PipelineRule {
-    fn default() -> Self {
-        Self {
-            application: String::new(),
-            pipeline: None,
-            users: Vec::new(),
-            groups: Vec::new(),
-            emails: Vec::new(),
-            everyone: false,
-            confirm: false,
-            startable: true,
-        }
-    }
-}
-
-impl PipelineRule {
-    pub fn principals(&self) -> Principals {
-        Principals {
-            users: self.users.clone(),
-            groups: self.groups.clone(),
-            emails: self.emails.clone(),
-            everyone: self.everyone,
-        }
-    }
-}
-
-/// Outage announcements (`/announce`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AnnouncementsSettings {
-    /// The slash command's name, as created in the Slack app.
-    pub command: String,
-    /// Channel (ID) where announcements are posted and pinned, and maintenance is announced.
-    pub channel: Option<String>,
-    /// The catalogue of systems an outage or maintenance can affect (also the status page's rows).
-    pub systems: Vec<SystemEntry>,
-    /// Audiences whose impact is asked for, each told once in its own channel.
-    pub audiences: Vec<AudienceEntry>,
-    /// Severities offered, most severe first.
-    pub severities: Vec<String>,
-    /// Who may announce an outage (default: everyone in the workspace).
-    pub announcers: Principals,
-    /// Who may change any announcement, besides its announcer and assignees.
-    pub editors: Principals,
-    /// Reacting with this emoji (name without colons) to a message in an incident's channel or
-    /// its announcement's thread copies the message into the thread.
-    pub reaction_emoji: String,
-    /// DM the assignees this long before the ETA runs out (0 turns it off).
-    pub remind_before_eta_mins: u64,
-    /// Nudge the communication assignee after this long without an update (0 turns it off).
-    pub nudge_after_mins: u64,
-    /// How long "Snooze" on the ETA-passed prompt postpones the next prompt.
-    pub snooze_mins: u64,
-    /// How often reminders are checked.
-    pub reminder_check_secs: u64,
-    /// Offer "Create channel" on announcements.
-    pub create_channel: bool,
-    /// Prefix of incident channels' names (`<prefix>-<system>-<yymmdd>`).
-    pub channel_prefix: String,
-}
-
-impl Default for AnnouncementsSettings {
-    fn default() -> Self {
-        Self {
-            command: "/announce".into(),
-            channel: None,
-            systems: Vec::new(),
-            audiences: Vec::new(),
-            severities: vec!["critical".into(), "major".into(), "minor".into()],
-            announcers: Principals {
-                everyone: true,
-                ..Principals::default()
-            },
-            editors: Principals::default(),
-            reaction_emoji: "point_up".into(),
-            remind_before_eta_mins: 10,
-            nudge_after_mins: 30,
-            snooze_mins: 15,
-            reminder_check_secs: 60,
-            create_channel: true,
-            channel_prefix: "inc".into(),
-        }
-    }
-}
-
-impl AnnouncementsSettings {
-    /// Problems in this section, each naming its key.
-    pub fn problems(&self) -> Vec<ConfigProblem> {
-        let mut p = Vec::new();
-        let mut bad = |key: String, message: &str| {
-            p.push(ConfigProblem {
-                key,
-                message: message.into(),
-            })
-        };
-        let slug = |s: &str| {
-            !s.is_empty()
-                && s.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        };
-        if !self.command.starts_with('/') || self.command.len() < 2 {
-            bad(
-                "announcements.command".into(),
-                "must be a slash command such as /announce",
-            );
-        }
-        let mut seen = std::collections::HashSet::new();
-        for (i, s) in self.systems.iter().enumerate() {
-            if !slug(&s.id) {
-                bad(
-                    format!("announcements.systems[{i}].id"),
-                    "required: lowercase letters, digits, - or _",
-                );
-            } else if !seen.insert(s.id.clone()) {
-                bad(format!("announcements.systems[{i}].id"), "is not unique");
-            }
-        }
-        let mut seen = std::collections::HashSet::new();
-        for (i, a) in self.audiences.iter().enumerate() {
-            if !slug(&a.id) {
-                bad(
-                    format!("announcements.audiences[{i}].id"),
-                    "required: lowercase letters, digits, - or _",
-                );
-            } else if !seen.insert(a.id.clone()) {
-                bad(format!("announcements.audiences[{i}].id"), "is not unique");
-            }
-        }
-        if self.severities.is_empty() || self.severities.iter().any(|s| !slug(s)) {
-            bad(
-                "announcements.severities".into(),
-                "must list at least one severity, each lowercase letters, digits, - or _",
-            );
-        }
-        if self.reaction_emoji.is_empty()
-            || self.reaction_emoji.contains(':')
-            || self.reaction_emoji.contains(' ')
-        {
-            bad(
-                "announcements.reaction_emoji".into(),
-                "an emoji name without colons, such as point_up",
-            );
-        }
-        if self.snooze_mins == 0 {
-            bad("announcements.snooze_mins".into(), "must be at least 1");
-        }
-        if self.reminder_check_secs == 0 {
-            bad(
-                "announcements.reminder_check_secs".into(),
-                "must be at least 1",
-            );
-        }
-        if !slug(&self.channel_prefix) || self.channel_prefix.len() > 20 {
-            bad(
-                "announcements.channel_prefix".into(),
-                "lowercase letters, digits, - or _, at most 20 characters",
-            );
-        }
-        p
-    }
-}
-
-/// One system in the catalogue.
-#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
-#[serde(default, deny_unknown_fields)]
-pub struct SystemEntry {
-    /// Stable identifier stored with outages (lowercase, `[a-z0-9-]`).
-    pub id: String,
-    /// Name shown in Slack and on the status page.
-    pub name: String,
-    /// Optional group the status page lists the system under.
-    pub group: Option<String>,
-}
-
-/// An audience (for example sales, B2B partners, customers) and the channel that hears of outages
-/// affecting it.
-#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
-#[serde(default, deny_unknown_fields)]
-pub struct AudienceEntry {
-    pub id: String,
-    pub name: String,
-    /// Channel (ID) told once per outage that affects this audience.
-    pub channel: Option<String>,
-}
-
-/// The public status page (`/status`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct StatusSettings {
-    /// The page's title (and the Atom feed's).
-    pub title: String,
-    /// Where people reach the page (`https://status.example.com/status`); used for the feed's
-    /// links and in Slack messages. Unset: links are relative to the request.
-    pub public_url: Option<Url>,
-    /// How often each replica reloads its in-memory snapshot from the database.
-    pub refresh_interval_ms: u64,
-    /// Days of history shown (resolved outages, finished maintenance).
-    pub history_days: u32,
-    /// How times are shown: `UTC` or a fixed offset such as `+01:00` (no daylight saving).
-    pub time_zone: String,
-    /// The name shown after times (default: the `time_zone` itself, e.g. `UTC` or `UTC+01:00`).
-    pub time_zone_label: Option<String>,
-    /// The snapshot is called out of date on the page once it is this much older than it
-    /// should be (a failed refresh is always called out).
-    pub stale_after_secs: u64,
-}
-
-impl Default for StatusSettings {
-    fn default() -> Self {
-        Self {
-            title: "Service status".into(),
-            public_url: None,
-            refresh_interval_ms: 5000,
-            history_days: 14,
-            time_zone: "UTC".into(),
-            time_zone_label: None,
-            stale_after_secs: 60,
-        }
-    }
-}
-
-impl StatusSettings {
-    /// The display offset in seconds east of UTC, if `time_zone` is valid.
-    pub fn offset_secs(&self) -> Option<i32> {
-        let tz = self.time_zone.trim();
-        if tz.eq_ignore_ascii_case("utc") || tz == "Z" {
-            return Some(0);
-        }
-        let tz = tz
-            .strip_prefix("UTC")
-            .or_else(|| tz.strip_prefix("utc"))
-            .unwrap_or(tz);
-        let (sign, rest) = match tz.as_bytes().first() {
-            Some(b'+') => (1, &tz[1..]),
-            Some(b'-') => (-1, &tz[1..]),
-            _ => return None,
-        };
-        let (h, m) = rest.split_once(':')?;
-        let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
-        ((0..=14).contains(&h) && (0..60).contains(&m) && h.to_string().len() <= 2)
-            .then_some(sign * (h * 3600 + m * 60))
-    }
-
-    /// The name shown after times.
-    pub fn zone_label(&self) -> String {
-        match &self.time_zone_label {
-            Some(l) if !l.trim().is_empty() => l.trim().to_string(),
-            _ if self.offset_secs() == Some(0) => "UTC".into(),
-            _ => format!("UTC{}", self.time_zone.trim().trim_start_matches("UTC")),
-        }
-    }
-}
-
-/// Scheduled maintenance (`/announce maintenance`, `/api/v1/maintenances`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MaintenanceSettings {
-    /// How often one replica looks for windows that started or ended, to announce them.
-    pub check_interval_secs: u64,
-    /// The longest window accepted.
-    pub max_duration_hours: u64,
-    /// How far ahead a window may be scheduled.
-    pub max_ahead_days: u64,
-}
-
-impl Default for MaintenanceSettings {
-    fn default() -> Self {
-        Self {
-            check_interval_secs: 30,
-            max_duration_hours: 7 * 24,
-            max_ahead_days: 365,
-        }
-    }
-}
-
-/// Webhook notifiers told of every outage and maintenance change.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct NotifierSettings {
-    /// Each webhook receives one JSON POST per change it subscribes to.
-    pub webhooks: Vec<WebhookSettings>,
-    /// Time allowed for one delivery attempt (connect and answer).
-    pub timeout_ms: u64,
-    /// Attempts before a delivery is kept as failed (retried with the job queue's backoff).
-    pub max_attempts: u32,
-}
-
-impl Default for NotifierSettings {
-    fn default() -> Self {
-        Self {
-            webhooks: Vec::new(),
-            timeout_ms: 5000,
-            max_attempts: 12,
-        }
-    }
-}
-
-/// One webhook.
-#[derive(Clone, Serialize, Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-pub struct WebhookSettings {
-    /// Unique name, used in logs and to find the webhook when a queued delivery runs.
-    pub name: String,
-    pub url: Option<Url>,
-    /// When set, each delivery carries `X-Slackops-Signature: sha256=<hex>`, an HMAC-SHA256 of
-    /// `<X-Slackops-Timestamp>.<body>` with this key (usually given as `secret_file`).
-    pub secret: Secret,
-    /// Event kinds to send (`outage.resolved`, or `outage.*`); empty sends every event.
-    pub events: Vec<String>,
-}
-
-impl fmt::Debug for WebhookSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WebhookSettings")
-            .field("name", &self.name)
-            .field("url", &self.display_url())
-            .field("secret", &self.secret)
-            .field("events", &self.events)
-            .finish()
-    }
-}
-
-impl WebhookSettings {
-    /// The URL without its path and query, which often carry a token (Slack's incoming webhooks).
-    pub fn display_url(&self) -> String {
-        match &self.url {
-            Some(u) if u.path() == "/" && u.query().is_none() => u.to_string(),
-            Some(u) => format!("{}://{}/[redacted]", u.scheme(), u.host_str().unwrap_or("")),
-            None => "[unset]".into(),
-        }
-    }
-
-    /// Whether this webhook wants events of `kind`.
-    pub fn wants(&self, kind: &str) -> bool {
-        self.events.is_empty()
-            || self.events.iter().any(|e| {
-                e == "*"
-                    || e == kind
-                    || e.strip_suffix(".*")
-                        .is_some_and(|p| kind.strip_prefix(p).is_some_and(|r| r.starts_with('.')))
-            })
-    }
 }
 
 /// Loading failed; the message lists every bad key.
@@ -957,150 +494,19 @@ impl Settings {
         if self.jobs.lease_secs < 5 {
             bad("jobs.lease_secs", "must be at least 5");
         }
-        for (i, r) in self.approvals.routes.iter().enumerate() {
-            if r.application.is_empty() {
-                bad(&format!("approvals.routes[{i}].application"), "required");
-            }
-            if r.channel.is_empty() {
-                bad(
-                    &format!("approvals.routes[{i}].channel"),
-                    "required (a channel ID such as C0123456)",
-                );
-            }
-        }
-        for (i, r) in self.approvals.approvers.iter().enumerate() {
-            if r.application.is_empty() {
-                bad(
-                    &format!("approvals.approvers[{i}].application"),
-                    "required (an application name, or *)",
-                );
-            }
-            if r.principals().is_empty() {
-                bad(
-                    &format!("approvals.approvers[{i}]"),
-                    "names nobody: give users, groups, emails, or everyone: true",
-                );
-            }
-        }
-        if !self.pipelines.command.starts_with('/') || self.pipelines.command.len() < 2 {
-            bad(
-                "pipelines.command",
-                "must be a slash command such as /spinnaker",
-            );
-        }
-        for (i, r) in self.pipelines.rules.iter().enumerate() {
-            if r.application.is_empty() {
-                bad(
-                    &format!("pipelines.rules[{i}].application"),
-                    "required (an application name, or *)",
-                );
-            }
-        }
-        if self.pipelines.follow_interval_secs < 2 {
-            bad("pipelines.follow_interval_secs", "must be at least 2");
-        }
-        if self.approvals.judge_max_attempts == 0 {
-            bad("approvals.judge_max_attempts", "must be at least 1");
-        }
-        if self.approvals.poll_interval_secs < 5 {
-            bad("approvals.poll_interval_secs", "must be at least 5");
-        }
-        if self.approvals.reconcile_interval_secs < 5 {
-            bad("approvals.reconcile_interval_secs", "must be at least 5");
-        }
+        p.extend(self.approvals.problems());
+        p.extend(self.pipelines.problems());
         if self.api.tokens.iter().any(|t| t.expose().len() < 16) {
-            bad("api.tokens", "each token must be at least 16 characters");
+            p.push(ConfigProblem {
+                key: "api.tokens".into(),
+                message: "each token must be at least 16 characters".into(),
+            });
         }
         p.extend(self.announcements.problems());
-        p.extend(self.oncall.validate());
-        p.extend(self.status_problems());
-        p
-    }
-
-    /// Checks of the `status`, `maintenance` and `notifiers` sections.
-    fn status_problems(&self) -> Vec<ConfigProblem> {
-        let mut p = Vec::new();
-        let mut bad = |key: String, message: &str| {
-            p.push(ConfigProblem {
-                key,
-                message: message.into(),
-            })
-        };
-        let st = &self.status;
-        if st.refresh_interval_ms < 100 {
-            bad("status.refresh_interval_ms".into(), "must be at least 100");
-        }
-        if !(1..=365).contains(&st.history_days) {
-            bad("status.history_days".into(), "must be between 1 and 365");
-        }
-        if st.offset_secs().is_none() {
-            bad(
-                "status.time_zone".into(),
-                "must be UTC or a fixed offset such as +01:00 or -05:30",
-            );
-        }
-        if let Some(u) = &st.public_url
-            && !matches!(u.scheme(), "http" | "https")
-        {
-            bad("status.public_url".into(), "must be an http(s) URL");
-        }
-        if self.maintenance.check_interval_secs == 0 {
-            bad(
-                "maintenance.check_interval_secs".into(),
-                "must be at least 1",
-            );
-        }
-        if self.maintenance.max_duration_hours == 0 {
-            bad(
-                "maintenance.max_duration_hours".into(),
-                "must be at least 1",
-            );
-        }
-        if self.maintenance.max_ahead_days == 0 {
-            bad("maintenance.max_ahead_days".into(), "must be at least 1");
-        }
-        let n = &self.notifiers;
-        if !(100..=60_000).contains(&n.timeout_ms) {
-            bad(
-                "notifiers.timeout_ms".into(),
-                "must be between 100 and 60000",
-            );
-        }
-        if n.max_attempts == 0 {
-            bad("notifiers.max_attempts".into(), "must be at least 1");
-        }
-        let mut names = std::collections::HashSet::new();
-        for (i, w) in n.webhooks.iter().enumerate() {
-            let key = |k: &str| format!("notifiers.webhooks[{i}].{k}");
-            if w.name.trim().is_empty() {
-                bad(key("name"), "required (a unique name for logs)");
-            } else if !names.insert(w.name.as_str()) {
-                bad(key("name"), "another webhook has the same name");
-            }
-            match &w.url {
-                None => bad(key("url"), "required (the URL events are POSTed to)"),
-                Some(u) if !matches!(u.scheme(), "http" | "https") => {
-                    bad(key("url"), "must be an http(s) URL")
-                }
-                Some(_) => {}
-            }
-            for e in &w.events {
-                let one = WebhookSettings {
-                    events: vec![e.clone()],
-                    ..Default::default()
-                };
-                let known = crate::notifiers::EVENT_KINDS.iter().any(|k| one.wants(k));
-                if !known {
-                    bad(
-                        key("events"),
-                        &format!(
-                            "unknown event {e:?}; use one of {}, or a prefix such as outage.*",
-                            crate::notifiers::EVENT_KINDS.join(", ")
-                        ),
-                    );
-                }
-            }
-        }
+        p.extend(self.oncall.problems());
+        p.extend(self.status.problems());
+        p.extend(self.maintenance.problems());
+        p.extend(self.notifiers.problems());
         p
     }
 
@@ -1513,6 +919,123 @@ mod tests {
                     .any(|p| p.key == format!("{section}.no_such_key")),
                 "section {section} should be read and its unknown key named: {err}"
             );
+        }
+    }
+
+    // The `oncall` section, loaded through the whole configuration.
+
+    fn base_env() -> Vec<(String, String)> {
+        env_from([
+            ("SLACKOPS_SLACK__SIGNING_SECRET", "s3cret-signing"),
+            ("SLACKOPS_SLACK__BOT_TOKEN", "xoxb-1-2-3"),
+        ])
+    }
+
+    fn load_yaml(yaml: &str, env: Vec<(String, String)>) -> Result<Settings, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("slackops.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        Settings::load(&ConfigSource {
+            file: Some(path),
+            env,
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_documented_example_loads_and_tokens_come_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("pd");
+        std::fs::write(&token, "pd-secret-token\n").unwrap();
+        let yaml = format!(
+            r#"
+oncall:
+  ops_channel: C0OPSALERTS
+  pagerduty:
+    token_file: {}
+  rotas:
+    web:
+      people: [alice@example.com, bob@example.com]
+      every: weekly
+      weekday: monday
+      handoff: "09:00"
+      start: "2026-11-02"
+  groups:
+    - handle: platform-oncall
+      channel: C0PLATFORM
+      handover_minutes: 15
+      ignore: [noop@example.com]
+      sources:
+        - provider: pagerduty
+          schedules: [PC5BGL2, PR892VA]
+    - handle: web-oncall
+      when_empty: fallback
+      fallback: [web-lead@example.com]
+      sources:
+        - provider: static
+          rota: web
+"#,
+            token.display()
+        );
+        let s = load_yaml(&yaml, base_env()).expect("valid");
+        assert_eq!(s.oncall.pagerduty.token.expose(), "pd-secret-token");
+        assert_eq!(s.oncall.groups.len(), 2);
+        assert_eq!(s.oncall.groups[0].handover_minutes, 15);
+        assert_eq!(s.oncall.interval_secs, 300);
+        let printed = crate::config::redacted_view(&s).to_string();
+        assert!(!printed.contains("pd-secret-token"));
+    }
+
+    #[test]
+    fn groups_can_be_given_in_the_environment() {
+        let mut env = base_env();
+        env.push(("SLACKOPS_ONCALL__INTERVAL_SECS".into(), "60".into()));
+        env.push(("SLACKOPS_ONCALL__OPSGENIE__TOKEN".into(), "og-key".into()));
+        env.push((
+            "SLACKOPS_ONCALL__GROUPS".into(),
+            r#"[{handle="ops-oncall",sources=[{provider="opsgenie",schedules=["ops"],by_name=true}]}]"#
+                .into(),
+        ));
+        let s = Settings::load(&ConfigSource { file: None, env }).expect("valid");
+        assert_eq!(s.oncall.interval_secs, 60);
+        assert_eq!(s.oncall.groups[0].handle, "ops-oncall");
+        assert!(s.oncall.groups[0].sources[0].by_name);
+    }
+
+    #[test]
+    fn every_oncall_problem_is_named() {
+        let yaml = r#"
+oncall:
+  concurrency: 0
+  rotas:
+    bad:
+      people: []
+      handoff: "9am"
+  groups:
+    - handle: a
+      sources:
+        - provider: pagerduty
+          schedules: [P1]
+        - provider: static
+          rota: nope
+    - handle: a
+      when_empty: fallback
+      sources:
+        - provider: grafana
+          schedules: [S1]
+"#;
+        let err = load_yaml(yaml, base_env()).unwrap_err();
+        for key in [
+            "oncall.concurrency",
+            "oncall.rotas.bad",
+            "oncall.pagerduty.token",
+            "oncall.groups[0].sources[1].rota",
+            "oncall.groups[1].handle",
+            "oncall.groups[1].fallback",
+            "oncall.grafana.base_url",
+            "oncall.grafana.token",
+        ] {
+            assert!(err.contains(key), "{key} missing from: {err}");
         }
     }
 }

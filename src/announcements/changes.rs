@@ -447,7 +447,7 @@ pub async fn apply(state: &AppState, id: &str, change: Change) -> Result<Outage,
 }
 
 fn fc(
-    settings: &crate::config::AnnouncementsSettings,
+    settings: &crate::announcements::settings::AnnouncementsSettings,
     field: &str,
     from: &str,
     to: &str,

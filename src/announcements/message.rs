@@ -9,7 +9,7 @@ use super::model::{self, HistoryRow, Outage};
 use super::{
     ACTION_CHANNEL, ACTION_REASSIGN, ACTION_REOPEN, ACTION_RESOLVE, ACTION_SNOOZE, ACTION_UPDATE,
 };
-use crate::config::AnnouncementsSettings;
+use crate::announcements::settings::AnnouncementsSettings;
 use crate::slack::blocks::{self, escape, mention};
 
 fn severity_emoji(severity: &str, settings: &AnnouncementsSettings) -> &'static str {

@@ -28,6 +28,7 @@ pub mod model;
 pub mod reactions;
 pub mod reminders;
 pub mod resolve;
+pub mod settings;
 
 use axum::Router;
 use serde_json::json;

@@ -14,7 +14,7 @@ use tracing::warn;
 use super::changes::{self, Change, ChangeError, Kind};
 use super::model::{self, AFFECTED, ETAS, Fields, Impact, Outage};
 use super::{ACTION_REASSIGN, VIEW_NEW, VIEW_REASSIGN, VIEW_UPDATE, may_announce, may_change};
-use crate::config::AnnouncementsSettings;
+use crate::announcements::settings::AnnouncementsSettings;
 use crate::registry::{ActionHandler, CommandHandler, SlackCtx, ViewHandler};
 use crate::slack::ack::Ack;
 use crate::slack::blocks::truncate;

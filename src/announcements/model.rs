@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::config::AnnouncementsSettings;
+use crate::announcements::settings::AnnouncementsSettings;
 use crate::slack::blocks::mention;
 
 pub const OPEN: &str = "open";
@@ -337,9 +337,9 @@ pub async fn history_entry(
 pub fn rank_systems<'a>(
     settings: &'a AnnouncementsSettings,
     filter: &str,
-) -> Vec<&'a crate::config::SystemEntry> {
+) -> Vec<&'a crate::announcements::settings::SystemEntry> {
     let f = filter.trim().to_lowercase();
-    let score = |s: &crate::config::SystemEntry| -> u8 {
+    let score = |s: &crate::announcements::settings::SystemEntry| -> u8 {
         if f.is_empty() {
             return 2;
         }
@@ -590,7 +590,7 @@ pub fn duration_text(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AudienceEntry, SystemEntry};
+    use crate::announcements::settings::{AudienceEntry, SystemEntry};
 
     fn settings() -> AnnouncementsSettings {
         AnnouncementsSettings {

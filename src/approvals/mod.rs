@@ -22,12 +22,14 @@ pub mod message;
 pub mod model;
 pub mod policy;
 pub mod reconcile;
+pub mod settings;
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ApprovalRoute, Settings};
+use crate::approvals::settings::ApprovalRoute;
+use crate::config::Settings;
 use crate::jobs::NewJob;
 use crate::registry::Registry;
 use crate::state::AppState;

@@ -6,8 +6,9 @@
 //! judgment, reference/spinnaker.md §4), so slackops checks before claiming.
 
 use super::model::StageInfo;
+use crate::approvals::settings::ApproverRule;
 use crate::authz::Identity;
-use crate::config::{ApproverRule, Settings};
+use crate::config::Settings;
 use crate::principals::Principals;
 use crate::slack::blocks::escape;
 use crate::state::AppState;

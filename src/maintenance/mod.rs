@@ -12,6 +12,7 @@ pub mod announce;
 pub mod api;
 pub mod modal;
 pub mod model;
+pub mod settings;
 
 use axum::Router;
 use serde_json::Value;

@@ -422,7 +422,7 @@ pub async fn set_message(db: &Db, id: &str, channel: &str, ts: &str) -> Result<b
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::SystemEntry;
+    use crate::announcements::settings::SystemEntry;
 
     fn settings() -> Settings {
         let mut s = Settings::default();

@@ -7,6 +7,8 @@
 //! read from the configuration when the delivery runs, so a rotated secret applies to deliveries
 //! still waiting. This module must never log a webhook's secret, URL query or a body.
 
+pub mod settings;
+
 use std::time::Duration;
 
 use anyhow::anyhow;
@@ -15,27 +17,16 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::{Settings, WebhookSettings};
+use crate::config::Settings;
 use crate::jobs::{Job, JobError, JobHandler, NewJob};
 use crate::registry::Registry;
 use crate::state::AppState;
+use settings::WebhookSettings;
+
+pub use settings::EVENT_KINDS;
 
 /// The job kind of one delivery to one webhook.
 pub const JOB_DELIVER: &str = "notifiers.deliver";
-
-/// Every event kind a webhook can receive (and filter on in `notifiers.webhooks[].events`).
-pub const EVENT_KINDS: &[&str] = &[
-    "outage.announced",
-    "outage.updated",
-    "outage.reassigned",
-    "outage.resolved",
-    "outage.reopened",
-    "maintenance.scheduled",
-    "maintenance.updated",
-    "maintenance.started",
-    "maintenance.ended",
-    "maintenance.canceled",
-];
 
 /// Header carrying the event kind.
 pub const HEADER_EVENT: &str = "x-slackops-event";

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use futures::StreamExt;
 
-use super::config::GroupSettings;
+use super::settings::GroupSettings;
 use super::{Millis, Oncall, Person, Shift};
 use crate::registry::{CommandHandler, SlackCtx};
 use crate::slack::ack::Ack;

@@ -16,9 +16,9 @@
 
 pub mod cli;
 pub mod command;
-pub mod config;
 pub mod notify;
 pub mod providers;
+pub mod settings;
 pub mod sync;
 
 use std::sync::Arc;

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::{error, info, warn};
 
-use super::config::{EmptyPolicy, GroupSettings};
+use super::settings::{EmptyPolicy, GroupSettings};
 use super::{Millis, Oncall, Person, RUN_LEASE};
 use crate::registry::Periodic;
 use crate::slack::api::SlackError;

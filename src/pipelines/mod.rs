@@ -15,6 +15,7 @@ pub mod cancel;
 pub mod command;
 pub mod follow;
 pub mod parse;
+pub mod settings;
 pub mod start;
 
 use std::collections::BTreeMap;
@@ -24,8 +25,9 @@ use serde_json::json;
 use tracing::warn;
 
 use crate::authz::Identity;
-use crate::config::{PipelineRule, Settings};
+use crate::config::Settings;
 use crate::jobs::NewJob;
+use crate::pipelines::settings::PipelineRule;
 use crate::principals::Principals;
 use crate::registry::Registry;
 use crate::slack::api::{Message, SlackErrorCode};

@@ -16,7 +16,7 @@ use tracing::warn;
 
 use super::{ACTION_CONFIRM_START, StartRequest, VIEW_START, authorize, trigger_and_announce};
 use crate::authz::Identity;
-use crate::config::PipelineRule;
+use crate::pipelines::settings::PipelineRule;
 use crate::registry::{ActionHandler, SlackCtx, ViewHandler};
 use crate::slack::ack::{Ack, Reply};
 use crate::slack::blocks::{self, escape, truncate};

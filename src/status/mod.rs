@@ -8,6 +8,7 @@
 //! public and public maintenance windows, and escapes every piece of text.
 
 pub mod render;
+pub mod settings;
 pub mod snapshot;
 
 use axum::Router;

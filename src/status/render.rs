@@ -12,7 +12,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::snapshot::{Current, OutageEntry};
-use crate::config::{Settings, SystemEntry};
+use crate::announcements::settings::SystemEntry;
+use crate::config::Settings;
 use crate::maintenance::model::{Maintenance, Phase, rfc3339};
 
 /// How a system is doing, worst last.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use slackops::clock::ManualClock;
-use slackops::oncall::config::{
+use slackops::oncall::settings::{
     EmptyPolicy, GroupSettings, ProviderKind, RotaEvery, RotaSettings, SourceSettings,
 };
 use slackops::oncall::sync::{Outcome, SyncError, SyncOptions, SyncReport, render, sync};

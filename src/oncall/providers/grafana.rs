@@ -13,7 +13,7 @@ use serde_json::Value;
 use url::Url;
 
 use super::{Http, Provider, ProviderError, parse_time};
-use crate::oncall::config::SourceSettings;
+use crate::oncall::settings::SourceSettings;
 use crate::oncall::{Millis, Person, Shift};
 use crate::secret::Secret;
 

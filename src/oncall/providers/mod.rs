@@ -20,7 +20,7 @@ use rand::Rng;
 use serde_json::Value;
 use tracing::debug;
 
-use super::config::{OncallSettings, ProviderKind, SourceSettings};
+use super::settings::{OncallSettings, ProviderKind, SourceSettings};
 use super::{Millis, Shift};
 
 /// A failed provider call.

@@ -10,7 +10,7 @@ use serde_json::Value;
 use url::Url;
 
 use super::{Http, Provider, ProviderError, iso};
-use crate::oncall::config::{OpsgenieSettings, SourceSettings};
+use crate::oncall::settings::{OpsgenieSettings, SourceSettings};
 use crate::oncall::{Millis, Person, Shift};
 use crate::secret::Secret;
 

@@ -14,7 +14,7 @@ use serde_json::Value;
 use url::Url;
 
 use super::{Http, Provider, ProviderError, iso, parse_time};
-use crate::oncall::config::{PagerDutySettings, SourceSettings};
+use crate::oncall::settings::{PagerDutySettings, SourceSettings};
 use crate::oncall::{Millis, Person, Shift};
 use crate::secret::Secret;
 

@@ -5,13 +5,10 @@
 //! Times are a fixed offset from UTC (`utc_offset`); daylight saving is not applied.
 
 use async_trait::async_trait;
-use chrono::{Datelike, NaiveDate, NaiveTime, Weekday};
 
 use super::{Provider, ProviderError};
-use crate::oncall::config::{RotaEvery, RotaSettings, SourceSettings};
+use crate::oncall::settings::{RotaSchedule, RotaSettings, SourceSettings};
 use crate::oncall::{Millis, Person, Shift};
-
-const DAY_MS: i64 = 86_400_000;
 
 #[derive(Debug, Clone)]
 pub struct Rota {
@@ -23,41 +20,14 @@ pub struct Rota {
 
 impl Rota {
     pub fn parse(r: &RotaSettings) -> Result<Rota, String> {
-        let people: Vec<String> = r
-            .people
-            .iter()
-            .map(|p| p.trim().to_string())
-            .filter(|p| !p.is_empty())
-            .collect();
-        if people.is_empty() {
-            return Err("people: names nobody".into());
-        }
-        let time = NaiveTime::parse_from_str(r.handoff.trim(), "%H:%M")
-            .map_err(|_| format!("handoff: {:?} is not a time of day HH:MM", r.handoff))?;
-        let start = NaiveDate::parse_from_str(r.start.trim(), "%Y-%m-%d")
-            .map_err(|_| format!("start: {:?} is not a date YYYY-MM-DD", r.start))?;
-        let offset_min = parse_offset(&r.utc_offset)
-            .ok_or_else(|| format!("utc_offset: {:?} is not +HH:MM or -HH:MM", r.utc_offset))?;
-        let mut day = start;
-        let period = match r.every {
-            RotaEvery::Daily => DAY_MS,
-            RotaEvery::Weekly => {
-                if let Some(w) = &r.weekday {
-                    let want: Weekday = w
-                        .trim()
-                        .parse()
-                        .map_err(|_| format!("weekday: {w:?} is not a day of the week"))?;
-                    while day.weekday() != want {
-                        day = day.succ_opt().ok_or("start: out of range")?;
-                    }
-                }
-                7 * DAY_MS
-            }
-        };
-        let local = day.and_time(time).and_utc().timestamp_millis();
+        let RotaSchedule {
+            people,
+            anchor,
+            period,
+        } = r.schedule()?;
         Ok(Rota {
             people,
-            anchor: local - i64::from(offset_min) * 60_000,
+            anchor,
             period,
         })
     }
@@ -97,21 +67,6 @@ fn person(entry: &str) -> Person {
     }
 }
 
-fn parse_offset(s: &str) -> Option<i32> {
-    let s = s.trim();
-    if s.is_empty() || s.eq_ignore_ascii_case("z") || s.eq_ignore_ascii_case("utc") {
-        return Some(0);
-    }
-    let (sign, rest) = match s.as_bytes().first()? {
-        b'+' => (1, &s[1..]),
-        b'-' => (-1, &s[1..]),
-        _ => return None,
-    };
-    let (h, m) = rest.split_once(':')?;
-    let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
-    (h <= 14 && m < 60).then_some(sign * (h * 60 + m))
-}
-
 #[async_trait]
 impl Provider for Rota {
     async fn shifts(
@@ -129,6 +84,7 @@ impl Provider for Rota {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oncall::settings::{RotaEvery, parse_offset};
 
     fn weekly() -> Rota {
         Rota::parse(&RotaSettings {
