@@ -92,7 +92,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
-        Command::Oncall { command } => crate::oncall::cli::run(settings, command).await,
+        Command::Oncall { command } => oncall(settings, command).await,
         Command::CheckConfig { probe } => {
             let view = redacted_view(&settings);
             println!(
@@ -115,6 +115,32 @@ pub async fn run(cli: Cli) -> ExitCode {
             }
         }
     }
+}
+
+/// `oncall …`: the service without its periodic tasks, on a private port, logging to stderr.
+async fn oncall(mut settings: Settings, command: crate::oncall::cli::OncallCommand) -> ExitCode {
+    // Logs go to stderr: stdout is the plan.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    // A private port: a service on this host may hold the configured one.
+    settings.server.listen = "127.0.0.1:0".parse().expect("static address");
+    let app = match Application::builder(settings)
+        .without_periodic()
+        .build()
+        .await
+    {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("slackops: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    crate::oncall::cli::run(app, command).await
 }
 
 /// Call each integration once; `(report, all_ok)`.

@@ -16,13 +16,13 @@ use crate::state::AppState;
 
 /// Register every feature's handlers.
 pub fn register_all(registry: &mut Registry, settings: &Settings) {
-    crate::approvals::register(registry, settings);
-    crate::pipelines::register(registry, settings);
-    crate::announcements::register(registry, settings);
-    crate::maintenance::register(registry, settings);
-    crate::status::register(registry, settings);
-    crate::notifiers::register(registry, settings);
-    crate::oncall::register(registry, settings);
+    crate::approvals::register(registry, &settings.approvals);
+    crate::pipelines::register(registry, &settings.pipelines);
+    crate::announcements::register(registry, &settings.announcements);
+    crate::maintenance::register(registry, &settings.maintenance);
+    crate::status::register(registry, &settings.status);
+    crate::notifiers::register(registry, &settings.notifiers);
+    crate::oncall::register(registry, &settings.oncall);
 }
 
 /// Feature HTTP routes beyond the Slack and echo endpoints (the `/api/v1` surface).
@@ -41,7 +41,7 @@ pub fn spawn_periodic(state: &AppState, stop: CancellationToken) -> Vec<JoinHand
     let mut handles = Vec::new();
     for task in state.registry().periodic_tasks() {
         let task = task.clone();
-        let Some(interval) = task.interval(state.settings()) else {
+        let Some(interval) = task.interval(state) else {
             continue;
         };
         let (state, stop, owner) = (state.clone(), stop.clone(), owner.clone());

@@ -74,7 +74,7 @@ pub trait EchoHandler: Send + Sync + 'static {
 pub trait Periodic: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// `None` disables the task under this configuration.
-    fn interval(&self, settings: &crate::config::Settings) -> Option<std::time::Duration>;
+    fn interval(&self, state: &AppState) -> Option<std::time::Duration>;
     async fn run(&self, state: &AppState) -> anyhow::Result<()>;
 }
 

@@ -69,7 +69,7 @@ impl AppState {
             slack.clone(),
             std::time::Duration::from_secs(settings.approvals.membership_cache_secs),
         );
-        let oncall = crate::oncall::Oncall::new(&settings, parts.http.clone());
+        let oncall = crate::oncall::Oncall::new(&settings.oncall, parts.http.clone());
         Ok(Self {
             inner: Arc::new(Inner {
                 settings,

@@ -33,9 +33,9 @@ pub mod settings;
 use axum::Router;
 use serde_json::json;
 
-use crate::config::Settings;
 use crate::registry::Registry;
 use crate::state::AppState;
+use settings::AnnouncementsSettings;
 
 pub const FEATURE: &str = "announcements";
 
@@ -60,9 +60,9 @@ pub const JOB_CHANNEL: &str = "announcements.channel";
 pub const JOB_CHANNEL_NOTE: &str = "announcements.channel_note";
 pub const JOB_COPY: &str = "announcements.copy";
 
-pub fn register(registry: &mut Registry, settings: &Settings) {
+pub fn register(registry: &mut Registry, settings: &AnnouncementsSettings) {
     registry
-        .command(&settings.announcements.command, modal::AnnounceCommand)
+        .command(&settings.command, modal::AnnounceCommand)
         .view(VIEW_NEW, modal::NewView)
         .view(VIEW_UPDATE, modal::ChangeView)
         .view(VIEW_REASSIGN, modal::ChangeView)

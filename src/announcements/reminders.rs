@@ -24,7 +24,6 @@ use super::message;
 use super::modal::outage_for_action;
 use super::model::{self, Outage};
 use super::{JOB_DM, model::COLUMNS, model::OutageRow};
-use crate::config::Settings;
 use crate::jobs::NewJob;
 use crate::registry::{ActionHandler, Periodic, SlackCtx};
 use crate::slack::ack::{Ack, Reply};
@@ -41,9 +40,9 @@ impl Periodic for Reminders {
     fn name(&self) -> &'static str {
         TASK
     }
-    fn interval(&self, settings: &Settings) -> Option<Duration> {
+    fn interval(&self, state: &AppState) -> Option<Duration> {
         Some(Duration::from_secs(
-            settings.announcements.reminder_check_secs.max(1),
+            state.settings().announcements.reminder_check_secs.max(1),
         ))
     }
     async fn run(&self, state: &AppState) -> anyhow::Result<()> {

@@ -43,7 +43,11 @@ impl JobHandler for PostJob {
             info!(judgment = %j.id, state = %j.state, "judgment decided before its message was posted; not posting");
             return Ok(());
         }
-        let Some(channel) = channel_for(state.settings(), &j.application, &j.pipeline_name) else {
+        let Some(channel) = channel_for(
+            &state.settings().approvals,
+            &j.application,
+            &j.pipeline_name,
+        ) else {
             state
                 .db()
                 .audit(
@@ -168,7 +172,11 @@ impl JobHandler for NotifyJob {
         if let (Some(c), Some(ts)) = (&j.channel, &j.message_ts) {
             notes.push((c.clone(), Some(ts.clone()), status.clone()));
         }
-        if let Some(route) = route_for(state.settings(), &j.application, &j.pipeline_name) {
+        if let Some(route) = route_for(
+            &state.settings().approvals,
+            &j.application,
+            &j.pipeline_name,
+        ) {
             for c in &route.notify_channels {
                 notes.push((c.clone(), None, format!("{head}: {status}{reference}")));
             }

@@ -18,7 +18,6 @@ use super::model::{
     self, Outcome, StageInfo, StageOutcome, find_stage, is_manual_judgment, stage_outcome,
 };
 use super::{JOB_FETCH, JOB_POST, JudgmentRef, announce_outcome};
-use crate::config::Settings;
 use crate::jobs::{Job, JobError, JobHandler, NewJob};
 use crate::registry::{EchoHandler, Periodic};
 use crate::spinnaker::gate::GateError;
@@ -347,9 +346,10 @@ impl Periodic for Poller {
     fn name(&self) -> &'static str {
         "approvals.poller"
     }
-    fn interval(&self, settings: &Settings) -> Option<Duration> {
-        (!settings.approvals.poll_applications.is_empty())
-            .then(|| Duration::from_secs(settings.approvals.poll_interval_secs))
+    fn interval(&self, state: &AppState) -> Option<Duration> {
+        let settings = &state.settings().approvals;
+        (!settings.poll_applications.is_empty())
+            .then(|| Duration::from_secs(settings.poll_interval_secs))
     }
     async fn run(&self, state: &AppState) -> anyhow::Result<()> {
         poll_once(state).await.map(|_| ())

@@ -28,11 +28,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::approvals::settings::ApprovalRoute;
-use crate::config::Settings;
 use crate::jobs::NewJob;
 use crate::registry::Registry;
 use crate::state::AppState;
+use settings::{ApprovalRoute, ApprovalsSettings};
 
 pub const FEATURE: &str = "approvals";
 
@@ -50,7 +49,7 @@ pub struct JudgmentRef {
     pub id: String,
 }
 
-pub fn register(registry: &mut Registry, _settings: &Settings) {
+pub fn register(registry: &mut Registry, _settings: &ApprovalsSettings) {
     let stage_events = Arc::new(intake::StageEvents);
     registry
         .echo("orca:stage:starting", stage_events.clone())
@@ -73,11 +72,11 @@ pub fn register(registry: &mut Registry, _settings: &Settings) {
 /// The route for an application and pipeline: a pipeline-specific route wins over an
 /// application-wide one.
 pub fn route_for<'a>(
-    settings: &'a Settings,
+    settings: &'a ApprovalsSettings,
     application: &str,
     pipeline: &str,
 ) -> Option<&'a ApprovalRoute> {
-    let routes = &settings.approvals.routes;
+    let routes = &settings.routes;
     routes
         .iter()
         .find(|r| {
@@ -93,10 +92,14 @@ pub fn route_for<'a>(
 }
 
 /// The channel a judgment is posted to.
-pub fn channel_for(settings: &Settings, application: &str, pipeline: &str) -> Option<String> {
+pub fn channel_for(
+    settings: &ApprovalsSettings,
+    application: &str,
+    pipeline: &str,
+) -> Option<String> {
     route_for(settings, application, pipeline)
         .map(|r| r.channel.clone())
-        .or_else(|| settings.approvals.default_channel.clone())
+        .or_else(|| settings.default_channel.clone())
 }
 
 /// Enqueue a job about a judgment, optionally once per `dedup`.

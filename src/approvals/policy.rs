@@ -6,9 +6,8 @@
 //! judgment, reference/spinnaker.md §4), so slackops checks before claiming.
 
 use super::model::StageInfo;
-use crate::approvals::settings::ApproverRule;
+use super::settings::{ApprovalsSettings, ApproverRule};
 use crate::authz::Identity;
-use crate::config::Settings;
 use crate::principals::Principals;
 use crate::slack::blocks::escape;
 use crate::state::AppState;
@@ -16,11 +15,11 @@ use crate::state::AppState;
 /// The rules that apply: pipeline-specific rules for this application, else application-wide
 /// rules, else `*` rules.
 pub fn approvers_for<'a>(
-    settings: &'a Settings,
+    settings: &'a ApprovalsSettings,
     application: &str,
     pipeline: &str,
 ) -> Vec<&'a ApproverRule> {
-    let rules = &settings.approvals.approvers;
+    let rules = &settings.approvers;
     let app = |r: &&ApproverRule| r.application.eq_ignore_ascii_case(application);
     let specific: Vec<_> = rules
         .iter()
@@ -46,7 +45,7 @@ pub async fn check(
     who: &Identity,
     decision: &str,
 ) -> anyhow::Result<Result<(), String>> {
-    let settings = state.settings();
+    let settings = &state.settings().approvals;
     let authz = state.authz();
     let rules = approvers_for(settings, &info.application, &info.pipeline_name);
     if rules.is_empty() {
@@ -82,7 +81,7 @@ pub async fn check(
         let groups: Vec<String> = info
             .roles
             .iter()
-            .filter_map(|role| settings.approvals.role_groups.get(role))
+            .filter_map(|role| settings.role_groups.get(role))
             .flatten()
             .cloned()
             .collect();
@@ -105,7 +104,7 @@ pub async fn check(
         }
     }
 
-    if settings.approvals.four_eyes
+    if settings.four_eyes
         && decision == "continue"
         && let (Some(trigger), Some(email)) = (info.trigger_user.as_deref(), who.email.as_deref())
         && trigger.eq_ignore_ascii_case(email)

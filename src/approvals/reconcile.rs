@@ -10,7 +10,6 @@ use tracing::{debug, warn};
 use super::announce_outcome;
 use super::intake::record_external;
 use super::model::{self, Outcome, StageOutcome, find_stage, stage_outcome};
-use crate::config::Settings;
 use crate::registry::Periodic;
 use crate::spinnaker::gate::GateError;
 use crate::state::AppState;
@@ -22,9 +21,9 @@ impl Periodic for Reconciler {
     fn name(&self) -> &'static str {
         "approvals.reconciler"
     }
-    fn interval(&self, settings: &Settings) -> Option<Duration> {
+    fn interval(&self, state: &AppState) -> Option<Duration> {
         Some(Duration::from_secs(
-            settings.approvals.reconcile_interval_secs,
+            state.settings().approvals.reconcile_interval_secs,
         ))
     }
     async fn run(&self, state: &AppState) -> anyhow::Result<()> {

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::model::{self, Maintenance};
-use crate::config::Settings;
+use crate::announcements::settings::SystemEntry;
 use crate::jobs::{Job, JobError, JobHandler};
 use crate::registry::Periodic;
 use crate::slack::api::{Message, SlackErrorCode};
@@ -31,15 +31,13 @@ pub struct Post {
     pub detail: Option<String>,
 }
 
-fn systems_text(settings: &Settings, ids: &[String]) -> String {
+fn systems_text(catalogue: &[SystemEntry], ids: &[String]) -> String {
     if ids.is_empty() {
         return "none named".into();
     }
     ids.iter()
         .map(|id| {
-            settings
-                .announcements
-                .systems
+            catalogue
                 .iter()
                 .find(|s| &s.id == id)
                 .map(|s| s.name.as_str())
@@ -51,7 +49,7 @@ fn systems_text(settings: &Settings, ids: &[String]) -> String {
 }
 
 /// The announcement's text (mrkdwn, user text escaped).
-pub fn text(settings: &Settings, m: &Maintenance, post: &Post) -> String {
+pub fn text(catalogue: &[SystemEntry], m: &Maintenance, post: &Post) -> String {
     let title = escape(&m.title);
     let when = format!(
         "{} – {}",
@@ -62,7 +60,7 @@ pub fn text(settings: &Settings, m: &Maintenance, post: &Post) -> String {
         "scheduled" => {
             let mut t = format!(
                 ":calendar: *Scheduled maintenance: {title}*\n*When:* {when}\n*Systems:* {}",
-                systems_text(settings, &m.systems)
+                systems_text(catalogue, &m.systems)
             );
             if !m.summary.trim().is_empty() {
                 t.push_str(&format!("\n{}", escape(&m.summary)));
@@ -89,7 +87,7 @@ pub fn text(settings: &Settings, m: &Maintenance, post: &Post) -> String {
         "started" => format!(
             ":construction: Maintenance *{title}* has started. It is planned to end {}. Systems: {}.",
             blocks::date(m.ends_at),
-            systems_text(settings, &m.systems)
+            systems_text(catalogue, &m.systems)
         ),
         "ended" => format!(":white_check_mark: Maintenance *{title}* has ended."),
         "canceled" => format!(":x: Maintenance *{title}* ({when}) was canceled."),
@@ -115,7 +113,7 @@ impl JobHandler for PostJob {
             .ok_or_else(|| {
                 JobError::Permanent(anyhow::anyhow!("maintenance {} does not exist", post.id))
             })?;
-        let text = text(state.settings(), &m, &post);
+        let text = text(&state.settings().announcements.systems, &m, &post);
         let mut msg =
             Message::text(&channel, &text).blocks(blocks::to_json(&[blocks::section(&text)]));
         if post.event == "scheduled" {
@@ -153,9 +151,9 @@ impl Periodic for Announcer {
     fn name(&self) -> &'static str {
         "maintenance.announcer"
     }
-    fn interval(&self, settings: &Settings) -> Option<Duration> {
+    fn interval(&self, state: &AppState) -> Option<Duration> {
         Some(Duration::from_secs(
-            settings.maintenance.check_interval_secs.max(1),
+            state.settings().maintenance.check_interval_secs.max(1),
         ))
     }
     async fn run(&self, state: &AppState) -> anyhow::Result<()> {

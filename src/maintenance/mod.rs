@@ -17,7 +17,6 @@ pub mod settings;
 use axum::Router;
 use serde_json::Value;
 
-use crate::config::Settings;
 use crate::jobs::NewJob;
 use crate::notifiers::StatusEvent;
 use crate::registry::{Registry, SlackCtx};
@@ -25,6 +24,7 @@ use crate::slack::ack::Ack;
 use crate::slack::payload::SlashCommand;
 use crate::state::AppState;
 use model::{Draft, FieldError, Maintenance};
+use settings::MaintenanceSettings;
 
 /// The creation modal's `callback_id`.
 pub const VIEW_CREATE: &str = "maintenance:create";
@@ -34,7 +34,7 @@ pub async fn command(cx: SlackCtx, cmd: SlashCommand) -> anyhow::Result<Ack> {
     modal::open(&cx, &cmd).await
 }
 
-pub fn register(registry: &mut Registry, _settings: &Settings) {
+pub fn register(registry: &mut Registry, _settings: &MaintenanceSettings) {
     registry
         .view(VIEW_CREATE, modal::CreateView)
         .job(announce::JOB_POST, announce::PostJob)
@@ -113,7 +113,13 @@ pub async fn create(
     created_by: &str,
 ) -> Result<Maintenance, ChangeError> {
     let now = state.now_ms();
-    let errors = model::validate(state.settings(), &draft, now, None);
+    let errors = model::validate(
+        &state.settings().maintenance,
+        &state.settings().announcements.systems,
+        &draft,
+        now,
+        None,
+    );
     if !errors.is_empty() {
         return Err(ChangeError::Invalid(errors));
     }
@@ -183,7 +189,13 @@ pub async fn update(
         public: existing.public,
     };
     apply(&mut draft);
-    let errors = model::validate(state.settings(), &draft, now, Some(&existing));
+    let errors = model::validate(
+        &state.settings().maintenance,
+        &state.settings().announcements.systems,
+        &draft,
+        now,
+        Some(&existing),
+    );
     if !errors.is_empty() {
         return Err(ChangeError::Invalid(errors));
     }

@@ -5,7 +5,8 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::config::Settings;
+use super::settings::MaintenanceSettings;
+use crate::announcements::settings::SystemEntry;
 use crate::store::Db;
 
 pub const SCHEDULED: &str = "scheduled";
@@ -174,7 +175,8 @@ fn fe(field: &'static str, message: impl Into<String>) -> FieldError {
 /// Check a draft: for a new window (`existing` is `None`) or a change to `existing`. Returns every
 /// problem, each naming its field (`title`, `summary`, `systems`, `starts_at`, `ends_at`).
 pub fn validate(
-    settings: &Settings,
+    settings: &MaintenanceSettings,
+    catalogue: &[SystemEntry],
     draft: &Draft,
     now: i64,
     existing: Option<&Maintenance>,
@@ -189,7 +191,6 @@ pub fn validate(
     if draft.summary.chars().count() > SUMMARY_MAX {
         errors.push(fe("summary", format!("at most {SUMMARY_MAX} characters")));
     }
-    let catalogue = &settings.announcements.systems;
     if draft.systems.is_empty() && !catalogue.is_empty() {
         errors.push(fe("systems", "choose at least one system"));
     }
@@ -217,7 +218,7 @@ pub fn validate(
             ),
         ));
     }
-    let m = &settings.maintenance;
+    let m = settings;
     let started = existing.is_some_and(|e| e.phase(now) != Phase::Upcoming || e.announced_start);
     match existing {
         Some(e) if started && draft.starts_at != e.starts_at => errors.push(fe(
@@ -422,16 +423,17 @@ pub async fn set_message(db: &Db, id: &str, channel: &str, ts: &str) -> Result<b
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::announcements::settings::SystemEntry;
 
-    fn settings() -> Settings {
-        let mut s = Settings::default();
-        s.announcements.systems = vec![SystemEntry {
+    fn settings() -> MaintenanceSettings {
+        MaintenanceSettings::default()
+    }
+
+    fn catalogue() -> Vec<SystemEntry> {
+        vec![SystemEntry {
             id: "api".into(),
             name: "API".into(),
             group: None,
-        }];
-        s
+        }]
     }
 
     fn draft(start: i64, end: i64) -> Draft {
@@ -450,13 +452,22 @@ mod tests {
 
     #[test]
     fn a_window_in_the_future_is_valid() {
-        assert!(validate(&settings(), &draft(NOW + H, NOW + 2 * H), NOW, None).is_empty());
+        assert!(
+            validate(
+                &settings(),
+                &catalogue(),
+                &draft(NOW + H, NOW + 2 * H),
+                NOW,
+                None
+            )
+            .is_empty()
+        );
     }
 
     #[test]
     fn each_bad_field_is_named() {
         let fields = |d: Draft| {
-            validate(&settings(), &d, NOW, None)
+            validate(&settings(), &catalogue(), &d, NOW, None)
                 .into_iter()
                 .map(|e| e.field)
                 .collect::<Vec<_>>()
@@ -498,8 +509,23 @@ mod tests {
             created_at: NOW - 2 * H,
             updated_at: NOW - 2 * H,
         };
-        assert!(validate(&settings(), &draft(NOW - H, NOW + 3 * H), NOW, Some(&m)).is_empty());
-        let e = validate(&settings(), &draft(NOW + H, NOW + 3 * H), NOW, Some(&m));
+        assert!(
+            validate(
+                &settings(),
+                &catalogue(),
+                &draft(NOW - H, NOW + 3 * H),
+                NOW,
+                Some(&m)
+            )
+            .is_empty()
+        );
+        let e = validate(
+            &settings(),
+            &catalogue(),
+            &draft(NOW + H, NOW + 3 * H),
+            NOW,
+            Some(&m),
+        );
         assert_eq!(e[0].field, "starts_at");
         assert_eq!(m.phase(NOW), Phase::InProgress);
         assert_eq!(m.phase(NOW + H), Phase::Finished);

@@ -17,11 +17,10 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::Settings;
 use crate::jobs::{Job, JobError, JobHandler, NewJob};
 use crate::registry::Registry;
 use crate::state::AppState;
-use settings::WebhookSettings;
+use settings::{NotifierSettings, WebhookSettings};
 
 pub use settings::EVENT_KINDS;
 
@@ -87,7 +86,7 @@ pub async fn enqueue(
     Ok(())
 }
 
-pub fn register(registry: &mut Registry, _settings: &Settings) {
+pub fn register(registry: &mut Registry, _settings: &NotifierSettings) {
     registry.job(JOB_DELIVER, DeliverJob);
 }
 

@@ -12,7 +12,6 @@ use clap::Subcommand;
 use tokio_util::sync::CancellationToken;
 
 use super::sync::{SyncError, SyncOptions, render, sync};
-use crate::config::Settings;
 use crate::startup::Application;
 
 #[derive(Debug, Subcommand)]
@@ -28,29 +27,9 @@ pub enum OncallCommand {
     },
 }
 
-pub async fn run(mut settings: Settings, command: OncallCommand) -> ExitCode {
+/// Run `command` on `app` (built without periodic tasks, see [`crate::cli`]).
+pub async fn run(app: Application, command: OncallCommand) -> ExitCode {
     let OncallCommand::Sync { dry_run, groups } = command;
-    // Logs go to stderr: stdout is the plan.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
-    // A private port: a service on this host may hold the configured one.
-    settings.server.listen = "127.0.0.1:0".parse().expect("static address");
-    let app = match Application::builder(settings)
-        .without_periodic()
-        .build()
-        .await
-    {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("slackops: {e:#}");
-            return ExitCode::FAILURE;
-        }
-    };
     let state = app.state().clone();
     let opts = SyncOptions {
         dry_run,

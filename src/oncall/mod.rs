@@ -24,9 +24,9 @@ pub mod sync;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::Settings;
 use crate::registry::Registry;
 use crate::slack::api::{SlackApi, SlackError};
+use settings::OncallSettings;
 
 pub use crate::clock::Millis;
 
@@ -103,8 +103,8 @@ impl moka::Expiry<String, Option<String>> for LookupExpiry {
 }
 
 impl Oncall {
-    pub fn new(settings: &Settings, http: reqwest::Client) -> Arc<Self> {
-        let s = &settings.oncall;
+    pub fn new(settings: &OncallSettings, http: reqwest::Client) -> Arc<Self> {
+        let s = settings;
         Arc::new(Self {
             providers: providers::Providers::new(s, http),
             lookups: moka::future::Cache::builder()
@@ -136,9 +136,9 @@ impl Oncall {
     }
 }
 
-pub fn register(registry: &mut Registry, settings: &Settings) {
+pub fn register(registry: &mut Registry, settings: &OncallSettings) {
     registry
-        .command(&settings.oncall.command, command::OncallCommand)
+        .command(&settings.command, command::OncallCommand)
         .job(JOB_NOTICE, notify::NoticeJob)
         .job(JOB_DM, notify::DmJob)
         .job(JOB_ALERT, notify::AlertJob)

@@ -695,8 +695,8 @@ impl Periodic for SyncTask {
     fn name(&self) -> &'static str {
         "oncall.sync"
     }
-    fn interval(&self, settings: &crate::config::Settings) -> Option<Duration> {
-        let s = &settings.oncall;
+    fn interval(&self, state: &AppState) -> Option<Duration> {
+        let s = &state.settings().oncall;
         (s.interval_secs > 0 && !s.groups.is_empty()).then(|| Duration::from_secs(s.interval_secs))
     }
     async fn run(&self, state: &AppState) -> anyhow::Result<()> {

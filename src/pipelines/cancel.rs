@@ -113,7 +113,7 @@ pub async fn cancel_command(
         escape(&app),
         escape(&name),
         link(
-            &deck_link(state.settings(), &app, execution_id),
+            &deck_link(&state.settings().spinnaker.deck_url, &app, execution_id),
             execution_id
         ),
     );
@@ -226,7 +226,11 @@ impl ActionHandler for ConfirmCancel {
                     escape(&name),
                     mention(&cx.user_id),
                     link(
-                        &deck_link(state.settings(), &app, &req.execution_id),
+                        &deck_link(
+                            &state.settings().spinnaker.deck_url,
+                            &app,
+                            &req.execution_id
+                        ),
                         "Open in Deck"
                     )
                 );

@@ -154,7 +154,10 @@ async fn status(
             format!(
                 "{} {} *{}* · {} · {} · {when} · {took}",
                 status_emoji(status),
-                link(&deck_link(state.settings(), application, id), status),
+                link(
+                    &deck_link(&state.settings().spinnaker.deck_url, application, id),
+                    status
+                ),
                 escape(name),
                 escape(who),
                 escape(&id.chars().take(10).collect::<String>()),
@@ -256,7 +259,13 @@ async fn pending(state: &AppState, application: Option<&str>) -> anyhow::Result<
             (Some(c), Some(ts)) => state.slack().permalink(c, ts).await.ok(),
             _ => None,
         }
-        .unwrap_or_else(|| deck_link(state.settings(), &j.application, &j.execution_id));
+        .unwrap_or_else(|| {
+            deck_link(
+                &state.settings().spinnaker.deck_url,
+                &j.application,
+                &j.execution_id,
+            )
+        });
         let state_note = if j.state == crate::approvals::model::JUDGING {
             " (being judged)"
         } else {

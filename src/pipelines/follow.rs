@@ -126,7 +126,11 @@ impl JobHandler for FollowJob {
         );
         let took = duration(end_ms - run.started_at);
         let deck = link(
-            &deck_link(state.settings(), &run.application, &run.execution_id),
+            &deck_link(
+                &state.settings().spinnaker.deck_url,
+                &run.application,
+                &run.execution_id,
+            ),
             "Open in Deck",
         );
         let text = match status.as_str() {

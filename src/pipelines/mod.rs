@@ -23,11 +23,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::warn;
+use url::Url;
 
 use crate::authz::Identity;
-use crate::config::Settings;
 use crate::jobs::NewJob;
-use crate::pipelines::settings::PipelineRule;
 use crate::principals::Principals;
 use crate::registry::Registry;
 use crate::slack::api::{Message, SlackErrorCode};
@@ -35,6 +34,7 @@ use crate::slack::blocks::{escape, link, mention};
 use crate::spinnaker::gate::{GateError, ManualTrigger};
 use crate::state::AppState;
 use crate::store::new_id;
+use settings::{PipelineRule, PipelinesSettings};
 
 pub const FEATURE: &str = "pipelines";
 pub const JOB_FOLLOW: &str = "pipelines.follow";
@@ -42,9 +42,9 @@ pub const VIEW_START: &str = "pipelines:start";
 pub const ACTION_CONFIRM_START: &str = "pipelines:start-confirm";
 pub const ACTION_CONFIRM_CANCEL: &str = "pipelines:cancel";
 
-pub fn register(registry: &mut Registry, settings: &Settings) {
+pub fn register(registry: &mut Registry, settings: &PipelinesSettings) {
     registry
-        .command(&settings.pipelines.command, command::PipelineCommand)
+        .command(&settings.command, command::PipelineCommand)
         .view(VIEW_START, start::StartView)
         .action_prefix(ACTION_CONFIRM_START, start::ConfirmStart)
         .action_prefix(ACTION_CONFIRM_CANCEL, cancel::ConfirmCancel)
@@ -53,11 +53,11 @@ pub fn register(registry: &mut Registry, settings: &Settings) {
 
 /// The rule for an application and pipeline: pipeline-specific, else application-wide, else `*`.
 pub fn rule_for<'a>(
-    settings: &'a Settings,
+    settings: &'a PipelinesSettings,
     application: &str,
     pipeline: &str,
 ) -> Option<&'a PipelineRule> {
-    let rules = &settings.pipelines.rules;
+    let rules = &settings.rules;
     let app = |r: &&PipelineRule| r.application.eq_ignore_ascii_case(application);
     rules
         .iter()
@@ -83,7 +83,7 @@ pub async fn authorize(
     pipeline: &str,
     verb: &str,
 ) -> anyhow::Result<Result<PipelineRule, String>> {
-    let Some(rule) = rule_for(state.settings(), application, pipeline) else {
+    let Some(rule) = rule_for(&state.settings().pipelines, application, pipeline) else {
         state
             .audit(
                 FEATURE,
@@ -142,8 +142,8 @@ pub struct RunRef {
     pub run_id: String,
 }
 
-pub fn deck_link(settings: &Settings, application: &str, execution_id: &str) -> String {
-    crate::spinnaker::deck_url(&settings.spinnaker.deck_url, application, execution_id)
+pub fn deck_link(deck_url: &Url, application: &str, execution_id: &str) -> String {
+    crate::spinnaker::deck_url(deck_url, application, execution_id)
 }
 
 /// Make a confirmation button single-use: true the first time `key` is seen. A double click on
@@ -247,7 +247,11 @@ pub async fn trigger_and_announce(
     )
     .await;
 
-    let deck = deck_link(state.settings(), &req.application, &execution_id);
+    let deck = deck_link(
+        &state.settings().spinnaker.deck_url,
+        &req.application,
+        &execution_id,
+    );
     let params = if req.parameters.is_empty() {
         String::new()
     } else {

@@ -17,13 +17,13 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::config::Settings;
 use crate::registry::Registry;
 use crate::state::AppState;
+use settings::StatusSettings;
 
 pub use snapshot::{StatusCache, spawn_refresher};
 
-pub fn register(_registry: &mut Registry, _settings: &Settings) {}
+pub fn register(_registry: &mut Registry, _settings: &StatusSettings) {}
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -78,7 +78,12 @@ async fn page(State(state): State<AppState>) -> Response {
         );
         return not_ready("text/html; charset=utf-8", body);
     };
-    let view = render::View::new(state.settings(), &current, state.now_ms());
+    let view = render::View::new(
+        &state.settings().status,
+        &state.settings().announcements.systems,
+        &current,
+        state.now_ms(),
+    );
     let mut r = with_headers("text/html; charset=utf-8", view.html());
     // No script runs on this page; forbid it outright.
     r.headers_mut().insert(
@@ -95,7 +100,12 @@ async fn json(State(state): State<AppState>) -> Response {
         let body = serde_json::json!({"error": "not_ready", "message": NOT_READY}).to_string();
         return not_ready("application/json", body);
     };
-    let view = render::View::new(state.settings(), &current, state.now_ms());
+    let view = render::View::new(
+        &state.settings().status,
+        &state.settings().announcements.systems,
+        &current,
+        state.now_ms(),
+    );
     with_headers("application/json", view.json().to_string())
 }
 
@@ -103,16 +113,21 @@ async fn atom(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let Some(current) = state.status().current() else {
         return not_ready("text/plain; charset=utf-8", format!("{NOT_READY}\n"));
     };
-    let view = render::View::new(state.settings(), &current, state.now_ms());
+    let view = render::View::new(
+        &state.settings().status,
+        &state.settings().announcements.systems,
+        &current,
+        state.now_ms(),
+    );
     with_headers(
         "application/atom+xml; charset=utf-8",
-        view.atom(&page_url(state.settings(), &headers)),
+        view.atom(&page_url(&state.settings().status, &headers)),
     )
 }
 
 /// The page's absolute URL: `status.public_url`, else built from the request's Host.
-fn page_url(settings: &Settings, headers: &HeaderMap) -> String {
-    if let Some(u) = &settings.status.public_url {
+fn page_url(settings: &StatusSettings, headers: &HeaderMap) -> String {
+    if let Some(u) = &settings.public_url {
         return u.as_str().trim_end_matches('/').to_string();
     }
     let host = headers

@@ -11,9 +11,9 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::settings::StatusSettings;
 use super::snapshot::{Current, OutageEntry};
 use crate::announcements::settings::SystemEntry;
-use crate::config::Settings;
 use crate::maintenance::model::{Maintenance, Phase, rfc3339};
 
 /// How a system is doing, worst last.
@@ -80,7 +80,9 @@ pub type Groups<'a> = Vec<(Option<String>, Vec<(&'a SystemEntry, Health)>)>;
 
 /// Everything the page shows.
 pub struct View<'a> {
-    pub settings: &'a Settings,
+    pub settings: &'a StatusSettings,
+    /// The systems' catalogue (`announcements.systems`).
+    pub catalogue: &'a [SystemEntry],
     pub now: i64,
     pub loaded_at: i64,
     pub failing_since: Option<i64>,
@@ -107,9 +109,14 @@ impl HistoryItem<'_> {
 }
 
 impl<'a> View<'a> {
-    pub fn new(settings: &'a Settings, current: &'a Current, now: i64) -> View<'a> {
+    pub fn new(
+        settings: &'a StatusSettings,
+        catalogue: &'a [SystemEntry],
+        current: &'a Current,
+        now: i64,
+    ) -> View<'a> {
         let snap = &current.snapshot;
-        let since = now - i64::from(settings.status.history_days) * 86_400_000;
+        let since = now - i64::from(settings.history_days) * 86_400_000;
         let open: Vec<&OutageEntry> = snap.outages.iter().filter(|o| o.state == "open").collect();
         let in_progress: Vec<&Maintenance> = snap
             .maintenances
@@ -148,7 +155,7 @@ impl<'a> View<'a> {
             outage.or(maint).unwrap_or(Health::Operational)
         };
         let mut systems: Groups = Vec::new();
-        for s in &settings.announcements.systems {
+        for s in catalogue {
             let h = health_of(&s.id);
             match systems.iter_mut().find(|(g, _)| *g == s.group) {
                 Some((_, list)) => list.push((s, h)),
@@ -164,6 +171,7 @@ impl<'a> View<'a> {
             .unwrap_or(Health::Operational);
         View {
             settings,
+            catalogue,
             now,
             loaded_at: snap.loaded_at,
             failing_since: current.failing_since,
@@ -182,14 +190,11 @@ impl<'a> View<'a> {
 
     /// Whether the page must say its data may be out of date.
     pub fn stale(&self) -> bool {
-        self.failing_since.is_some()
-            || self.age_secs() > self.settings.status.stale_after_secs as i64
+        self.failing_since.is_some() || self.age_secs() > self.settings.stale_after_secs as i64
     }
 
     fn system_name(&self, id: &str) -> String {
-        self.settings
-            .announcements
-            .systems
+        self.catalogue
             .iter()
             .find(|s| s.id == id)
             .map(|s| s.name.clone())
@@ -205,13 +210,13 @@ impl<'a> View<'a> {
 
     /// A time as people read it, in the configured zone.
     fn time(&self, ms: i64) -> String {
-        let offset = self.settings.status.offset_secs().unwrap_or(0);
+        let offset = self.settings.offset_secs().unwrap_or(0);
         chrono::DateTime::from_timestamp_millis(ms + i64::from(offset) * 1000)
             .map(|d| {
                 format!(
                     "{} {}",
                     d.format("%a %Y-%m-%d %H:%M"),
-                    self.settings.status.zone_label()
+                    self.settings.zone_label()
                 )
             })
             .unwrap_or_default()
@@ -265,7 +270,7 @@ impl<'a> View<'a> {
             })
             .collect();
         json!({
-            "title": self.settings.status.title,
+            "title": self.settings.title,
             "generated_at": rfc3339(self.now),
             "overall": {"state": self.overall, "text": self.overall.overall_text()},
             "snapshot": {
@@ -285,7 +290,7 @@ impl<'a> View<'a> {
                 "in_progress": self.in_progress.iter().map(|m| self.maintenance_json(m)).collect::<Vec<_>>(),
                 "upcoming": self.upcoming.iter().map(|m| self.maintenance_json(m)).collect::<Vec<_>>(),
             },
-            "history_days": self.settings.status.history_days,
+            "history_days": self.settings.history_days,
             "history": history,
         })
     }
@@ -308,7 +313,7 @@ impl<'a> View<'a> {
 
     pub fn html(&self) -> String {
         let mut h = String::with_capacity(8192);
-        let title = esc(&self.settings.status.title);
+        let title = esc(&self.settings.title);
         let _ = write!(
             h,
             "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
@@ -405,7 +410,7 @@ impl<'a> View<'a> {
         let _ = write!(
             h,
             "<section id=\"history\">\n<h2>Past {} days</h2>\n",
-            self.settings.status.history_days
+            self.settings.history_days
         );
         if self.history.is_empty() {
             h.push_str("<p class=\"none\">Nothing to report.</p>\n");
@@ -445,7 +450,7 @@ impl<'a> View<'a> {
             "<footer>Updated {} · <a href=\"/status.json\">JSON</a> · <a href=\"/status/feed.atom\">Atom feed</a> · times in {}</footer>\n\
              </main>\n</body>\n</html>\n",
             time_tag(self.loaded_at, &self.time(self.loaded_at)),
-            esc(&self.settings.status.zone_label())
+            esc(&self.settings.zone_label())
         );
         h
     }
@@ -571,12 +576,12 @@ impl<'a> View<'a> {
              <link rel=\"alternate\" type=\"text/html\" href=\"{}\"/>\n\
              <link rel=\"self\" type=\"application/atom+xml\" href=\"{}/feed.atom\"/>\n\
              <author><name>{}</name></author>\n",
-            esc(&self.settings.status.title),
+            esc(&self.settings.title),
             esc(base),
             rfc3339(updated),
             esc(base),
             esc(base),
-            esc(&self.settings.status.title),
+            esc(&self.settings.title),
         );
         for e in entries {
             let _ = write!(
