@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::jobs::JobHandler;
+use crate::jobs::{Job, JobError};
 use crate::slack::ack::Ack;
 use crate::slack::payload::{Action, EventCallback, Interaction, SlashCommand};
 use crate::state::AppState;
@@ -68,6 +68,13 @@ pub trait EchoHandler: Send + Sync + 'static {
     async fn handle(&self, state: AppState, event: Arc<serde_json::Value>) -> anyhow::Result<()>;
 }
 
+/// What a feature implements to run one kind of job. Handlers must be idempotent: a job whose
+/// worker died after doing the work but before recording it runs again.
+#[async_trait]
+pub trait JobHandler: Send + Sync + 'static {
+    async fn run(&self, state: &AppState, job: &Job) -> Result<(), JobError>;
+}
+
 /// Work done every so often by one replica at a time (pollers, reconcilers, syncs). The runner
 /// holds the database lease named [`Periodic::name`] while it runs the task.
 #[async_trait]
@@ -76,6 +83,16 @@ pub trait Periodic: Send + Sync + 'static {
     /// `None` disables the task under this configuration.
     fn interval(&self, state: &AppState) -> Option<std::time::Duration>;
     async fn run(&self, state: &AppState) -> anyhow::Result<()>;
+}
+
+impl AppState {
+    /// The dispatch table every feature registered into at start-up (see [`crate::features`]).
+    pub fn registry(&self) -> &Registry {
+        // `startup` is the only place that builds the state, and it always gives it a Registry.
+        self.registry_untyped()
+            .downcast_ref::<Registry>()
+            .expect("the state's dispatch table is a Registry (built by startup)")
+    }
 }
 
 #[derive(Default, Clone)]

@@ -27,7 +27,7 @@ use tracing::{info, info_span, warn};
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Settings;
-use crate::jobs::Worker;
+use crate::jobs::worker::Worker;
 use crate::registry::Registry;
 use crate::state::{AppState, StateParts};
 use crate::store::Db;
@@ -90,7 +90,7 @@ impl ApplicationBuilder {
             settings,
             db,
             clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
-            registry,
+            registry: Arc::new(registry),
             http,
         })?;
         let listener = TcpListener::bind(listen)

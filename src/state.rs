@@ -3,6 +3,7 @@
 //! Built once at start-up by [`crate::startup`]; cloning it clones an `Arc`. Caches live here, not
 //! in statics, so each service instance (and each test) has its own.
 
+use std::any::Any;
 use std::sync::Arc;
 
 use tokio_util::task::TaskTracker;
@@ -12,7 +13,6 @@ use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::jobs::JobQueue;
 use crate::metrics::{Metrics, SharedMetrics};
-use crate::registry::Registry;
 use crate::slack::api::SlackApi;
 use crate::slack::verify::SignatureVerifier;
 use crate::spinnaker::gate::GateClient;
@@ -33,12 +33,13 @@ struct Inner {
     verifier: SignatureVerifier,
     clock: SharedClock,
     metrics: SharedMetrics,
-    registry: Arc<Registry>,
+    /// The dispatch table, held without naming its type: see [`StateParts::registry`].
+    registry: Arc<dyn Any + Send + Sync>,
     tasks: TaskTracker,
     http: reqwest::Client,
     /// The status page's snapshot (per replica; see `crate::status`).
-    status: Arc<crate::status::StatusCache>,
-    oncall: Arc<crate::oncall::Oncall>,
+    status: Arc<crate::status::cache::StatusCache>,
+    oncall: Arc<crate::oncall::clients::Oncall>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -52,7 +53,11 @@ pub struct StateParts {
     pub settings: Settings,
     pub db: Db,
     pub clock: SharedClock,
-    pub registry: Registry,
+    /// The dispatch table, a [`crate::registry::Registry`]. The state holds it without naming its
+    /// type: the registry's handler traits take an `AppState`, so naming the registry here would
+    /// make this file and `registry.rs` import each other. `AppState::registry` (defined in
+    /// `registry.rs`, next to the type) hands it back typed.
+    pub registry: Arc<dyn Any + Send + Sync>,
     pub http: reqwest::Client,
 }
 
@@ -69,7 +74,7 @@ impl AppState {
             slack.clone(),
             std::time::Duration::from_secs(settings.approvals.membership_cache_secs),
         );
-        let oncall = crate::oncall::Oncall::new(&settings.oncall, parts.http.clone());
+        let oncall = crate::oncall::clients::Oncall::new(&settings.oncall, parts.http.clone());
         Ok(Self {
             inner: Arc::new(Inner {
                 settings,
@@ -81,10 +86,10 @@ impl AppState {
                 verifier,
                 clock: parts.clock,
                 metrics,
-                registry: Arc::new(parts.registry),
+                registry: parts.registry,
                 tasks: TaskTracker::new(),
                 http: parts.http,
-                status: Arc::new(crate::status::StatusCache::new()),
+                status: Arc::new(crate::status::cache::StatusCache::new()),
                 oncall,
             }),
         })
@@ -121,8 +126,9 @@ impl AppState {
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
     }
-    pub fn registry(&self) -> &Registry {
-        &self.inner.registry
+    /// The dispatch table, untyped; [`AppState::registry`] is the typed view.
+    pub(crate) fn registry_untyped(&self) -> &(dyn Any + Send + Sync) {
+        &*self.inner.registry
     }
     /// Background tasks (handlers past their ack deadline, jobs) that shutdown waits for.
     pub fn tasks(&self) -> &TaskTracker {
@@ -133,12 +139,12 @@ impl AppState {
         &self.inner.http
     }
     /// The status page's in-memory snapshot.
-    pub fn status(&self) -> &crate::status::StatusCache {
+    pub fn status(&self) -> &crate::status::cache::StatusCache {
         &self.inner.status
     }
 
     /// The on-call feature's provider clients and lookup cache.
-    pub fn oncall(&self) -> &Arc<crate::oncall::Oncall> {
+    pub fn oncall(&self) -> &Arc<crate::oncall::clients::Oncall> {
         &self.inner.oncall
     }
 

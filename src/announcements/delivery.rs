@@ -16,7 +16,8 @@ use serde_json::Value;
 use super::changes::{AudienceRef, OutageRef};
 use super::message;
 use super::model::{self, Outage};
-use crate::jobs::{Job, JobError, JobHandler};
+use crate::jobs::{Job, JobError};
+use crate::registry::JobHandler;
 use crate::slack::api::{Message, Posted, SlackErrorCode};
 use crate::state::AppState;
 

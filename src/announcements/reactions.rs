@@ -14,8 +14,8 @@ use serde_json::Value;
 
 use super::JOB_COPY;
 use super::model::{COLUMNS, Outage, OutageRow};
-use crate::jobs::{Job, JobError, JobHandler, NewJob};
-use crate::registry::EventHandler;
+use crate::jobs::{Job, JobError, NewJob};
+use crate::registry::{EventHandler, JobHandler};
 use crate::slack::api::Message;
 use crate::slack::blocks::{link, mention, truncate};
 use crate::slack::payload::EventCallback;

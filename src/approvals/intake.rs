@@ -18,8 +18,8 @@ use super::model::{
     self, Outcome, StageInfo, StageOutcome, find_stage, is_manual_judgment, stage_outcome,
 };
 use super::{JOB_FETCH, JOB_POST, JudgmentRef, announce_outcome};
-use crate::jobs::{Job, JobError, JobHandler, NewJob};
-use crate::registry::{EchoHandler, Periodic};
+use crate::jobs::{Job, JobError, NewJob};
+use crate::registry::{EchoHandler, JobHandler, Periodic};
 use crate::spinnaker::gate::GateError;
 use crate::state::AppState;
 

@@ -1,7 +1,7 @@
 //! The durable job queue (an outbox in the database).
 //!
 //! Anything that must happen after Slack has its ack — posting or updating a message, a Gate call,
-//! a provider call — is written here first and then run by a [`Worker`]. That is what makes the
+//! a provider call — is written here first and then run by a [`Worker`](worker::Worker). That is what makes the
 //! service's promises hold when Slack, Gate or a provider is slow, down or rate-limiting: a failed
 //! attempt is rescheduled with exponential backoff and jitter (or at the upstream's `Retry-After`),
 //! a crash loses nothing because the row is still there, and a replica that dies mid-job leaves a
@@ -15,7 +15,7 @@
 //! This module must never call Slack or Gate itself: it only stores, schedules and hands jobs to
 //! the handlers features register.
 
-mod worker;
+pub mod worker;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,8 +28,6 @@ use tokio::sync::Notify;
 use crate::clock::{Millis, SharedClock};
 use crate::config::JobSettings;
 use crate::store::{Backend, Db, new_id};
-
-pub use worker::{JobHandler, Worker};
 
 /// A job to store.
 #[derive(Debug, Clone)]

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
@@ -11,13 +10,6 @@ use tracing::{Instrument, error, info, info_span, warn};
 use super::{Job, JobError};
 use crate::metrics::JobKind;
 use crate::state::AppState;
-
-/// What a feature implements to run one kind of job. Handlers must be idempotent: a job whose
-/// worker died after doing the work but before recording it runs again.
-#[async_trait]
-pub trait JobHandler: Send + Sync + 'static {
-    async fn run(&self, state: &AppState, job: &Job) -> Result<(), JobError>;
-}
 
 /// Runs jobs until cancelled. One per process; `jobs.concurrency` jobs at a time.
 pub struct Worker {

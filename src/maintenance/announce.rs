@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use super::model::{self, Maintenance};
 use crate::announcements::settings::SystemEntry;
-use crate::jobs::{Job, JobError, JobHandler};
-use crate::registry::Periodic;
+use crate::jobs::{Job, JobError};
+use crate::registry::{JobHandler, Periodic};
 use crate::slack::api::{Message, SlackErrorCode};
 use crate::slack::blocks::{self, escape};
 use crate::state::AppState;

@@ -17,8 +17,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::jobs::{Job, JobError, JobHandler, NewJob};
-use crate::registry::Registry;
+use crate::jobs::{Job, JobError, NewJob};
+use crate::registry::{JobHandler, Registry};
 use crate::state::AppState;
 use settings::{NotifierSettings, WebhookSettings};
 

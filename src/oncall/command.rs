@@ -5,8 +5,10 @@
 use async_trait::async_trait;
 use futures::StreamExt;
 
+use super::clients::Oncall;
+use super::model::{Person, Shift};
 use super::settings::GroupSettings;
-use super::{Millis, Oncall, Person, Shift};
+use crate::clock::Millis;
 use crate::registry::{CommandHandler, SlackCtx};
 use crate::slack::ack::Ack;
 use crate::slack::blocks::{date, escape, mention};

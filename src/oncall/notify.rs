@@ -11,11 +11,24 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use super::sync::{Notice, Outcome, SyncReport};
-use crate::jobs::{Job, JobError, JobHandler, NewJob};
+use super::report::{Outcome, SyncReport};
+use crate::jobs::{Job, JobError, NewJob};
+use crate::registry::JobHandler;
 use crate::slack::api::Message;
 use crate::slack::blocks::{escape, mention};
 use crate::state::AppState;
+
+/// The members slackops last announced for a group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Notice {
+    pub handle: String,
+    pub usergroup_id: String,
+    pub channel: Option<String>,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub members: Vec<String>,
+    pub generation: i64,
+}
 
 /// A DM to someone coming on call.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -16,15 +16,20 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::{error, info, warn};
 
+use super::RUN_LEASE;
+use super::clients::Oncall;
+use super::model::Person;
 use super::settings::{EmptyPolicy, GroupSettings};
-use super::{Millis, Oncall, Person, RUN_LEASE};
+use crate::clock::Millis;
 use crate::registry::Periodic;
 use crate::slack::api::SlackError;
 use crate::state::AppState;
+
+pub use super::notify::Notice;
+pub use super::report::{GroupPlan, Member, Outcome, SyncReport};
 
 /// What to sync, and how.
 #[derive(Debug, Clone, Default)]
@@ -35,95 +40,6 @@ pub struct SyncOptions {
     pub groups: Vec<String>,
     /// Who asked (`system` for the periodic sync, `cli` for the command line).
     pub actor: String,
-}
-
-/// A member as shown in a plan.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub struct Member {
-    pub slack_id: String,
-    /// Email or name when known from the provider, else empty.
-    pub label: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// Members were replaced.
-    Updated,
-    /// Dry run: members would be replaced.
-    WouldUpdate,
-    /// Already right: nothing written.
-    Unchanged,
-    /// Nobody on call (or nobody found in Slack): the current members were kept.
-    KeptEmpty,
-    /// Something failed; the group was left as it was.
-    Failed,
-}
-
-/// The plan (and result) for one group.
-#[derive(Debug, Clone, Serialize)]
-pub struct GroupPlan {
-    pub handle: String,
-    pub usergroup_id: Option<String>,
-    pub outcome: Outcome,
-    pub added: Vec<Member>,
-    pub removed: Vec<Member>,
-    pub unchanged: Vec<Member>,
-    /// People on call with no Slack account (emails or names).
-    pub missing: Vec<String>,
-    /// Placeholder accounts left out (`ignore`).
-    pub ignored: Vec<String>,
-    /// The fallback list was used.
-    pub fell_back: bool,
-    pub error: Option<String>,
-    /// Matches the log line of the failure.
-    pub error_id: Option<String>,
-    /// Error class, for alert throttling.
-    #[serde(skip)]
-    pub error_kind: Option<String>,
-    /// The change was recorded and its notices queued.
-    pub announced: bool,
-}
-
-impl GroupPlan {
-    fn new(handle: &str) -> Self {
-        Self {
-            handle: handle.to_string(),
-            usergroup_id: None,
-            outcome: Outcome::Unchanged,
-            added: vec![],
-            removed: vec![],
-            unchanged: vec![],
-            missing: vec![],
-            ignored: vec![],
-            fell_back: false,
-            error: None,
-            error_id: None,
-            error_kind: None,
-            announced: false,
-        }
-    }
-    fn failed(mut self, kind: &str, message: String) -> Self {
-        self.outcome = Outcome::Failed;
-        self.error = Some(message);
-        self.error_kind = Some(kind.to_string());
-        self
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct SyncReport {
-    pub dry_run: bool,
-    pub groups: Vec<GroupPlan>,
-}
-
-impl SyncReport {
-    pub fn failures(&self) -> usize {
-        self.groups
-            .iter()
-            .filter(|g| g.outcome == Outcome::Failed)
-            .count()
-    }
 }
 
 /// Why a run did not happen.
@@ -571,18 +487,6 @@ fn member(id: &str, labels: &BTreeMap<String, String>) -> Member {
 
 fn members(ids: &[String], labels: &BTreeMap<String, String>) -> Vec<Member> {
     ids.iter().map(|id| member(id, labels)).collect()
-}
-
-/// The members slackops last announced for a group.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Notice {
-    pub handle: String,
-    pub usergroup_id: String,
-    pub channel: Option<String>,
-    pub added: Vec<String>,
-    pub removed: Vec<String>,
-    pub members: Vec<String>,
-    pub generation: i64,
 }
 
 /// Record the group's members; when they differ from what was last announced, move the

@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::{RunRef, deck_link};
-use crate::jobs::{Job, JobError, JobHandler};
+use crate::jobs::{Job, JobError};
+use crate::registry::JobHandler;
 use crate::slack::blocks::{escape, link, mention};
 use crate::spinnaker::gate::GateError;
 use crate::state::AppState;

@@ -7,6 +7,7 @@
 //! say how old the data is when refreshing fails. It is public: it shows only outages marked
 //! public and public maintenance windows, and escapes every piece of text.
 
+pub mod cache;
 pub mod render;
 pub mod settings;
 pub mod snapshot;
@@ -21,7 +22,8 @@ use crate::registry::Registry;
 use crate::state::AppState;
 use settings::StatusSettings;
 
-pub use snapshot::{StatusCache, spawn_refresher};
+pub use cache::StatusCache;
+pub use snapshot::spawn_refresher;
 
 pub fn register(_registry: &mut Registry, _settings: &StatusSettings) {}
 

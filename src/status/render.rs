@@ -11,8 +11,8 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::cache::{Current, OutageEntry};
 use super::settings::StatusSettings;
-use super::snapshot::{Current, OutageEntry};
 use crate::announcements::settings::SystemEntry;
 use crate::maintenance::model::{Maintenance, Phase, rfc3339};
 

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde_json::json;
 use slackops::clock::ManualClock;
-use slackops::jobs::{Job, JobError, JobHandler, JobRecord, NewJob};
+use slackops::jobs::{Job, JobError, JobRecord, NewJob};
+use slackops::registry::JobHandler;
 use slackops::state::AppState;
 
 use crate::helpers::{Counter, TestApp, TestAppBuilder, TestDb, eventually};

@@ -13,8 +13,9 @@ use serde_json::Value;
 use url::Url;
 
 use super::{Http, Provider, ProviderError, parse_time};
+use crate::clock::Millis;
+use crate::oncall::model::{Person, Shift};
 use crate::oncall::settings::SourceSettings;
-use crate::oncall::{Millis, Person, Shift};
 use crate::secret::Secret;
 
 const NAME: &str = "grafana";

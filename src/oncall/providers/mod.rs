@@ -21,7 +21,8 @@ use serde_json::Value;
 use tracing::debug;
 
 use super::settings::{OncallSettings, ProviderKind, SourceSettings};
-use super::{Millis, Shift};
+use crate::clock::Millis;
+use crate::oncall::model::{Person, Shift};
 
 /// A failed provider call.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -99,7 +100,7 @@ pub trait Provider: Send + Sync + 'static {
         &self,
         _source: &SourceSettings,
         _after: Millis,
-    ) -> Result<Option<Vec<super::Person>>, ProviderError> {
+    ) -> Result<Option<Vec<Person>>, ProviderError> {
         Ok(None)
     }
 }

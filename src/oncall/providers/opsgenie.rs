@@ -10,8 +10,9 @@ use serde_json::Value;
 use url::Url;
 
 use super::{Http, Provider, ProviderError, iso};
+use crate::clock::Millis;
+use crate::oncall::model::{Person, Shift};
 use crate::oncall::settings::{OpsgenieSettings, SourceSettings};
-use crate::oncall::{Millis, Person, Shift};
 use crate::secret::Secret;
 
 const NAME: &str = "opsgenie";

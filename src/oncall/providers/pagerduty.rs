@@ -14,8 +14,9 @@ use serde_json::Value;
 use url::Url;
 
 use super::{Http, Provider, ProviderError, iso, parse_time};
+use crate::clock::Millis;
+use crate::oncall::model::{Person, Shift};
 use crate::oncall::settings::{PagerDutySettings, SourceSettings};
-use crate::oncall::{Millis, Person, Shift};
 use crate::secret::Secret;
 
 const NAME: &str = "pagerduty";

@@ -7,8 +7,9 @@
 use async_trait::async_trait;
 
 use super::{Provider, ProviderError};
+use crate::clock::Millis;
+use crate::oncall::model::{Person, Shift};
 use crate::oncall::settings::{RotaSchedule, RotaSettings, SourceSettings};
-use crate::oncall::{Millis, Person, Shift};
 
 #[derive(Debug, Clone)]
 pub struct Rota {
