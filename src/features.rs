@@ -19,7 +19,11 @@ pub fn register_all(registry: &mut Registry, settings: &Settings) {
     crate::approvals::register(registry, &settings.approvals);
     crate::pipelines::register(registry, &settings.pipelines);
     crate::announcements::register(registry, &settings.announcements);
-    crate::maintenance::register(registry, &settings.maintenance);
+    crate::maintenance::register(
+        registry,
+        &settings.maintenance,
+        &settings.announcements.command,
+    );
     crate::status::register(registry, &settings.status);
     crate::notifiers::register(registry, &settings.notifiers);
     crate::oncall::register(registry, &settings.oncall);

@@ -31,6 +31,7 @@ pub mod metrics;
 pub mod notifiers;
 pub mod oncall;
 pub mod pipelines;
+pub mod policy;
 pub mod principals;
 pub mod registry;
 pub mod secret;

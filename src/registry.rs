@@ -98,6 +98,8 @@ impl AppState {
 #[derive(Default, Clone)]
 pub struct Registry {
     commands: HashMap<String, Arc<dyn CommandHandler>>,
+    /// By (command, first word of its text).
+    subcommands: HashMap<(String, String), Arc<dyn CommandHandler>>,
     actions: Vec<(String, Arc<dyn ActionHandler>)>,
     views: HashMap<String, Arc<dyn ViewHandler>>,
     shortcuts: HashMap<String, Arc<dyn ShortcutHandler>>,
@@ -111,6 +113,7 @@ impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Registry")
             .field("commands", &self.commands.keys().collect::<Vec<_>>())
+            .field("subcommands", &self.subcommands.keys().collect::<Vec<_>>())
             .field(
                 "actions",
                 &self.actions.iter().map(|(p, _)| p).collect::<Vec<_>>(),
@@ -127,6 +130,15 @@ impl Registry {
     pub fn command(&mut self, name: &str, h: impl CommandHandler) -> &mut Self {
         self.commands
             .insert(format!("/{}", name.trim_start_matches('/')), Arc::new(h));
+        self
+    }
+    /// A subcommand one feature adds to another feature's command: `/announce maintenance …` is
+    /// scheduled maintenance's, though `/announce` is the announcements'. The command's own
+    /// handler looks up the first word of its text ([`Registry::subcommand_handler`]) and hands
+    /// over, so neither feature imports the other. `word` matches in any case.
+    pub fn subcommand(&mut self, command: &str, word: &str, h: impl CommandHandler) -> &mut Self {
+        self.subcommands
+            .insert(subcommand_key(command, word), Arc::new(h));
         self
     }
     pub fn action_prefix(&mut self, prefix: &str, h: impl ActionHandler) -> &mut Self {
@@ -171,6 +183,12 @@ impl Registry {
     pub fn command_handler(&self, command: &str) -> Option<Arc<dyn CommandHandler>> {
         self.commands.get(command).cloned()
     }
+    /// The handler another feature registered for `word` under `command`, if any.
+    pub fn subcommand_handler(&self, command: &str, word: &str) -> Option<Arc<dyn CommandHandler>> {
+        self.subcommands
+            .get(&subcommand_key(command, word))
+            .cloned()
+    }
     pub fn action_handler(&self, action_id: &str) -> Option<Arc<dyn ActionHandler>> {
         self.actions
             .iter()
@@ -195,4 +213,12 @@ impl Registry {
     pub fn commands(&self) -> impl Iterator<Item = &str> {
         self.commands.keys().map(String::as_str)
     }
+}
+
+/// `command` with its leading slash, as [`Registry::command`] keys it, and `word` in lower case.
+fn subcommand_key(command: &str, word: &str) -> (String, String) {
+    (
+        format!("/{}", command.trim_start_matches('/')),
+        word.to_ascii_lowercase(),
+    )
 }

@@ -7,11 +7,10 @@
 //! webhook events — as jobs in the same transaction. So a change that committed is always shown,
 //! and one that did not leaves nothing behind. This module never calls Slack.
 
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::delivery::Dm;
 use super::model::{self, FieldChange, Fields, Outage, Resolution};
+use super::payload::{AudienceRef, Dm, OutageRef};
 use super::{JOB_AUDIENCE, JOB_DM, JOB_POST, JOB_RENDER, JOB_THREAD, message};
 use crate::jobs::NewJob;
 use crate::notifiers::StatusEvent;
@@ -39,21 +38,6 @@ impl From<sqlx::Error> for ChangeError {
     fn from(e: sqlx::Error) -> Self {
         ChangeError::Other(anyhow::anyhow!(crate::store::short_db_error(&e)))
     }
-}
-
-/// Payload of the jobs that act on one version of an outage.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct OutageRef {
-    pub outage_id: String,
-    #[serde(default)]
-    pub version: i64,
-}
-
-/// Payload of the audience post.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AudienceRef {
-    pub outage_id: String,
-    pub audience: String,
 }
 
 /// What kind of change, as history, audit and webhook events name it.

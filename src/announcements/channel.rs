@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::changes::OutageRef;
 use super::modal::outage_for_action;
+use super::payload::OutageRef;
 use super::{JOB_CHANNEL, JOB_CHANNEL_NOTE, JOB_RENDER, model};
 use crate::jobs::{Job, JobError, NewJob};
 use crate::registry::{ActionHandler, JobHandler, SlackCtx};

@@ -10,12 +10,10 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use super::changes::{AudienceRef, OutageRef};
 use super::message;
 use super::model::{self, Outage};
+use super::payload::{AudienceRef, Dm, OutageRef};
 use crate::jobs::{Job, JobError};
 use crate::registry::JobHandler;
 use crate::slack::api::{Message, Posted, SlackErrorCode};
@@ -217,15 +215,6 @@ impl JobHandler for AudienceJob {
         .await?;
         Ok(())
     }
-}
-
-/// A direct message (reminders).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Dm {
-    pub user: String,
-    pub text: String,
-    #[serde(default)]
-    pub blocks: Option<Value>,
 }
 
 pub struct DmJob;

@@ -10,10 +10,12 @@
 //! - [`modal`] — `/announce` and the Update and Reassign modals;
 //! - [`resolve`] — the Resolve modal (nothing changes until it is submitted) and Reopen;
 //! - [`delivery`] — the jobs that post, update, pin, reply in the thread and tell audiences;
+//! - [`payload`] — what those jobs are queued with;
 //! - [`channel`] — "Create channel";
 //! - [`reactions`] — copying a message into the thread with a reaction;
 //! - [`reminders`] — ETA reminders and nudges, each sent once;
-//! - [`api`] — `/api/v1/announcements`.
+//! - [`api`] — `/api/v1/announcements`;
+//! - [`settings`] — the `announcements` configuration section.
 //!
 //! Slack is only ever called from jobs and from handlers answering the person who acted (opening
 //! a modal); a change itself is never lost because Slack was slow or down.
@@ -25,6 +27,7 @@ pub mod delivery;
 pub mod message;
 pub mod modal;
 pub mod model;
+pub mod payload;
 pub mod reactions;
 pub mod reminders;
 pub mod resolve;
@@ -88,21 +91,6 @@ pub fn register(registry: &mut Registry, settings: &AnnouncementsSettings) {
 /// `/api/v1/announcements`.
 pub fn routes() -> Router<AppState> {
     api::routes()
-}
-
-/// May `user` announce? `Ok(Err(explanation))` when not (audited).
-pub async fn may_announce(state: &AppState, user: &str) -> anyhow::Result<Result<(), String>> {
-    let p = &state.settings().announcements.announcers;
-    if state.authz().allows_user(p, user).await? {
-        return Ok(Ok(()));
-    }
-    state
-        .audit(FEATURE, "announce", user, "announce", "refused", json!({}))
-        .await;
-    Ok(Err(format!(
-        ":no_entry: You may not announce outages. Allowed: {}. Ask your slackops operators (`announcements.announcers`).",
-        state.authz().describe(p).await
-    )))
 }
 
 /// May `user` change this outage: its announcer, its assignees and the configured editors.

@@ -13,8 +13,9 @@ use tracing::warn;
 
 use super::changes::{self, Change, ChangeError, Kind};
 use super::model::{self, AFFECTED, ETAS, Fields, Impact, Outage};
-use super::{ACTION_REASSIGN, VIEW_NEW, VIEW_REASSIGN, VIEW_UPDATE, may_announce, may_change};
+use super::{ACTION_REASSIGN, VIEW_NEW, VIEW_REASSIGN, VIEW_UPDATE, may_change};
 use crate::announcements::settings::AnnouncementsSettings;
+use crate::policy::may_announce;
 use crate::registry::{ActionHandler, CommandHandler, SlackCtx, ViewHandler};
 use crate::slack::ack::Ack;
 use crate::slack::blocks::truncate;
@@ -236,7 +237,7 @@ pub fn fields_from_view(
 
 /// A modal that only says something.
 pub fn message_view(heading: &str, text: &str) -> Value {
-    crate::pipelines::start::message_view(heading, text)
+    crate::slack::blocks::message_view(heading, text)
 }
 
 /// `/announce`.
@@ -249,12 +250,13 @@ impl CommandHandler for AnnounceCommand {
         let first = text.split_whitespace().next().unwrap_or("");
         let state = &cx.state;
         let settings = &state.settings().announcements;
-        if first.eq_ignore_ascii_case("maintenance") {
-            // Scheduling maintenance is announcing: the same people may do it.
+        if let Some(sub) = state.registry().subcommand_handler(&cmd.command, first) {
+            // A subcommand another feature registered (`maintenance`: scheduling maintenance)
+            // is announcing too: the same people may do it.
             if let Err(why) = may_announce(state, &cx.user_id).await? {
                 return Ok(Ack::ephemeral(why));
             }
-            return crate::maintenance::command(cx, cmd).await;
+            return sub.handle(cx, cmd).await;
         }
         if first.eq_ignore_ascii_case("help") {
             return Ok(Ack::ephemeral(format!(

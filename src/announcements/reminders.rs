@@ -19,10 +19,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::json;
 
-use super::delivery::Dm;
 use super::message;
 use super::modal::outage_for_action;
 use super::model::{self, Outage};
+use super::payload::Dm;
 use super::{JOB_DM, model::COLUMNS, model::OutageRow};
 use crate::jobs::NewJob;
 use crate::registry::{ActionHandler, Periodic, SlackCtx};

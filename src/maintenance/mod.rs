@@ -14,12 +14,13 @@ pub mod modal;
 pub mod model;
 pub mod settings;
 
+use async_trait::async_trait;
 use axum::Router;
 use serde_json::Value;
 
 use crate::jobs::NewJob;
 use crate::notifiers::StatusEvent;
-use crate::registry::{Registry, SlackCtx};
+use crate::registry::{CommandHandler, Registry, SlackCtx};
 use crate::slack::ack::Ack;
 use crate::slack::payload::SlashCommand;
 use crate::state::AppState;
@@ -34,8 +35,21 @@ pub async fn command(cx: SlackCtx, cmd: SlashCommand) -> anyhow::Result<Ack> {
     modal::open(&cx, &cmd).await
 }
 
-pub fn register(registry: &mut Registry, _settings: &MaintenanceSettings) {
+/// The `maintenance` subcommand of the announcements' command, as registered.
+struct ScheduleCommand;
+
+#[async_trait]
+impl CommandHandler for ScheduleCommand {
+    async fn handle(&self, cx: SlackCtx, cmd: SlashCommand) -> anyhow::Result<Ack> {
+        command(cx, cmd).await
+    }
+}
+
+/// Register the window's modal, jobs and checks, and `maintenance` as a subcommand of
+/// `announce_command` (`announcements.command`), which hands it over through the registry.
+pub fn register(registry: &mut Registry, _settings: &MaintenanceSettings, announce_command: &str) {
     registry
+        .subcommand(announce_command, "maintenance", ScheduleCommand)
         .view(VIEW_CREATE, modal::CreateView)
         .job(announce::JOB_POST, announce::PostJob)
         .periodic(announce::Announcer);

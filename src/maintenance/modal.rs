@@ -123,8 +123,8 @@ impl ViewHandler for CreateView {
             return Ok(Ack::Empty);
         };
         // Checked again on submit: who may announce can change while the form is open.
-        if let Err(why) = crate::announcements::may_announce(&cx.state, &cx.user_id).await? {
-            return Ok(Ack::ViewUpdate(crate::pipelines::start::message_view(
+        if let Err(why) = crate::policy::may_announce(&cx.state, &cx.user_id).await? {
+            return Ok(Ack::ViewUpdate(crate::slack::blocks::message_view(
                 "Not allowed",
                 &why,
             )));

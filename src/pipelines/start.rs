@@ -19,7 +19,7 @@ use crate::authz::Identity;
 use crate::pipelines::settings::PipelineRule;
 use crate::registry::{ActionHandler, SlackCtx, ViewHandler};
 use crate::slack::ack::{Ack, Reply};
-use crate::slack::blocks::{self, escape, truncate};
+use crate::slack::blocks::{self, escape, message_view, modal_title, truncate};
 use crate::slack::payload::{Action, Interaction, SlashCommand};
 use crate::spinnaker::gate::GateError;
 use crate::state::AppState;
@@ -146,20 +146,6 @@ fn block_id(name: &str) -> String {
     format!("param:{}", truncate(name, 240))
 }
 
-fn title(text: &str) -> Value {
-    json!({"type": "plain_text", "text": truncate(text, 24)})
-}
-
-/// A modal that only says something.
-pub fn message_view(heading: &str, text: &str) -> Value {
-    json!({
-        "type": "modal",
-        "title": title(heading),
-        "close": {"type": "plain_text", "text": "Close"},
-        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": truncate(text, 3000)}}]
-    })
-}
-
 pub fn loading_view(req: &StartRequest) -> Value {
     message_view(
         "Start pipeline",
@@ -221,7 +207,7 @@ pub fn form_view(req: &StartRequest, specs: &[ParamSpec]) -> Value {
     json!({
         "type": "modal",
         "callback_id": VIEW_START,
-        "title": title("Start pipeline"),
+        "title": modal_title("Start pipeline"),
         "submit": {"type": "plain_text", "text": "Start"},
         "close": {"type": "plain_text", "text": "Cancel"},
         "private_metadata": serde_json::to_string(&StartRequest { parameters: BTreeMap::new(), ..req.clone() }).unwrap_or_default(),

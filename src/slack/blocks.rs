@@ -4,7 +4,7 @@
 //! (reference/slack.md §3), so every helper here truncates to the documented limit and user
 //! supplied text is escaped for mrkdwn. Features compose these and send [`to_json`].
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use slack_morphism::prelude::*;
 
 /// Section text limit.
@@ -151,6 +151,21 @@ pub fn date(ms: i64) -> String {
 /// A user mention.
 pub fn mention(user_id: &str) -> String {
     format!("<@{user_id}>")
+}
+
+/// A modal's title (Slack allows 24 characters).
+pub fn modal_title(text: &str) -> Value {
+    json!({"type": "plain_text", "text": truncate(text, 24)})
+}
+
+/// A modal that only says something.
+pub fn message_view(heading: &str, text: &str) -> Value {
+    json!({
+        "type": "modal",
+        "title": modal_title(heading),
+        "close": {"type": "plain_text", "text": "Close"},
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": truncate(text, 3000)}}]
+    })
 }
 
 #[cfg(test)]
