@@ -10,9 +10,9 @@ use serde_json::Value;
 use slack_morphism::prelude::*;
 use url::Url;
 
-use super::html::to_mrkdwn;
 use super::model::{self, Judgment, StageInfo};
 use crate::slack::blocks::{self, escape, link, mention, truncate, truncate_with};
+use crate::slack::html::to_mrkdwn;
 use crate::spinnaker::deck_url;
 
 pub use crate::slack::blocks::date as slack_date;

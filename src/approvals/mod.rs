@@ -15,7 +15,6 @@
 pub mod api;
 pub mod click;
 pub mod delivery;
-pub mod html;
 pub mod intake;
 pub mod judge;
 pub mod message;

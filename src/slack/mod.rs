@@ -7,11 +7,14 @@
 //! rate limits, retries and typed errors. Features never parse Slack requests or call Slack
 //! themselves; they use these pieces.
 //!
-//! Block Kit is built with slack-morphism's models ([`blocks`]) and sent as JSON.
+//! Block Kit is built with slack-morphism's models ([`blocks`]) and sent as JSON; text a feature
+//! receives as HTML (Spinnaker's judgment instructions) becomes mrkdwn through [`html`]. Every
+//! text Slack renders is escaped on the way through these helpers.
 
 pub mod ack;
 pub mod api;
 pub mod blocks;
+pub mod html;
 pub mod payload;
 pub mod routes;
 pub mod verify;

@@ -1,4 +1,4 @@
-//! Spinnaker Manual Judgment `instructions` (HTML) to Slack mrkdwn.
+//! HTML to Slack mrkdwn: Spinnaker Manual Judgment `instructions` as Slack shows them.
 //!
 //! Spinnaker lets pipeline authors write a Manual Judgment's instructions in HTML, and Deck renders
 //! them as such. Slack would show that HTML as literal tags, so [`to_mrkdwn`] turns it into the
