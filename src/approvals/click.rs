@@ -14,8 +14,9 @@ use tracing::{Instrument, info, warn};
 use super::message::{
     ACTION_APPROVE, ACTION_INPUT, ACTION_REJECT, DECIDE_BLOCK, slack_date, status_line,
 };
-use super::model::{self};
+use super::model::{self, Judgment};
 use super::{FEATURE, JOB_JUDGE, JOB_RENDER, delivery, enqueue, policy};
+use crate::authz::Identity;
 use crate::jobs::NewJob;
 use crate::registry::{ActionHandler, SlackCtx};
 use crate::slack::ack::Ack;
@@ -56,6 +57,8 @@ impl ActionHandler for DecideHandler {
     }
 }
 
+/// A click on a judgment's button: refused, lost to someone else's click, or claimed (and the
+/// judge job queued). The ack never waits on Slack.
 async fn decide(
     state: &AppState,
     user: &str,
@@ -73,8 +76,41 @@ async fn decide(
             "slackops does not know this judgment any more. Open the execution in Deck to judge it.",
         ));
     };
+    if let Some(answer) = not_awaiting(&j) {
+        return Ok(answer);
+    }
+    let info = j.info();
+    let who = state.authz().identity(user).await?;
+
+    if let Err(reason) = policy::check(state, &info, &who, decision).await? {
+        return Ok(refuse(state, &j, user, verb, &who, &reason).await);
+    }
+    let input = match chosen_input(interaction, &info.judgment_inputs, decision) {
+        Ok(input) => input,
+        Err(answer) => return Ok(answer),
+    };
+    if let Some(lost) = claim(state, &j, user, &who, decision, input.as_deref()).await? {
+        return Ok(lost);
+    }
+    state
+        .audit(
+            FEATURE,
+            verb,
+            user,
+            &j.subject(),
+            "claimed",
+            serde_json::json!({"input": input, "email": who.email}),
+        )
+        .await;
+    show_judging(state, &j.id);
+    Ok(Ack::Empty)
+}
+
+/// What to tell someone clicking a judgment that is no longer awaiting a decision (someone is
+/// judging it, or it is closed); `None` while it awaits one.
+fn not_awaiting(j: &Judgment) -> Option<Ack> {
     match j.state.as_str() {
-        model::AWAITING => {}
+        model::AWAITING => None,
         model::JUDGING => {
             let doing = if j.decision.as_deref() == Some("stop") {
                 "rejecting"
@@ -85,66 +121,85 @@ async fn decide(
                 .claimed_at
                 .map(|t| format!(" (since {})", slack_date(t)))
                 .unwrap_or_default();
-            return Ok(Ack::ephemeral(format!(
+            Some(Ack::ephemeral(format!(
                 "{} is already {doing} this judgment{since}. Nothing was sent for your click.",
                 mention(j.judge_user.as_deref().unwrap_or("someone"))
-            )));
+            )))
         }
-        _ => {
-            return Ok(Ack::ephemeral(format!(
-                "This judgment is already closed: {}",
-                status_line(&j)
-            )));
-        }
+        _ => Some(Ack::ephemeral(format!(
+            "This judgment is already closed: {}",
+            status_line(j)
+        ))),
     }
-    let info = j.info();
-    let who = state.authz().identity(user).await?;
+}
 
-    if let Err(reason) = policy::check(state, &info, &who, decision).await? {
-        state
-            .audit(
-                FEATURE,
-                verb,
-                user,
-                &j.subject(),
-                "refused",
-                serde_json::json!({"reason": reason, "email": who.email}),
-            )
-            .await;
-        info!(judgment = %j.id, "judgment refused by policy");
-        return Ok(Ack::ephemeral(format!(
-            ":no_entry: {reason} Nothing was sent to Spinnaker."
-        )));
-    }
+/// The policy said no: audit it and tell the person why.
+async fn refuse(
+    state: &AppState,
+    j: &Judgment,
+    user: &str,
+    verb: &str,
+    who: &Identity,
+    reason: &str,
+) -> Ack {
+    state
+        .audit(
+            FEATURE,
+            verb,
+            user,
+            &j.subject(),
+            "refused",
+            serde_json::json!({"reason": reason, "email": who.email}),
+        )
+        .await;
+    info!(judgment = %j.id, "judgment refused by policy");
+    Ack::ephemeral(format!(
+        ":no_entry: {reason} Nothing was sent to Spinnaker."
+    ))
+}
 
+/// The judgment input chosen in the message, checked against the stage's inputs: `Ok(None)` when
+/// the stage has none (or a rejection without one), `Err` with the answer when it is missing or
+/// not one of them.
+fn chosen_input(
+    interaction: &Interaction,
+    inputs: &[String],
+    decision: &str,
+) -> Result<Option<String>, Ack> {
     let chosen = interaction.message_value(DECIDE_BLOCK, ACTION_INPUT);
-    let input = match (&chosen, info.judgment_inputs.is_empty()) {
-        (_, true) => None,
-        (Some(c), false) if info.judgment_inputs.contains(c) => Some(c.clone()),
-        (Some(c), false) => {
-            return Ok(Ack::ephemeral(format!(
-                "`{}` is not one of this stage's judgment inputs ({}). Choose one from the list, then press the button again.",
-                escape(c),
-                info.judgment_inputs
-                    .iter()
-                    .map(|i| format!("`{}`", escape(i)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-        (None, false) if decision == "continue" => {
-            return Ok(Ack::ephemeral(format!(
-                "This stage asks for a judgment input. Choose one of {} in the message, then press Approve.",
-                info.judgment_inputs
-                    .iter()
-                    .map(|i| format!("`{}`", escape(i)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-        (None, false) => None,
+    let listed = || {
+        inputs
+            .iter()
+            .map(|i| format!("`{}`", escape(i)))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
+    match (&chosen, inputs.is_empty()) {
+        (_, true) => Ok(None),
+        (Some(c), false) if inputs.contains(c) => Ok(Some(c.clone())),
+        (Some(c), false) => Err(Ack::ephemeral(format!(
+            "`{}` is not one of this stage's judgment inputs ({}). Choose one from the list, then press the button again.",
+            escape(c),
+            listed()
+        ))),
+        (None, false) if decision == "continue" => Err(Ack::ephemeral(format!(
+            "This stage asks for a judgment input. Choose one of {} in the message, then press Approve.",
+            listed()
+        ))),
+        (None, false) => Ok(None),
+    }
+}
 
+/// Claim the judgment for `user` and queue the judge job in the same transaction. `Some(answer)`
+/// when someone else's claim won (or the judgment closed meanwhile): nothing was queued.
+async fn claim(
+    state: &AppState,
+    j: &Judgment,
+    user: &str,
+    who: &Identity,
+    decision: &str,
+    input: Option<&str>,
+) -> anyhow::Result<Option<Ack>> {
     let now = state.now_ms();
     let mut tx = state.db().pool().begin().await?;
     let claim = model::Claim {
@@ -152,7 +207,7 @@ async fn decide(
         user,
         user_name: &who.name,
         decision,
-        input: input.as_deref(),
+        input,
         now,
     };
     let claimed = state.db().claim_judgment(&mut *tx, &claim).await?;
@@ -167,7 +222,7 @@ async fn decide(
             Some(l) => format!("This judgment is already closed: {}", status_line(&l)),
             None => "This judgment is gone.".into(),
         };
-        return Ok(Ack::ephemeral(text));
+        return Ok(Some(Ack::ephemeral(text)));
     }
     state
         .jobs()
@@ -186,20 +241,13 @@ async fn decide(
         .await?;
     tx.commit().await?;
     state.jobs().wake();
-    state
-        .audit(
-            FEATURE,
-            verb,
-            user,
-            &j.subject(),
-            "claimed",
-            serde_json::json!({"input": input, "email": who.email}),
-        )
-        .await;
+    Ok(None)
+}
 
-    // Show "approving… by @user" without buttons now, beside the ack rather than before it so a
-    // slow Slack cannot delay the ack; the judge job renders again when done.
-    let (st, id) = (state.clone(), j.id.clone());
+/// Show "approving… by @user" without buttons now, beside the ack rather than before it so a
+/// slow Slack cannot delay the ack; the judge job renders again when done.
+fn show_judging(state: &AppState, id: &str) {
+    let (st, id) = (state.clone(), id.to_string());
     state.tasks().spawn(
         async move {
             if let Err(e) = delivery::render_now(&st, &id).await {
@@ -211,5 +259,4 @@ async fn decide(
         }
         .instrument(tracing::Span::current()),
     );
-    Ok(Ack::Empty)
 }
