@@ -29,7 +29,7 @@ use crate::authz::Identity;
 use crate::jobs::NewJob;
 use crate::principals::Principals;
 use crate::registry::Registry;
-use crate::slack::api::{Message, SlackErrorCode};
+use crate::slack::api::{Message, Posted, SlackErrorCode};
 use crate::slack::blocks::{escape, link, mention};
 use crate::spinnaker::gate::{GateError, ManualTrigger};
 use crate::state::AppState;
@@ -159,6 +159,37 @@ pub async fn trigger_and_announce(
     req: &StartRequest,
 ) -> Result<String, String> {
     let subject = format!("pipeline:{}:{}", req.application, req.pipeline);
+    let (execution_id, user_for_spinnaker) = trigger(state, who, req, &subject).await?;
+    state.audit(
+        FEATURE,
+        "start",
+        &who.user_id,
+        &subject,
+        "ok",
+        json!({"parameters": req.parameters, "execution_id": execution_id, "trigger_user": user_for_spinnaker}),
+    )
+    .await;
+
+    let text = started_text(state, who, req, &execution_id);
+    let run_id = new_id();
+    let now = state.now_ms();
+    let recorded = record_run(state, who, req, &run_id, &execution_id, now).await;
+    let posted = announce_start(state, who, req.channel.as_deref(), &text).await;
+    if !recorded {
+        return Ok(text);
+    }
+    follow(state, &run_id, posted.as_ref(), now).await;
+    Ok(text)
+}
+
+/// Ask Gate to start the pipeline as a manual trigger by `who`, once: `(execution id, the user
+/// Spinnaker records)`, or the message for the person (the refusal is audited).
+async fn trigger(
+    state: &AppState,
+    who: &Identity,
+    req: &StartRequest,
+    subject: &str,
+) -> Result<(String, String), String> {
     let user_for_spinnaker = who
         .email
         .clone()
@@ -183,74 +214,79 @@ pub async fn trigger_and_announce(
             who.email.as_deref(),
         )
         .await;
-    let execution_id = match answer {
-        Ok(r) => r.execution_id().to_string(),
+    match answer {
+        Ok(r) => Ok((r.execution_id().to_string(), user_for_spinnaker)),
         Err(e) => {
-            let (outcome, text) = match &e {
-                GateError::BadRequest(m) => (
-                    "refused",
-                    format!(
-                        "Spinnaker refused to start *{}* › *{}*: {}",
-                        escape(&req.application),
-                        escape(&req.pipeline),
-                        escape(m)
-                    ),
-                ),
-                GateError::NotFound(m) => (
-                    "not_found",
-                    format!(
-                        "Spinnaker does not know *{}* › *{}*: {}",
-                        escape(&req.application),
-                        escape(&req.pipeline),
-                        escape(m)
-                    ),
-                ),
-                GateError::Forbidden(m) => (
-                    "refused",
-                    format!("Spinnaker refused slackops' request: {}", escape(m)),
-                ),
-                e if e.is_transient() => (
-                    "unknown",
-                    format!(
-                        "Gate did not answer properly ({}). The pipeline may or may not have started, so slackops did not retry: check with `{} status {} {}` before starting it again.",
-                        escape(&e.to_string()),
-                        state.settings().pipelines.command,
-                        req.application,
-                        req.pipeline
-                    ),
-                ),
-                e => (
-                    "failed",
-                    format!("Starting the pipeline failed: {}", escape(&e.to_string())),
-                ),
-            };
+            let (outcome, text) = not_started(state, req, &e);
             state
                 .audit(
                     FEATURE,
                     "start",
                     &who.user_id,
-                    &subject,
+                    subject,
                     outcome,
                     json!({"parameters": req.parameters, "gate": e.to_string()}),
                 )
                 .await;
-            return Err(text);
+            Err(text)
         }
-    };
-    state.audit(
-        FEATURE,
-        "start",
-        &who.user_id,
-        &subject,
-        "ok",
-        json!({"parameters": req.parameters, "execution_id": execution_id, "trigger_user": user_for_spinnaker}),
-    )
-    .await;
+    }
+}
 
+/// What a failed start means for the person, and its audit outcome. A transient failure may
+/// have started the pipeline: never retried, and the person is told how to check.
+fn not_started(state: &AppState, req: &StartRequest, e: &GateError) -> (&'static str, String) {
+    match e {
+        GateError::BadRequest(m) => (
+            "refused",
+            format!(
+                "Spinnaker refused to start *{}* › *{}*: {}",
+                escape(&req.application),
+                escape(&req.pipeline),
+                escape(m)
+            ),
+        ),
+        GateError::NotFound(m) => (
+            "not_found",
+            format!(
+                "Spinnaker does not know *{}* › *{}*: {}",
+                escape(&req.application),
+                escape(&req.pipeline),
+                escape(m)
+            ),
+        ),
+        GateError::Forbidden(m) => (
+            "refused",
+            format!("Spinnaker refused slackops' request: {}", escape(m)),
+        ),
+        e if e.is_transient() => (
+            "unknown",
+            format!(
+                "Gate did not answer properly ({}). The pipeline may or may not have started, so slackops did not retry: check with `{} status {} {}` before starting it again.",
+                escape(&e.to_string()),
+                state.settings().pipelines.command,
+                req.application,
+                req.pipeline
+            ),
+        ),
+        e => (
+            "failed",
+            format!("Starting the pipeline failed: {}", escape(&e.to_string())),
+        ),
+    }
+}
+
+/// "started by @you", with a Deck link and the parameters in brief.
+fn started_text(
+    state: &AppState,
+    who: &Identity,
+    req: &StartRequest,
+    execution_id: &str,
+) -> String {
     let deck = deck_link(
         &state.settings().spinnaker.deck_url,
         &req.application,
-        &execution_id,
+        execution_id,
     );
     let params = if req.parameters.is_empty() {
         String::new()
@@ -268,21 +304,31 @@ pub async fn trigger_and_announce(
                 .join(", ")
         )
     };
-    let text = format!(
+    format!(
         ":rocket: *{}* › *{}* started by {} · {}{params}",
         escape(&req.application),
         escape(&req.pipeline),
         mention(&who.user_id),
         link(&deck, "Open in Deck")
-    );
-    let run_id = new_id();
-    let now = state.now_ms();
-    let recorded = match sqlx::query(
+    )
+}
+
+/// Record the started execution so it can be followed; false when that failed (the pipeline
+/// runs anyway, only the follow-up is lost).
+async fn record_run(
+    state: &AppState,
+    who: &Identity,
+    req: &StartRequest,
+    run_id: &str,
+    execution_id: &str,
+    now: i64,
+) -> bool {
+    match sqlx::query(
         "INSERT INTO pipeline_runs (id, execution_id, application, pipeline_name, started_by, status, started_at, parameters)
          VALUES ($1, $2, $3, $4, $5, 'RUNNING', $6, $7) ON CONFLICT (execution_id) DO NOTHING",
     )
-    .bind(&run_id)
-    .bind(&execution_id)
+    .bind(run_id)
+    .bind(execution_id)
     .bind(&req.application)
     .bind(&req.pipeline)
     .bind(&who.user_id)
@@ -297,12 +343,19 @@ pub async fn trigger_and_announce(
             warn!(error = %crate::store::short_db_error(&e), "recording the started execution failed; it will not be followed");
             false
         }
-    };
+    }
+}
 
-    // Announce where the command was typed; in a channel the bot cannot post to, in a DM.
+/// Announce where the command was typed; in a channel the bot cannot post to, in a DM.
+async fn announce_start(
+    state: &AppState,
+    who: &Identity,
+    channel: Option<&str>,
+    text: &str,
+) -> Option<Posted> {
     let mut posted = None;
-    if let Some(channel) = &req.channel {
-        let msg = Message::text(channel, &text);
+    if let Some(channel) = channel {
+        let msg = Message::text(channel, text);
         posted = match state.slack().post_message(&msg).await {
             Ok(p) => Some(p),
             Err(e) if e.is(SlackErrorCode::NotInChannel) => {
@@ -322,25 +375,28 @@ pub async fn trigger_and_announce(
     {
         posted = state
             .slack()
-            .post_message(&Message::text(dm, &text))
+            .post_message(&Message::text(dm, text))
             .await
             .ok();
     }
-    if !recorded {
-        return Ok(text);
-    }
-    if let Some(p) = &posted {
+    posted
+}
+
+/// Remember where the start was announced and queue the job that updates it when the execution
+/// ends.
+async fn follow(state: &AppState, run_id: &str, posted: Option<&Posted>, now: i64) {
+    if let Some(p) = posted {
         let _ = sqlx::query("UPDATE pipeline_runs SET channel = $1, message_ts = $2 WHERE id = $3")
             .bind(&p.channel)
             .bind(&p.ts)
-            .bind(&run_id)
+            .bind(run_id)
             .execute(state.db().pool())
             .await;
     }
     let job = NewJob::new(
         JOB_FOLLOW,
         &RunRef {
-            run_id: run_id.clone(),
+            run_id: run_id.to_string(),
         },
     )
     .dedup(format!("{JOB_FOLLOW}:{run_id}"))
@@ -348,5 +404,4 @@ pub async fn trigger_and_announce(
     if let Err(e) = state.jobs().enqueue(job).await {
         warn!(error = %crate::store::short_db_error(&e), "queueing the follow-up failed; the message will not be updated when it ends");
     }
-    Ok(text)
 }
