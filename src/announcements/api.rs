@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::changes::{self, Change, ChangeError, Kind};
-use super::model::{self, Fields, Impact, Resolution};
+use super::model::{self, Fields, Impact, Outage, Resolution};
 use crate::error::{ApiError, require_api_token};
 use crate::state::AppState;
 
@@ -207,6 +207,22 @@ async fn patch(
     let Some(outage) = model::load(state.db().pool(), &id).await? else {
         return Err(ApiError::NotFound(format!("no outage {id}")));
     };
+    let change = requested_change(&state, &outage, b)?;
+    if change.kind != Kind::Resolved && change.kind != Kind::Reopened && !outage.is_open() {
+        return Ok(conflict(
+            "the outage is resolved; reopen it first (\"state\": \"open\")",
+        ));
+    }
+    applied(changes::apply(&state, &id, change).await, &id)
+}
+
+/// The change a PATCH body asks for: a state change (resolve, reopen) or field and assignee
+/// edits, never both in one request.
+fn requested_change(
+    state: &AppState,
+    outage: &Outage,
+    b: PatchAnnouncement,
+) -> Result<Change, ApiError> {
     let by = actor(b.by.as_deref());
     let edits_fields = b.summary.is_some()
         || b.systems.is_some()
@@ -230,137 +246,156 @@ async fn patch(
             format!("at most {} characters", model::REASON_MAX),
         ));
     }
-    let change = match b.state.as_deref() {
-        Some(s) if edits_fields || edits_assignees => {
-            return Err(ApiError::bad_request(
-                "state",
-                format!("change the state to {s:?} in a request of its own, without field changes"),
-            ));
-        }
+    match b.state.clone().as_deref() {
+        Some(s) if edits_fields || edits_assignees => Err(ApiError::bad_request(
+            "state",
+            format!("change the state to {s:?} in a request of its own, without field changes"),
+        )),
         Some(model::RESOLVED) => {
-            let Some(r) = b.resolution else {
-                return Err(ApiError::bad_request(
-                    "resolution",
-                    "required to resolve: {\"summary\", \"postmortem\", \"report_url\", \"resolved_at\"}",
-                ));
-            };
-            let summary = r.summary.trim().to_string();
-            if summary.is_empty() || summary.chars().count() > model::SUMMARY_MAX {
-                return Err(ApiError::bad_request(
-                    "resolution.summary",
-                    format!("say what fixed it (1 to {} characters)", model::SUMMARY_MAX),
-                ));
-            }
-            let now = state.now_ms();
-            let at = r.resolved_at.unwrap_or(now);
-            if at > now + 60_000 || at < outage.started_at {
-                return Err(ApiError::bad_request(
-                    "resolution.resolved_at",
-                    "must be between the outage's start and now (ms since the epoch)",
-                ));
-            }
-            let report_url = r
-                .report_url
-                .map(|u| u.trim().to_string())
-                .filter(|u| !u.is_empty());
-            if report_url.as_deref().is_some_and(|u| !model::valid_url(u)) {
-                return Err(ApiError::bad_request(
-                    "resolution.report_url",
-                    "must be an http(s) URL",
-                ));
-            }
-            Change {
-                kind: Kind::Resolved,
-                by: by.clone(),
-                reason: reason.or(Some(summary.clone())),
-                expected_version: b.version,
-                fields: None,
-                resolution: Some((
-                    Resolution {
-                        summary,
-                        postmortem: r.postmortem,
-                        report_url,
-                        resolved_by: by.clone(),
-                    },
-                    at.min(now),
-                )),
-            }
+            resolution_change(state, outage, b.resolution, by, reason, b.version)
         }
-        Some(model::OPEN) => Change {
+        Some(model::OPEN) => Ok(Change {
             kind: Kind::Reopened,
             by: by.clone(),
             reason,
             expected_version: b.version,
             fields: None,
             resolution: None,
-        },
-        Some(other) => {
-            return Err(ApiError::bad_request(
-                "state",
-                format!("{other:?} is not a state; use \"resolved\" or \"open\""),
-            ));
-        }
-        None => {
-            if b.resolution.is_some() {
-                return Err(ApiError::bad_request(
-                    "resolution",
-                    "only with \"state\": \"resolved\"",
-                ));
-            }
-            if !edits_fields && !edits_assignees {
-                return Err(ApiError::bad_request("body", "nothing to change"));
-            }
-            if reason.is_none() {
-                return Err(ApiError::bad_request(
-                    "reason",
-                    "say why; it is posted in the thread with the change",
-                ));
-            }
-            let mut f = outage.fields.clone();
-            if let Some(v) = b.summary {
-                f.summary = v;
-            }
-            if let Some(v) = b.systems {
-                f.systems = v;
-            }
-            if let Some(v) = b.impact {
-                f.impact.extend(v);
-            }
-            if let Some(v) = b.severity {
-                f.severity = v;
-            }
-            if let Some(v) = b.eta {
-                f.eta = v;
-            }
-            if let Some(v) = b.resolution_assignee {
-                f.resolution_assignee = v;
-            }
-            if let Some(v) = b.communication_assignee {
-                f.communication_assignee = v;
-            }
-            if let Some(v) = b.public {
-                f.public = v;
-            }
-            Change {
-                kind: if edits_fields {
-                    Kind::Updated
-                } else {
-                    Kind::Reassigned
-                },
-                by: by.clone(),
-                reason,
-                expected_version: b.version,
-                fields: Some(f),
-                resolution: None,
-            }
-        }
+        }),
+        Some(other) => Err(ApiError::bad_request(
+            "state",
+            format!("{other:?} is not a state; use \"resolved\" or \"open\""),
+        )),
+        None => edit_change(outage, b, by, reason, edits_fields),
+    }
+}
+
+/// `"state": "resolved"`: the resolution is required and checked (its summary, when, the report
+/// link); the reason defaults to its summary.
+fn resolution_change(
+    state: &AppState,
+    outage: &Outage,
+    resolution: Option<ResolutionIn>,
+    by: String,
+    reason: Option<String>,
+    expected_version: Option<i64>,
+) -> Result<Change, ApiError> {
+    let Some(r) = resolution else {
+        return Err(ApiError::bad_request(
+            "resolution",
+            "required to resolve: {\"summary\", \"postmortem\", \"report_url\", \"resolved_at\"}",
+        ));
     };
-    if change.kind != Kind::Resolved && change.kind != Kind::Reopened && !outage.is_open() {
-        return Ok(conflict(
-            "the outage is resolved; reopen it first (\"state\": \"open\")",
+    let summary = r.summary.trim().to_string();
+    if summary.is_empty() || summary.chars().count() > model::SUMMARY_MAX {
+        return Err(ApiError::bad_request(
+            "resolution.summary",
+            format!("say what fixed it (1 to {} characters)", model::SUMMARY_MAX),
         ));
     }
-    match changes::apply(&state, &id, change).await {
+    let now = state.now_ms();
+    let at = r.resolved_at.unwrap_or(now);
+    if at > now + 60_000 || at < outage.started_at {
+        return Err(ApiError::bad_request(
+            "resolution.resolved_at",
+            "must be between the outage's start and now (ms since the epoch)",
+        ));
+    }
+    let report_url = r
+        .report_url
+        .map(|u| u.trim().to_string())
+        .filter(|u| !u.is_empty());
+    if report_url.as_deref().is_some_and(|u| !model::valid_url(u)) {
+        return Err(ApiError::bad_request(
+            "resolution.report_url",
+            "must be an http(s) URL",
+        ));
+    }
+    Ok(Change {
+        kind: Kind::Resolved,
+        by: by.clone(),
+        reason: reason.or(Some(summary.clone())),
+        expected_version,
+        fields: None,
+        resolution: Some((
+            Resolution {
+                summary,
+                postmortem: r.postmortem,
+                report_url,
+                resolved_by: by.clone(),
+            },
+            at.min(now),
+        )),
+    })
+}
+
+/// Field or assignee edits (no state): something must change, and the reason is required, as it
+/// is posted in the thread. Fields not given keep their value; given audiences replace theirs.
+fn edit_change(
+    outage: &Outage,
+    b: PatchAnnouncement,
+    by: String,
+    reason: Option<String>,
+    edits_fields: bool,
+) -> Result<Change, ApiError> {
+    let edits_assignees = b.resolution_assignee.is_some() || b.communication_assignee.is_some();
+    if b.resolution.is_some() {
+        return Err(ApiError::bad_request(
+            "resolution",
+            "only with \"state\": \"resolved\"",
+        ));
+    }
+    if !edits_fields && !edits_assignees {
+        return Err(ApiError::bad_request("body", "nothing to change"));
+    }
+    if reason.is_none() {
+        return Err(ApiError::bad_request(
+            "reason",
+            "say why; it is posted in the thread with the change",
+        ));
+    }
+    let mut f = outage.fields.clone();
+    if let Some(v) = b.summary {
+        f.summary = v;
+    }
+    if let Some(v) = b.systems {
+        f.systems = v;
+    }
+    if let Some(v) = b.impact {
+        f.impact.extend(v);
+    }
+    if let Some(v) = b.severity {
+        f.severity = v;
+    }
+    if let Some(v) = b.eta {
+        f.eta = v;
+    }
+    if let Some(v) = b.resolution_assignee {
+        f.resolution_assignee = v;
+    }
+    if let Some(v) = b.communication_assignee {
+        f.communication_assignee = v;
+    }
+    if let Some(v) = b.public {
+        f.public = v;
+    }
+    Ok(Change {
+        kind: if edits_fields {
+            Kind::Updated
+        } else {
+            Kind::Reassigned
+        },
+        by: by.clone(),
+        reason,
+        expected_version: b.version,
+        fields: Some(f),
+        resolution: None,
+    })
+}
+
+/// The answer to a PATCH once the write path has run: the outage, or why it was not changed.
+fn applied(result: Result<Outage, ChangeError>, id: &str) -> Result<Response, ApiError> {
+    match result {
         Ok(o) => Ok(Json(o.to_json()).into_response()),
         Err(ChangeError::Invalid(p)) => Err(first_problem(p)),
         Err(ChangeError::NothingChanged) => Err(ApiError::bad_request(
