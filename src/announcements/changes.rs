@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::model::{self, FieldChange, Fields, Outage, Resolution};
 use super::payload::{AudienceRef, Dm, OutageRef};
+use super::settings::AnnouncementsSettings;
 use super::{JOB_AUDIENCE, JOB_DM, JOB_POST, JOB_RENDER, JOB_THREAD, message};
 use crate::jobs::NewJob;
 use crate::notifiers::StatusEvent;
@@ -281,6 +282,52 @@ pub async fn apply(state: &AppState, id: &str, change: Change) -> Result<Outage,
         return Err(ChangeError::Conflict);
     }
     let now = state.now_ms();
+    let (mut new, changes) = changed(settings, &old, &change, now)?;
+    if changes.is_empty() {
+        return Err(ChangeError::NothingChanged);
+    }
+    new.version = old.version + 1;
+    new.updated_at = now;
+    new.last_update_at = now;
+    let mut tx = state.db().pool().begin().await?;
+    if !write_row(&mut tx, &new, old.version, now).await? {
+        return Err(ChangeError::Conflict);
+    }
+    insert_history(
+        &mut tx,
+        &new,
+        &change.by,
+        change.kind,
+        &changes,
+        change.reason.as_deref(),
+        now,
+    )
+    .await?;
+    queue_follow_ups(state, &mut tx, &old, &new, &change, now).await?;
+    tx.commit().await?;
+    state.jobs().wake();
+    crate::status::changed(state);
+    state
+        .audit(
+            super::FEATURE,
+            change.kind.as_str(),
+            &change.by,
+            &format!("outage:{}", new.id),
+            "ok",
+            json!({"version": new.version, "fields": changes.iter().map(|c| c.field.clone()).collect::<Vec<_>>()}),
+        )
+        .await;
+    Ok(new)
+}
+
+/// The outage after `change`, and the fields it changes (empty: nothing would change); or why
+/// it cannot be made (invalid fields, or not in a state it applies to).
+fn changed(
+    settings: &AnnouncementsSettings,
+    old: &Outage,
+    change: &Change,
+    now: i64,
+) -> Result<(Outage, Vec<FieldChange>), ChangeError> {
     let mut new = old.clone();
     let mut changes = Vec::new();
     match change.kind {
@@ -311,18 +358,7 @@ pub async fn apply(state: &AppState, id: &str, change: Change) -> Result<Outage,
                     "required".into(),
                 )]));
             };
-            changes.push(fc(settings, "state", model::OPEN, model::RESOLVED));
-            changes.push(fc(settings, "resolution", "", &r.summary));
-            changes.push(fc(
-                settings,
-                "resolved_at",
-                "",
-                &crate::slack::blocks::date(at),
-            ));
-            changes.push(fc(settings, "postmortem", "", &model::yes_no(r.postmortem)));
-            if let Some(u) = &r.report_url {
-                changes.push(fc(settings, "report_url", "", u));
-            }
+            changes = resolution_changes(settings, &r, at);
             new.state = model::RESOLVED.into();
             new.resolved_at = Some(at);
             new.resolution = Some(r);
@@ -339,14 +375,40 @@ pub async fn apply(state: &AppState, id: &str, change: Change) -> Result<Outage,
             new.eta_snoozed_until = None;
         }
     }
-    if changes.is_empty() {
-        return Err(ChangeError::NothingChanged);
+    Ok((new, changes))
+}
+
+/// What resolving changes, as the thread reply lists it.
+fn resolution_changes(
+    settings: &AnnouncementsSettings,
+    r: &Resolution,
+    at: i64,
+) -> Vec<FieldChange> {
+    let mut changes = Vec::new();
+    changes.push(fc(settings, "state", model::OPEN, model::RESOLVED));
+    changes.push(fc(settings, "resolution", "", &r.summary));
+    changes.push(fc(
+        settings,
+        "resolved_at",
+        "",
+        &crate::slack::blocks::date(at),
+    ));
+    changes.push(fc(settings, "postmortem", "", &model::yes_no(r.postmortem)));
+    if let Some(u) = &r.report_url {
+        changes.push(fc(settings, "report_url", "", u));
     }
-    new.version = old.version + 1;
-    new.updated_at = now;
-    new.last_update_at = now;
+    changes
+}
+
+/// Write the outage's row if it is still at `old_version`; false when someone else changed it
+/// meanwhile.
+async fn write_row(
+    conn: &mut sqlx::AnyConnection,
+    new: &Outage,
+    old_version: i64,
+    now: i64,
+) -> Result<bool, ChangeError> {
     let f = &new.fields;
-    let mut tx = state.db().pool().begin().await?;
     let res = sqlx::query(
         "UPDATE outages SET summary = $1, systems = $2, impact = $3, severity = $4, eta = $5,
             eta_set_at = $6, resolution_assignee = $7, communication_assignee = $8, public = $9,
@@ -374,23 +436,24 @@ pub async fn apply(state: &AppState, id: &str, change: Change) -> Result<Outage,
     .bind(new.version)
     .bind(now)
     .bind(new.eta_snoozed_until)
-    .bind(id)
-    .bind(old.version)
-    .execute(&mut *tx)
+    .bind(&new.id)
+    .bind(old_version)
+    .execute(&mut *conn)
     .await?;
-    if res.rows_affected() != 1 {
-        return Err(ChangeError::Conflict);
-    }
-    insert_history(
-        &mut tx,
-        &new,
-        &change.by,
-        change.kind,
-        &changes,
-        change.reason.as_deref(),
-        now,
-    )
-    .await?;
+    Ok(res.rows_affected() == 1)
+}
+
+/// Queue, in the change's transaction, what must follow it: the message update and the thread
+/// reply for this version, posts to audiences newly affected, DMs to new assignees, the webhook
+/// event.
+async fn queue_follow_ups(
+    state: &AppState,
+    conn: &mut sqlx::AnyConnection,
+    old: &Outage,
+    new: &Outage,
+    change: &Change,
+    now: i64,
+) -> Result<(), sqlx::Error> {
     let r = OutageRef {
         outage_id: new.id.clone(),
         version: new.version,
@@ -398,7 +461,7 @@ pub async fn apply(state: &AppState, id: &str, change: Change) -> Result<Outage,
     state
         .jobs()
         .insert(
-            &mut *tx,
+            &mut *conn,
             NewJob::new(JOB_RENDER, &r)
                 .dedup(format!("announcements:render:{}:{}", new.id, new.version)),
         )
@@ -406,36 +469,17 @@ pub async fn apply(state: &AppState, id: &str, change: Change) -> Result<Outage,
     state
         .jobs()
         .insert(
-            &mut *tx,
+            &mut *conn,
             NewJob::new(JOB_THREAD, &r)
                 .dedup(format!("announcements:thread:{}:{}", new.id, new.version)),
         )
         .await?;
-    queue_audiences(state, &mut tx, &new).await?;
-    queue_assignment_dms(state, &mut tx, Some(&old), &new, &change.by).await?;
-    crate::notifiers::enqueue(state, &mut tx, &event(change.kind, &new, now)).await?;
-    tx.commit().await?;
-    state.jobs().wake();
-    crate::status::changed(state);
-    state
-        .audit(
-            super::FEATURE,
-            change.kind.as_str(),
-            &change.by,
-            &format!("outage:{}", new.id),
-            "ok",
-            json!({"version": new.version, "fields": changes.iter().map(|c| c.field.clone()).collect::<Vec<_>>()}),
-        )
-        .await;
-    Ok(new)
+    queue_audiences(state, conn, new).await?;
+    queue_assignment_dms(state, conn, Some(old), new, &change.by).await?;
+    crate::notifiers::enqueue(state, conn, &event(change.kind, new, now)).await
 }
 
-fn fc(
-    settings: &crate::announcements::settings::AnnouncementsSettings,
-    field: &str,
-    from: &str,
-    to: &str,
-) -> FieldChange {
+fn fc(settings: &AnnouncementsSettings, field: &str, from: &str, to: &str) -> FieldChange {
     FieldChange {
         field: field.into(),
         label: model::label(settings, field),
