@@ -313,6 +313,17 @@ impl<'a> View<'a> {
 
     pub fn html(&self) -> String {
         let mut h = String::with_capacity(8192);
+        self.html_head(&mut h);
+        self.incidents_section(&mut h);
+        self.maintenance_section(&mut h);
+        self.systems_section(&mut h);
+        self.history_section(&mut h);
+        self.footer(&mut h);
+        h
+    }
+
+    /// The document's head, the title, and the banners (out of date, overall state).
+    fn html_head(&self, h: &mut String) {
         let title = esc(&self.settings.title);
         let _ = write!(
             h,
@@ -335,8 +346,10 @@ impl<'a> View<'a> {
             self.overall.css(),
             esc(self.overall.overall_text())
         );
+    }
 
-        // Current incidents.
+    /// Current incidents, when there are any.
+    fn incidents_section(&self, h: &mut String) {
         if !self.open.is_empty() {
             h.push_str("<section id=\"incidents\">\n<h2>Current incidents</h2>\n");
             for o in &self.open {
@@ -367,8 +380,10 @@ impl<'a> View<'a> {
             }
             h.push_str("</section>\n");
         }
+    }
 
-        // Scheduled maintenance.
+    /// Maintenance in progress and upcoming.
+    fn maintenance_section(&self, h: &mut String) {
         h.push_str("<section id=\"maintenance\">\n<h2>Scheduled maintenance</h2>\n");
         if self.in_progress.is_empty() && self.upcoming.is_empty() {
             h.push_str("<p class=\"none\">No maintenance is scheduled.</p>\n");
@@ -379,11 +394,13 @@ impl<'a> View<'a> {
             .map(|m| (m, "In progress"))
             .chain(self.upcoming.iter().map(|m| (m, "Upcoming")))
         {
-            self.maintenance_card(&mut h, m, label);
+            self.maintenance_card(h, m, label);
         }
         h.push_str("</section>\n");
+    }
 
-        // Systems.
+    /// Each system's state, by group.
+    fn systems_section(&self, h: &mut String) {
         h.push_str("<section id=\"systems\">\n<h2>Systems</h2>\n");
         if self.systems.is_empty() {
             h.push_str("<p class=\"none\">No systems are configured.</p>\n");
@@ -405,8 +422,10 @@ impl<'a> View<'a> {
             h.push_str("</ul>\n");
         }
         h.push_str("</section>\n");
+    }
 
-        // History.
+    /// Resolved outages and finished maintenance within the history.
+    fn history_section(&self, h: &mut String) {
         let _ = write!(
             h,
             "<section id=\"history\">\n<h2>Past {} days</h2>\n",
@@ -439,12 +458,13 @@ impl<'a> View<'a> {
                     }
                     h.push_str("</article>\n");
                 }
-                HistoryItem::Maintenance(m) => {
-                    self.maintenance_card(&mut h, m, "Completed maintenance")
-                }
+                HistoryItem::Maintenance(m) => self.maintenance_card(h, m, "Completed maintenance"),
             }
         }
         h.push_str("</section>\n");
+    }
+
+    fn footer(&self, h: &mut String) {
         let _ = write!(
             h,
             "<footer>Updated {} · <a href=\"/status.json\">JSON</a> · <a href=\"/status/feed.atom\">Atom feed</a> · times in {}</footer>\n\
@@ -452,7 +472,6 @@ impl<'a> View<'a> {
             time_tag(self.loaded_at, &self.time(self.loaded_at)),
             esc(&self.settings.zone_label())
         );
-        h
     }
 
     fn maintenance_card(&self, h: &mut String, m: &Maintenance, label: &str) {
@@ -482,87 +501,7 @@ impl<'a> View<'a> {
 
     /// The Atom feed; `base` is the page's absolute URL (`https://status.example.com/status`).
     pub fn atom(&self, base: &str) -> String {
-        struct Entry {
-            id: String,
-            title: String,
-            updated: i64,
-            content: String,
-        }
-        let mut entries: Vec<Entry> = Vec::new();
-        for o in &self.open {
-            let mut content = format!(
-                "{} ({}). Affects {}. Started {}. Expected resolution: {}.",
-                o.summary,
-                Health::from_severity(&o.severity).text(),
-                self.system_names(&o.systems),
-                self.time(o.started_at),
-                eta_text(&o.eta)
-            );
-            if let Some((at, text)) = &o.latest_update {
-                let _ = write!(content, " Latest update ({}): {text}", self.time(*at));
-            }
-            entries.push(Entry {
-                id: format!("outage:{}", o.id),
-                title: format!("Outage: {}", o.summary),
-                updated: o.updated_at,
-                content,
-            });
-        }
-        for (m, label) in self
-            .in_progress
-            .iter()
-            .map(|m| (*m, "Maintenance in progress"))
-            .chain(self.upcoming.iter().map(|m| (*m, "Scheduled maintenance")))
-        {
-            entries.push(Entry {
-                id: format!("maintenance:{}", m.id),
-                title: format!("{label}: {}", m.title),
-                updated: m.updated_at,
-                content: format!(
-                    "{}. Affects {}. From {} to {}.",
-                    m.description(),
-                    self.system_names(&m.systems),
-                    self.time(m.starts_at),
-                    self.time(m.ends_at)
-                ),
-            });
-        }
-        for item in &self.history {
-            match item {
-                HistoryItem::Outage(o) => {
-                    let end = o.resolved_at.unwrap_or(o.updated_at);
-                    entries.push(Entry {
-                        id: format!("outage:{}", o.id),
-                        title: format!("Resolved: {}", o.summary),
-                        updated: o.updated_at.max(end),
-                        content: format!(
-                            "{}. Affected {} from {} to {} ({}).{}",
-                            o.summary,
-                            self.system_names(&o.systems),
-                            self.time(o.started_at),
-                            self.time(end),
-                            human_duration(end - o.started_at),
-                            o.latest_update
-                                .as_ref()
-                                .map(|(_, t)| format!(" {t}"))
-                                .unwrap_or_default()
-                        ),
-                    });
-                }
-                HistoryItem::Maintenance(m) => entries.push(Entry {
-                    id: format!("maintenance:{}", m.id),
-                    title: format!("Completed maintenance: {}", m.title),
-                    updated: m.updated_at.max(m.ends_at),
-                    content: format!(
-                        "{}. Affected {} from {} to {}.",
-                        m.description(),
-                        self.system_names(&m.systems),
-                        self.time(m.starts_at),
-                        self.time(m.ends_at)
-                    ),
-                }),
-            }
-        }
+        let entries = self.atom_entries();
         let updated = entries
             .iter()
             .map(|e| e.updated)
@@ -599,6 +538,95 @@ impl<'a> View<'a> {
         x.push_str("</feed>\n");
         x
     }
+
+    /// One feed entry per open outage, maintenance window (in progress, upcoming, finished) and
+    /// resolved outage, in the page's order.
+    fn atom_entries(&self) -> Vec<AtomEntry> {
+        let mut entries: Vec<AtomEntry> = Vec::new();
+        for o in &self.open {
+            let mut content = format!(
+                "{} ({}). Affects {}. Started {}. Expected resolution: {}.",
+                o.summary,
+                Health::from_severity(&o.severity).text(),
+                self.system_names(&o.systems),
+                self.time(o.started_at),
+                eta_text(&o.eta)
+            );
+            if let Some((at, text)) = &o.latest_update {
+                let _ = write!(content, " Latest update ({}): {text}", self.time(*at));
+            }
+            entries.push(AtomEntry {
+                id: format!("outage:{}", o.id),
+                title: format!("Outage: {}", o.summary),
+                updated: o.updated_at,
+                content,
+            });
+        }
+        for (m, label) in self
+            .in_progress
+            .iter()
+            .map(|m| (*m, "Maintenance in progress"))
+            .chain(self.upcoming.iter().map(|m| (*m, "Scheduled maintenance")))
+        {
+            entries.push(AtomEntry {
+                id: format!("maintenance:{}", m.id),
+                title: format!("{label}: {}", m.title),
+                updated: m.updated_at,
+                content: format!(
+                    "{}. Affects {}. From {} to {}.",
+                    m.description(),
+                    self.system_names(&m.systems),
+                    self.time(m.starts_at),
+                    self.time(m.ends_at)
+                ),
+            });
+        }
+        for item in &self.history {
+            match item {
+                HistoryItem::Outage(o) => {
+                    let end = o.resolved_at.unwrap_or(o.updated_at);
+                    entries.push(AtomEntry {
+                        id: format!("outage:{}", o.id),
+                        title: format!("Resolved: {}", o.summary),
+                        updated: o.updated_at.max(end),
+                        content: format!(
+                            "{}. Affected {} from {} to {} ({}).{}",
+                            o.summary,
+                            self.system_names(&o.systems),
+                            self.time(o.started_at),
+                            self.time(end),
+                            human_duration(end - o.started_at),
+                            o.latest_update
+                                .as_ref()
+                                .map(|(_, t)| format!(" {t}"))
+                                .unwrap_or_default()
+                        ),
+                    });
+                }
+                HistoryItem::Maintenance(m) => entries.push(AtomEntry {
+                    id: format!("maintenance:{}", m.id),
+                    title: format!("Completed maintenance: {}", m.title),
+                    updated: m.updated_at.max(m.ends_at),
+                    content: format!(
+                        "{}. Affected {} from {} to {}.",
+                        m.description(),
+                        self.system_names(&m.systems),
+                        self.time(m.starts_at),
+                        self.time(m.ends_at)
+                    ),
+                }),
+            }
+        }
+        entries
+    }
+}
+
+/// One entry of the Atom feed.
+struct AtomEntry {
+    id: String,
+    title: String,
+    updated: i64,
+    content: String,
 }
 
 /// Escape text for HTML and XML, in content and in quoted attributes.
