@@ -132,6 +132,35 @@ impl Drop for Renewal {
 }
 
 async fn run(state: &AppState, groups: &[GroupSettings], opts: &SyncOptions) -> SyncReport {
+    let mut report = SyncReport {
+        dry_run: opts.dry_run,
+        groups: plan_groups(state, groups, opts).await,
+    };
+    for p in &mut report.groups {
+        account(state, p, opts).await;
+    }
+    let changed = report
+        .groups
+        .iter()
+        .filter(|g| matches!(g.outcome, Outcome::Updated | Outcome::WouldUpdate))
+        .count();
+    info!(
+        groups = report.groups.len(),
+        changed,
+        failed = report.failures(),
+        dry_run = opts.dry_run,
+        "on-call sync finished"
+    );
+    report
+}
+
+/// Sync every group, `oncall.concurrency` at a time, each on its own; the plans in the
+/// configuration's order.
+async fn plan_groups(
+    state: &AppState,
+    groups: &[GroupSettings],
+    opts: &SyncOptions,
+) -> Vec<GroupPlan> {
     let svc = state.oncall().clone();
     let now = state.now_ms();
     let snapshot = match slack_groups(state).await {
@@ -160,58 +189,45 @@ async fn run(state: &AppState, groups: &[GroupSettings], opts: &SyncOptions) -> 
             .collect()
             .await;
     plans.sort_by_key(|(i, _)| *i);
-    let mut report = SyncReport {
-        dry_run: opts.dry_run,
-        groups: plans.into_iter().map(|(_, p)| p).collect(),
-    };
-    for p in &mut report.groups {
-        if !opts.dry_run {
-            state.metrics().oncall_group(match p.outcome {
-                Outcome::Updated => "updated",
-                Outcome::WouldUpdate => "would_update",
-                Outcome::Unchanged => "unchanged",
-                Outcome::KeptEmpty => "kept_empty",
-                Outcome::Failed => "failed",
-            });
-        }
-        if p.outcome == Outcome::Failed {
-            let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
-            error!(
-                oncall.group = %p.handle,
-                error_id = %id,
-                error.message = p.error.as_deref().unwrap_or(""),
-                "on-call sync failed for a group; it keeps its current members"
-            );
-            if !opts.dry_run {
-                state
-                    .audit(
-                        super::FEATURE,
-                        "update_group",
-                        &opts.actor,
-                        &format!("oncall:{}", p.handle),
-                        "failed",
-                        json!({"error_id": id, "error": p.error}),
-                    )
-                    .await;
-            }
-            p.error_id = Some(id);
-        } else if !p.missing.is_empty() {
-            warn!(oncall.group = %p.handle, missing = ?p.missing, "people on call have no Slack account; they are left out");
-        }
+    plans.into_iter().map(|(_, p)| p).collect()
+}
+
+/// Count a group's outcome in `/metrics`; give a failure an error id shared by its log line, its
+/// audit row and the ops channel's alert; log people missing in Slack.
+async fn account(state: &AppState, p: &mut GroupPlan, opts: &SyncOptions) {
+    if !opts.dry_run {
+        state.metrics().oncall_group(match p.outcome {
+            Outcome::Updated => "updated",
+            Outcome::WouldUpdate => "would_update",
+            Outcome::Unchanged => "unchanged",
+            Outcome::KeptEmpty => "kept_empty",
+            Outcome::Failed => "failed",
+        });
     }
-    let changed = report
-        .groups
-        .iter()
-        .filter(|g| matches!(g.outcome, Outcome::Updated | Outcome::WouldUpdate))
-        .count();
-    info!(
-        groups = report.groups.len(),
-        changed,
-        failed = report.failures(),
-        dry_run = opts.dry_run,
-        "on-call sync finished"
-    );
-    report
+    if p.outcome == Outcome::Failed {
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        error!(
+            oncall.group = %p.handle,
+            error_id = %id,
+            error.message = p.error.as_deref().unwrap_or(""),
+            "on-call sync failed for a group; it keeps its current members"
+        );
+        if !opts.dry_run {
+            state
+                .audit(
+                    super::FEATURE,
+                    "update_group",
+                    &opts.actor,
+                    &format!("oncall:{}", p.handle),
+                    "failed",
+                    json!({"error_id": id, "error": p.error}),
+                )
+                .await;
+        }
+        p.error_id = Some(id);
+    } else if !p.missing.is_empty() {
+        warn!(oncall.group = %p.handle, missing = ?p.missing, "people on call have no Slack account; they are left out");
+    }
 }
 
 /// Every user group with its members, in one call.
@@ -337,6 +353,8 @@ fn entry_person(entry: &str) -> Person {
     }
 }
 
+/// One group's run: who should be in it, what Slack has, and the smallest write that makes them
+/// agree (none on a dry run). A failure anywhere leaves the group as it was.
 async fn sync_group(
     state: &AppState,
     svc: &Oncall,
@@ -360,6 +378,45 @@ async fn sync_group(
         Ok(s) => s,
         Err(e) => return plan.failed(e.kind(), e.to_string()),
     };
+    let people = on_call_people(g, shifts, now, until, &mut plan);
+    let (mut desired, missing) = match resolve(state, svc, people).await {
+        Ok(r) => r,
+        Err(e) => return plan.failed("slack", format!("looking people up in Slack failed: {e}")),
+    };
+    plan.missing = missing;
+    if desired.is_empty() {
+        (desired, plan) = match when_empty(state, svc, g, group, plan).await {
+            Ok(next) => next,
+            Err(done) => return done,
+        };
+    }
+    let want: BTreeSet<String> = desired.keys().cloned().collect();
+    plan = match update_members(state, &handle, group, &want, &desired, opts, plan).await {
+        Ok(p) => p,
+        Err(failed) => return failed,
+    };
+    if !opts.dry_run {
+        let before: Vec<String> = group.users.clone();
+        match record(state, g, &group.id, before, &want).await {
+            Ok(announced) => plan.announced = announced,
+            Err(e) => {
+                // Slack is right; only the notice is at stake. The next run records it.
+                warn!(oncall.group = %handle, error = %format!("{e:#}"), "recording the on-call change failed; the next run retries the notice");
+            }
+        }
+    }
+    plan
+}
+
+/// The distinct people on call between `now` and `until`, placeholders (`ignore`) left out and
+/// noted in the plan.
+fn on_call_people(
+    g: &GroupSettings,
+    shifts: Vec<super::Shift>,
+    now: Millis,
+    until: Millis,
+    plan: &mut GroupPlan,
+) -> Vec<Person> {
     let mut people: Vec<Person> = Vec::new();
     for s in shifts {
         let active = s.start.is_none_or(|st| st <= until) && s.end.is_none_or(|en| en > now);
@@ -376,78 +433,96 @@ async fn sync_group(
     }
     plan.ignored.sort();
     plan.ignored.dedup();
+    people
+}
 
-    let (mut desired, missing) = match resolve(state, svc, people).await {
-        Ok(r) => r,
-        Err(e) => return plan.failed("slack", format!("looking people up in Slack failed: {e}")),
-    };
-    plan.missing = missing;
-    if desired.is_empty() {
-        match g.when_empty {
-            EmptyPolicy::Keep => {
+/// Nobody (found in Slack) is on call: keep the group's members (`when_empty: keep`, or no
+/// fallback person found either), or use the fallback people. `Err` is the finished plan.
+async fn when_empty(
+    state: &AppState,
+    svc: &Oncall,
+    g: &GroupSettings,
+    group: &SlackGroup,
+    mut plan: GroupPlan,
+) -> Result<(BTreeMap<String, String>, GroupPlan), GroupPlan> {
+    match g.when_empty {
+        EmptyPolicy::Keep => {
+            plan.outcome = Outcome::KeptEmpty;
+            plan.unchanged = members(&group.users, &BTreeMap::new());
+            Err(plan)
+        }
+        EmptyPolicy::Fallback => {
+            let fb: Vec<Person> = g.fallback.iter().map(|e| entry_person(e)).collect();
+            let desired = match resolve(state, svc, fb).await {
+                Ok((found, missing)) => {
+                    plan.missing.extend(missing);
+                    plan.fell_back = true;
+                    found
+                }
+                Err(e) => {
+                    return Err(plan.failed(
+                        "slack",
+                        format!("looking the fallback people up in Slack failed: {e}"),
+                    ));
+                }
+            };
+            if desired.is_empty() {
                 plan.outcome = Outcome::KeptEmpty;
                 plan.unchanged = members(&group.users, &BTreeMap::new());
-                return plan;
+                return Err(plan);
             }
-            EmptyPolicy::Fallback => {
-                let fb: Vec<Person> = g.fallback.iter().map(|e| entry_person(e)).collect();
-                match resolve(state, svc, fb).await {
-                    Ok((found, missing)) => {
-                        desired = found;
-                        plan.missing.extend(missing);
-                        plan.fell_back = true;
-                    }
-                    Err(e) => {
-                        return plan.failed(
-                            "slack",
-                            format!("looking the fallback people up in Slack failed: {e}"),
-                        );
-                    }
-                }
-                if desired.is_empty() {
-                    plan.outcome = Outcome::KeptEmpty;
-                    plan.unchanged = members(&group.users, &BTreeMap::new());
-                    return plan;
-                }
-            }
+            Ok((desired, plan))
         }
     }
+}
 
-    let want: BTreeSet<String> = desired.keys().cloned().collect();
+/// Compare `want` with the group's members (re-read live before any write) and write the
+/// difference, unless it is a dry run; the plan lists who is added, removed and unchanged.
+/// `Err` is the failed plan: the group was left as it was.
+async fn update_members(
+    state: &AppState,
+    handle: &str,
+    group: &SlackGroup,
+    want: &BTreeSet<String>,
+    labels: &BTreeMap<String, String>,
+    opts: &SyncOptions,
+    mut plan: GroupPlan,
+) -> Result<GroupPlan, GroupPlan> {
     let mut current: BTreeSet<String> = group.users.iter().cloned().collect();
-    if want != current {
+    if *want != current {
         // Confirm against Slack's live answer before writing.
         match state.slack().usergroup_members(&group.id).await {
             Ok(live) => current = live.into_iter().collect(),
             Err(e) => {
-                return plan.failed("slack", format!("reading @{handle}'s members failed: {e}"));
+                return Err(
+                    plan.failed("slack", format!("reading @{handle}'s members failed: {e}"))
+                );
             }
         }
     }
-    let labels = &desired;
     plan.added = want
         .difference(&current)
         .map(|id| member(id, labels))
         .collect();
     plan.removed = current
-        .difference(&want)
+        .difference(want)
         .map(|id| member(id, labels))
         .collect();
     plan.unchanged = want
         .intersection(&current)
         .map(|id| member(id, labels))
         .collect();
-    if want == current {
+    if *want == current {
         plan.outcome = Outcome::Unchanged;
     } else if opts.dry_run {
         plan.outcome = Outcome::WouldUpdate;
     } else {
         let users: Vec<String> = want.iter().cloned().collect();
         if let Err(e) = state.slack().usergroup_set_members(&group.id, &users).await {
-            return plan.failed(
+            return Err(plan.failed(
                 e.code().map(|c| c.as_str()).unwrap_or("slack"),
                 format!("updating @{handle} failed: {e}"),
-            );
+            ));
         }
         plan.outcome = Outcome::Updated;
         state
@@ -465,17 +540,7 @@ async fn sync_group(
             )
             .await;
     }
-    if !opts.dry_run {
-        let before: Vec<String> = group.users.clone();
-        match record(state, g, &group.id, before, &want).await {
-            Ok(announced) => plan.announced = announced,
-            Err(e) => {
-                // Slack is right; only the notice is at stake. The next run records it.
-                warn!(oncall.group = %handle, error = %format!("{e:#}"), "recording the on-call change failed; the next run retries the notice");
-            }
-        }
-    }
-    plan
+    Ok(plan)
 }
 
 fn member(id: &str, labels: &BTreeMap<String, String>) -> Member {
@@ -505,52 +570,19 @@ async fn record(
     baseline.sort();
     baseline.dedup();
     let new: Vec<String> = want.iter().cloned().collect();
-    let new_json = serde_json::to_string(&new)?;
     let mut tx = state.db().pool().begin().await?;
-    // First sight of the group: what Slack had before this run is the baseline.
-    sqlx::query(
-        "INSERT INTO oncall_groups (handle, usergroup_id, members, generation, changed_at, synced_at)
-         VALUES ($1, $2, $3, 0, $4, $4) ON CONFLICT (handle) DO NOTHING",
-    )
-    .bind(&handle)
-    .bind(usergroup_id)
-    .bind(serde_json::to_string(&baseline)?)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    let (old_json, generation): (String, i64) =
-        sqlx::query_as("SELECT members, generation FROM oncall_groups WHERE handle = $1")
-            .bind(&handle)
-            .fetch_one(&mut *tx)
-            .await?;
-    if old_json == new_json {
-        sqlx::query("UPDATE oncall_groups SET synced_at = $1 WHERE handle = $2")
-            .bind(now)
-            .bind(&handle)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        return Ok(false);
-    }
-    let res = sqlx::query(
-        "UPDATE oncall_groups SET members = $1, generation = generation + 1, usergroup_id = $2,
-                changed_at = $3, synced_at = $3
-         WHERE handle = $4 AND generation = $5",
-    )
-    .bind(&new_json)
-    .bind(usergroup_id)
-    .bind(now)
-    .bind(&handle)
-    .bind(generation)
-    .execute(&mut *tx)
-    .await?;
-    if res.rows_affected() != 1 {
-        // Another run recorded a change first; its notices are queued.
-        tx.rollback().await?;
-        return Ok(false);
-    }
-    let old: Vec<String> = serde_json::from_str(&old_json).unwrap_or_default();
-    let generation = generation + 1;
+    let (old, generation) =
+        match next_generation(&mut tx, &handle, usergroup_id, &baseline, &new, now).await? {
+            Recorded::Unchanged => {
+                tx.commit().await?;
+                return Ok(false);
+            }
+            Recorded::Raced => {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            Recorded::Moved { old, generation } => (old, generation),
+        };
     let notice = Notice {
         handle: handle.clone(),
         usergroup_id: usergroup_id.to_string(),
@@ -560,11 +592,95 @@ async fn record(
         members: new.clone(),
         generation,
     };
+    queue_notices(state, &mut tx, g, &notice).await?;
+    tx.commit().await?;
+    state.jobs().wake();
+    Ok(true)
+}
+
+/// What recording a group's members found.
+enum Recorded {
+    /// They are what was last announced: nothing to tell (the sync time was recorded).
+    Unchanged,
+    /// Another run moved the generation on first; its notices are queued.
+    Raced,
+    /// This run moved it on.
+    Moved { old: Vec<String>, generation: i64 },
+}
+
+/// Move the group's recorded members to `new` and its generation on, if they differ and no
+/// other run got there first. The first sight of a group records what Slack had before this run
+/// as the baseline.
+async fn next_generation(
+    conn: &mut sqlx::AnyConnection,
+    handle: &str,
+    usergroup_id: &str,
+    baseline: &[String],
+    new: &[String],
+    now: Millis,
+) -> anyhow::Result<Recorded> {
+    let new_json = serde_json::to_string(new)?;
+    // First sight of the group: what Slack had before this run is the baseline.
+    sqlx::query(
+        "INSERT INTO oncall_groups (handle, usergroup_id, members, generation, changed_at, synced_at)
+         VALUES ($1, $2, $3, 0, $4, $4) ON CONFLICT (handle) DO NOTHING",
+    )
+    .bind(handle)
+    .bind(usergroup_id)
+    .bind(serde_json::to_string(baseline)?)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    let (old_json, generation): (String, i64) =
+        sqlx::query_as("SELECT members, generation FROM oncall_groups WHERE handle = $1")
+            .bind(handle)
+            .fetch_one(&mut *conn)
+            .await?;
+    if old_json == new_json {
+        sqlx::query("UPDATE oncall_groups SET synced_at = $1 WHERE handle = $2")
+            .bind(now)
+            .bind(handle)
+            .execute(&mut *conn)
+            .await?;
+        return Ok(Recorded::Unchanged);
+    }
+    let res = sqlx::query(
+        "UPDATE oncall_groups SET members = $1, generation = generation + 1, usergroup_id = $2,
+                changed_at = $3, synced_at = $3
+         WHERE handle = $4 AND generation = $5",
+    )
+    .bind(&new_json)
+    .bind(usergroup_id)
+    .bind(now)
+    .bind(handle)
+    .bind(generation)
+    .execute(&mut *conn)
+    .await?;
+    if res.rows_affected() != 1 {
+        // Another run recorded a change first; its notices are queued.
+        return Ok(Recorded::Raced);
+    }
+    let old: Vec<String> = serde_json::from_str(&old_json).unwrap_or_default();
+    Ok(Recorded::Moved {
+        old,
+        generation: generation + 1,
+    })
+}
+
+/// Queue the shift-change notice (when the group has a channel) and a DM to each person coming
+/// on call (unless the group turns DMs off), once per generation.
+async fn queue_notices(
+    state: &AppState,
+    conn: &mut sqlx::AnyConnection,
+    g: &GroupSettings,
+    notice: &Notice,
+) -> Result<(), sqlx::Error> {
+    let (handle, generation) = (&notice.handle, notice.generation);
     let jobs = state.jobs();
     if notice.channel.is_some() {
         jobs.insert(
-            &mut *tx,
-            crate::jobs::NewJob::new(super::JOB_NOTICE, &notice)
+            &mut *conn,
+            crate::jobs::NewJob::new(super::JOB_NOTICE, notice)
                 .dedup(format!("{}:{handle}:{generation}", super::JOB_NOTICE)),
         )
         .await?;
@@ -572,13 +688,13 @@ async fn record(
     if g.dm() {
         for user in &notice.added {
             jobs.insert(
-                &mut *tx,
+                &mut *conn,
                 crate::jobs::NewJob::new(
                     super::JOB_DM,
                     &super::notify::Dm {
                         handle: handle.clone(),
                         user: user.clone(),
-                        members: new.clone(),
+                        members: notice.members.clone(),
                     },
                 )
                 .dedup(format!("{}:{handle}:{generation}:{user}", super::JOB_DM)),
@@ -586,9 +702,7 @@ async fn record(
             .await?;
         }
     }
-    tx.commit().await?;
-    jobs.wake();
-    Ok(true)
+    Ok(())
 }
 
 /// The periodic sync inside `serve`.
