@@ -204,69 +204,89 @@ impl ActionHandler for ConfirmCancel {
             .cancel(&req.execution_id, &reason, who.email.as_deref())
             .await
         {
-            Ok(()) => {
-                state
-                    .audit(
-                        FEATURE,
-                        "cancel",
-                        &cx.user_id,
-                        &subject,
-                        "ok",
-                        json!({"reason": req.reason, "application": app, "pipeline": name}),
-                    )
-                    .await;
-                let why = req
-                    .reason
-                    .as_deref()
-                    .map(|r| format!(": {}", escape(r)))
-                    .unwrap_or_default();
-                let text = format!(
-                    ":no_entry_sign: *{}* › *{}* canceled by {}{why} · {}",
-                    escape(&app),
-                    escape(&name),
-                    mention(&cx.user_id),
-                    link(
-                        &deck_link(
-                            &state.settings().spinnaker.deck_url,
-                            &app,
-                            &req.execution_id
-                        ),
-                        "Open in Deck"
-                    )
-                );
-                if let Some(channel) = interaction.channel_id()
-                    && state
-                        .slack()
-                        .post_message(&Message::text(channel, &text))
-                        .await
-                        .is_ok()
-                {
-                    return Ok(Ack::Message(Reply {
-                        delete_original: Some(true),
-                        ..Reply::ephemeral("Canceled.")
-                    }));
-                }
-                Ok(Ack::Message(Reply::in_channel(text).replace_original()))
-            }
-            Err(e) => {
-                state
-                    .audit(
-                        FEATURE,
-                        "cancel",
-                        &cx.user_id,
-                        &subject,
-                        "failed",
-                        json!({"gate": e.to_string()}),
-                    )
-                    .await;
-                Ok(Ack::Message(
-                    Reply::ephemeral(format!(
-                        "Spinnaker did not cancel it: {}",
-                        escape(&e.to_string())
-                    ))
-                    .replace_original(),
-                ))
-            }
+            Ok(()) => Ok(canceled(
+                state,
+                &cx.user_id,
+                &interaction,
+                &req,
+                &app,
+                &name,
+                &subject,
+            )
+            .await),
+            Err(e) => Ok(not_canceled(state, &cx.user_id, &subject, &e).await),
         }
     }
+}
+
+/// Gate canceled it: audit, and tell the channel who canceled and why (replacing the
+/// confirmation), or answer in place when the channel cannot be posted to.
+async fn canceled(
+    state: &AppState,
+    user: &str,
+    interaction: &Interaction,
+    req: &CancelRequest,
+    app: &str,
+    name: &str,
+    subject: &str,
+) -> Ack {
+    state
+        .audit(
+            FEATURE,
+            "cancel",
+            user,
+            subject,
+            "ok",
+            json!({"reason": req.reason, "application": app, "pipeline": name}),
+        )
+        .await;
+    let why = req
+        .reason
+        .as_deref()
+        .map(|r| format!(": {}", escape(r)))
+        .unwrap_or_default();
+    let text = format!(
+        ":no_entry_sign: *{}* › *{}* canceled by {}{why} · {}",
+        escape(app),
+        escape(name),
+        mention(user),
+        link(
+            &deck_link(&state.settings().spinnaker.deck_url, app, &req.execution_id),
+            "Open in Deck"
+        )
+    );
+    if let Some(channel) = interaction.channel_id()
+        && state
+            .slack()
+            .post_message(&Message::text(channel, &text))
+            .await
+            .is_ok()
+    {
+        return Ack::Message(Reply {
+            delete_original: Some(true),
+            ..Reply::ephemeral("Canceled.")
+        });
+    }
+    Ack::Message(Reply::in_channel(text).replace_original())
+}
+
+/// Gate did not cancel it: audit, and say why in place of the confirmation.
+async fn not_canceled(state: &AppState, user: &str, subject: &str, e: &GateError) -> Ack {
+    state
+        .audit(
+            FEATURE,
+            "cancel",
+            user,
+            subject,
+            "failed",
+            json!({"gate": e.to_string()}),
+        )
+        .await;
+    Ack::Message(
+        Reply::ephemeral(format!(
+            "Spinnaker did not cancel it: {}",
+            escape(&e.to_string())
+        ))
+        .replace_original(),
+    )
 }

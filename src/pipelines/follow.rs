@@ -73,44 +73,10 @@ impl JobHandler for FollowJob {
         if run.status != "RUNNING" {
             return Ok(());
         }
-        let settings = state.settings().pipelines.clone();
-        let now = state.now_ms();
-        let (status, end_ms, canceled_by, reason) =
-            match state.gate().execution(&run.execution_id).await {
-                Ok(exec) => {
-                    let status = exec
-                        .get("status")
-                        .and_then(Value::as_str)
-                        .unwrap_or("UNKNOWN")
-                        .to_string();
-                    if !is_final(&status) {
-                        let limit = (settings.follow_max_hours as i64) * 3_600_000;
-                        if now - run.started_at < limit {
-                            return Err(JobError::NotYet(Duration::from_secs(
-                                settings.follow_interval_secs,
-                            )));
-                        }
-                        ("UNFOLLOWED".to_string(), now, None, None)
-                    } else {
-                        let end = exec.get("endTime").and_then(Value::as_i64).unwrap_or(now);
-                        let by = exec
-                            .get("canceledBy")
-                            .and_then(Value::as_str)
-                            .map(str::to_owned);
-                        let why = exec
-                            .get("cancellationReason")
-                            .and_then(Value::as_str)
-                            .map(str::to_owned);
-                        (status, end, by, why)
-                    }
-                }
-                Err(GateError::NotFound(_)) => ("VANISHED".to_string(), now, None, None),
-                Err(e) if e.is_transient() => return Err(e.into()),
-                Err(e) => return Err(JobError::Permanent(e.into())),
-            };
+        let ended = ended(state, &run).await?;
         sqlx::query("UPDATE pipeline_runs SET status = $1, ended_at = $2 WHERE id = $3 AND status = 'RUNNING'")
-            .bind(&status)
-            .bind(end_ms)
+            .bind(&ended.status)
+            .bind(ended.end_ms)
             .bind(&run.id)
             .execute(state.db().pool())
             .await
@@ -119,56 +85,122 @@ impl JobHandler for FollowJob {
         let (Some(channel), Some(ts)) = (run.channel.clone(), run.message_ts.clone()) else {
             return Ok(());
         };
-        let head = format!(
-            "*{}* › *{}* started by {}",
-            escape(&run.application),
-            escape(&run.pipeline_name),
-            mention(&run.started_by)
-        );
-        let took = duration(end_ms - run.started_at);
-        let deck = link(
-            &deck_link(
-                &state.settings().spinnaker.deck_url,
-                &run.application,
-                &run.execution_id,
-            ),
-            "Open in Deck",
-        );
-        let text = match status.as_str() {
-            "SUCCEEDED" => format!(
-                "{} {head} *succeeded* in {took} · {deck}",
-                status_emoji(&status)
-            ),
-            "CANCELED" | "STOPPED" => {
-                let by = canceled_by
-                    .map(|b| format!(" by {}", escape(&b)))
-                    .unwrap_or_default();
-                let why = reason
-                    .map(|r| format!(": {}", escape(&r)))
-                    .unwrap_or_default();
-                format!(
-                    "{} {head} was *canceled*{by}{why} after {took} · {deck}",
-                    status_emoji(&status)
-                )
-            }
-            "VANISHED" => {
-                format!(":grey_question: {head}: the execution no longer exists in Spinnaker.")
-            }
-            "UNFOLLOWED" => format!(
-                ":hourglass: {head} is still running after {}h; slackops stopped following it · {deck}",
-                settings.follow_max_hours
-            ),
-            other => format!(
-                "{} {head} *failed* ({}) after {took} · {deck}",
-                status_emoji(other),
-                escape(other)
-            ),
-        };
+        let text = outcome_text(state, &run, ended);
         state
             .slack()
             .update_message(&channel, &ts, &text, None)
             .await?;
         Ok(())
+    }
+}
+
+/// How a followed execution ended, as the message tells it.
+struct Ended {
+    /// Spinnaker's final status, `VANISHED` (deleted) or `UNFOLLOWED` (still running after
+    /// `pipelines.follow_max_hours`).
+    status: String,
+    end_ms: i64,
+    canceled_by: Option<String>,
+    reason: Option<String>,
+}
+
+/// Ask Gate how the execution is doing: `NotYet` while it runs (within the follow limit).
+async fn ended(state: &AppState, run: &Run) -> Result<Ended, JobError> {
+    let settings = state.settings().pipelines.clone();
+    let now = state.now_ms();
+    let (status, end_ms, canceled_by, reason) =
+        match state.gate().execution(&run.execution_id).await {
+            Ok(exec) => {
+                let status = exec
+                    .get("status")
+                    .and_then(Value::as_str)
+                    .unwrap_or("UNKNOWN")
+                    .to_string();
+                if !is_final(&status) {
+                    let limit = (settings.follow_max_hours as i64) * 3_600_000;
+                    if now - run.started_at < limit {
+                        return Err(JobError::NotYet(Duration::from_secs(
+                            settings.follow_interval_secs,
+                        )));
+                    }
+                    ("UNFOLLOWED".to_string(), now, None, None)
+                } else {
+                    let end = exec.get("endTime").and_then(Value::as_i64).unwrap_or(now);
+                    let by = exec
+                        .get("canceledBy")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned);
+                    let why = exec
+                        .get("cancellationReason")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned);
+                    (status, end, by, why)
+                }
+            }
+            Err(GateError::NotFound(_)) => ("VANISHED".to_string(), now, None, None),
+            Err(e) if e.is_transient() => return Err(e.into()),
+            Err(e) => return Err(JobError::Permanent(e.into())),
+        };
+    Ok(Ended {
+        status,
+        end_ms,
+        canceled_by,
+        reason,
+    })
+}
+
+/// The "started" message, updated with the outcome and the duration.
+fn outcome_text(state: &AppState, run: &Run, ended: Ended) -> String {
+    let Ended {
+        status,
+        end_ms,
+        canceled_by,
+        reason,
+    } = ended;
+    let head = format!(
+        "*{}* › *{}* started by {}",
+        escape(&run.application),
+        escape(&run.pipeline_name),
+        mention(&run.started_by)
+    );
+    let took = duration(end_ms - run.started_at);
+    let deck = link(
+        &deck_link(
+            &state.settings().spinnaker.deck_url,
+            &run.application,
+            &run.execution_id,
+        ),
+        "Open in Deck",
+    );
+    match status.as_str() {
+        "SUCCEEDED" => format!(
+            "{} {head} *succeeded* in {took} · {deck}",
+            status_emoji(&status)
+        ),
+        "CANCELED" | "STOPPED" => {
+            let by = canceled_by
+                .map(|b| format!(" by {}", escape(&b)))
+                .unwrap_or_default();
+            let why = reason
+                .map(|r| format!(": {}", escape(&r)))
+                .unwrap_or_default();
+            format!(
+                "{} {head} was *canceled*{by}{why} after {took} · {deck}",
+                status_emoji(&status)
+            )
+        }
+        "VANISHED" => {
+            format!(":grey_question: {head}: the execution no longer exists in Spinnaker.")
+        }
+        "UNFOLLOWED" => format!(
+            ":hourglass: {head} is still running after {}h; slackops stopped following it · {deck}",
+            state.settings().pipelines.follow_max_hours
+        ),
+        other => format!(
+            "{} {head} *failed* ({}) after {took} · {deck}",
+            status_emoji(other),
+            escape(other)
+        ),
     }
 }
 
