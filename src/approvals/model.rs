@@ -102,85 +102,16 @@ impl StageInfo {
         } else {
             required
         };
-        let judgment_inputs = ctx
-            .get("judgmentInputs")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|i| {
-                        i.get("value")
-                            .and_then(Value::as_str)
-                            .or_else(|| i.as_str())
-                    })
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let judgment_inputs = judgment_inputs(&ctx);
         let trigger_type = trigger
             .get("type")
             .and_then(Value::as_str)
             .unwrap_or("unknown")
             .to_string();
-        let trigger_user = trigger
-            .get("user")
-            .and_then(Value::as_str)
-            .filter(|u| !u.is_empty() && *u != "anonymous")
-            .or_else(|| {
-                execution
-                    .pointer("/authentication/user")
-                    .and_then(Value::as_str)
-            })
-            .filter(|u| !u.is_empty() && *u != "anonymous")
-            .map(str::to_owned);
-        let trigger_detail = match trigger_type.as_str() {
-            "cron" => trigger
-                .get("cronExpression")
-                .map(text)
-                .map(|c| format!("cron `{c}`")),
-            "pipeline" => trigger
-                .pointer("/parentExecution/name")
-                .map(text)
-                .map(|n| format!("pipeline {n}")),
-            "docker" => trigger
-                .get("tag")
-                .map(text)
-                .map(|t| format!("docker tag {t}")),
-            "git" => trigger
-                .get("branch")
-                .map(text)
-                .map(|b| format!("git branch {b}")),
-            "jenkins" => trigger
-                .get("job")
-                .map(text)
-                .map(|j| format!("jenkins job {j}")),
-            _ => None,
-        };
-        let mut parameters: Vec<(String, String)> = trigger
-            .get("parameters")
-            .and_then(Value::as_object)
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), text(v))).collect())
-            .unwrap_or_default();
-        parameters.sort();
-        let artifacts = trigger
-            .get("artifacts")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .map(|art| {
-                        let name = art.get("name").map(text).unwrap_or_default();
-                        let version = art.get("version").map(text).unwrap_or_default();
-                        let reference = art.get("reference").map(text).unwrap_or_default();
-                        match (name.is_empty(), version.is_empty()) {
-                            (false, false) => format!("{name} {version}"),
-                            (false, true) => name,
-                            _ => reference,
-                        }
-                    })
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let trigger_user = trigger_user(execution, &trigger);
+        let trigger_detail = trigger_detail(&trigger_type, &trigger);
+        let parameters = trigger_parameters(&trigger);
+        let artifacts = trigger_artifacts(&trigger);
         let stage_start = stage
             .get("startTime")
             .and_then(Value::as_i64)
@@ -209,6 +140,102 @@ impl StageInfo {
             artifacts,
         })
     }
+}
+
+/// The stage's judgment inputs (`judgmentInputs`, as `{value}` objects or strings).
+fn judgment_inputs(ctx: &Value) -> Vec<String> {
+    ctx.get("judgmentInputs")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|i| {
+                    i.get("value")
+                        .and_then(Value::as_str)
+                        .or_else(|| i.as_str())
+                })
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Who triggered the execution: the trigger's user, else the authenticated user; never
+/// `anonymous`.
+fn trigger_user(execution: &Value, trigger: &Value) -> Option<String> {
+    trigger
+        .get("user")
+        .and_then(Value::as_str)
+        .filter(|u| !u.is_empty() && *u != "anonymous")
+        .or_else(|| {
+            execution
+                .pointer("/authentication/user")
+                .and_then(Value::as_str)
+        })
+        .filter(|u| !u.is_empty() && *u != "anonymous")
+        .map(str::to_owned)
+}
+
+/// What started the execution besides a person, in brief: its cron expression, parent
+/// pipeline, docker tag, git branch or jenkins job.
+fn trigger_detail(trigger_type: &str, trigger: &Value) -> Option<String> {
+    match trigger_type {
+        "cron" => trigger
+            .get("cronExpression")
+            .map(text)
+            .map(|c| format!("cron `{c}`")),
+        "pipeline" => trigger
+            .pointer("/parentExecution/name")
+            .map(text)
+            .map(|n| format!("pipeline {n}")),
+        "docker" => trigger
+            .get("tag")
+            .map(text)
+            .map(|t| format!("docker tag {t}")),
+        "git" => trigger
+            .get("branch")
+            .map(text)
+            .map(|b| format!("git branch {b}")),
+        "jenkins" => trigger
+            .get("job")
+            .map(text)
+            .map(|j| format!("jenkins job {j}")),
+        _ => None,
+    }
+}
+
+/// The trigger's parameters as text, sorted by name.
+fn trigger_parameters(trigger: &Value) -> Vec<(String, String)> {
+    let mut parameters: Vec<(String, String)> = trigger
+        .get("parameters")
+        .and_then(Value::as_object)
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), text(v))).collect())
+        .unwrap_or_default();
+    parameters.sort();
+    parameters
+}
+
+/// The trigger's artifacts in brief: `name version`, else the name, else the reference.
+fn trigger_artifacts(trigger: &Value) -> Vec<String> {
+    trigger
+        .get("artifacts")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .map(|art| {
+                    let name = art.get("name").map(text).unwrap_or_default();
+                    let version = art.get("version").map(text).unwrap_or_default();
+                    let reference = art.get("reference").map(text).unwrap_or_default();
+                    match (name.is_empty(), version.is_empty()) {
+                        (false, false) => format!("{name} {version}"),
+                        (false, true) => name,
+                        _ => reference,
+                    }
+                })
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// What Spinnaker says happened to a stage.
