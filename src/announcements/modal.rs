@@ -95,67 +95,10 @@ pub fn form_view(
             text_input(&defaults.summary, true, model::SUMMARY_MAX),
             false,
         ));
-        let systems: Vec<Value> = model::rank_systems(settings, filter)
-            .into_iter()
-            .take(100)
-            .map(|s| option(&s.name, &s.id))
-            .collect();
-        let mut e = json!({"type": "multi_static_select", "action_id": "value",
-                           "placeholder": pt("Choose the affected systems", 150),
-                           "options": systems});
-        let initial: Vec<Value> = settings
-            .systems
-            .iter()
-            .filter(|s| defaults.systems.contains(&s.id))
-            .map(|s| option(&s.name, &s.id))
-            .collect();
-        if !initial.is_empty() {
-            e["initial_options"] = json!(initial);
-        }
-        blocks.push(input("systems", "Affected systems", e, false));
-        for a in &settings.audiences {
-            let current = defaults.impact.get(&a.id).cloned().unwrap_or_default();
-            let opts: Vec<Value> = AFFECTED.iter().map(|(v, l)| option(l, v)).collect();
-            let initial = AFFECTED
-                .iter()
-                .find(|(v, _)| *v == current.affected)
-                .map(|(v, l)| option(l, v));
-            blocks.push(input(
-                &format!("impact.{}", a.id),
-                &format!("Impact on {}", a.name),
-                select(opts, initial, "Affected?"),
-                false,
-            ));
-            blocks.push(input(
-                &format!("impact.{}.details", a.id),
-                &format!("Impact on {}: details", a.name),
-                text_input(&current.details, false, model::DETAILS_MAX),
-                true,
-            ));
-        }
-        let sev: Vec<Value> = settings.severities.iter().map(|s| option(s, s)).collect();
-        let initial = settings
-            .severities
-            .iter()
-            .find(|s| **s == defaults.severity)
-            .map(|s| option(s, s));
-        blocks.push(input(
-            "severity",
-            "Severity",
-            select(sev, initial, "Choose"),
-            false,
-        ));
-        let etas: Vec<Value> = ETAS.iter().map(|(id, l, _)| option(l, id)).collect();
-        let initial = ETAS
-            .iter()
-            .find(|(id, _, _)| *id == defaults.eta)
-            .map(|(id, l, _)| option(l, id));
-        blocks.push(input(
-            "eta",
-            "ETA (from now)",
-            select(etas, initial, "Choose"),
-            false,
-        ));
+        blocks.push(systems_input(settings, filter, defaults));
+        blocks.extend(impact_inputs(settings, defaults));
+        blocks.push(severity_input(settings, defaults));
+        blocks.push(eta_input(defaults));
     }
     if mode != Mode::Update {
         blocks.push(input(
@@ -201,6 +144,83 @@ pub fn form_view(
         "private_metadata": serde_json::to_string(meta).unwrap_or_default(),
         "blocks": blocks
     })
+}
+
+/// The affected systems, those matching `filter` first.
+fn systems_input(settings: &AnnouncementsSettings, filter: &str, defaults: &Fields) -> Value {
+    let systems: Vec<Value> = model::rank_systems(settings, filter)
+        .into_iter()
+        .take(100)
+        .map(|s| option(&s.name, &s.id))
+        .collect();
+    let mut e = json!({"type": "multi_static_select", "action_id": "value",
+                       "placeholder": pt("Choose the affected systems", 150),
+                       "options": systems});
+    let initial: Vec<Value> = settings
+        .systems
+        .iter()
+        .filter(|s| defaults.systems.contains(&s.id))
+        .map(|s| option(&s.name, &s.id))
+        .collect();
+    if !initial.is_empty() {
+        e["initial_options"] = json!(initial);
+    }
+    input("systems", "Affected systems", e, false)
+}
+
+/// Whether each audience is affected, and how.
+fn impact_inputs(settings: &AnnouncementsSettings, defaults: &Fields) -> Vec<Value> {
+    let mut blocks = Vec::new();
+    for a in &settings.audiences {
+        let current = defaults.impact.get(&a.id).cloned().unwrap_or_default();
+        let opts: Vec<Value> = AFFECTED.iter().map(|(v, l)| option(l, v)).collect();
+        let initial = AFFECTED
+            .iter()
+            .find(|(v, _)| *v == current.affected)
+            .map(|(v, l)| option(l, v));
+        blocks.push(input(
+            &format!("impact.{}", a.id),
+            &format!("Impact on {}", a.name),
+            select(opts, initial, "Affected?"),
+            false,
+        ));
+        blocks.push(input(
+            &format!("impact.{}.details", a.id),
+            &format!("Impact on {}: details", a.name),
+            text_input(&current.details, false, model::DETAILS_MAX),
+            true,
+        ));
+    }
+    blocks
+}
+
+fn severity_input(settings: &AnnouncementsSettings, defaults: &Fields) -> Value {
+    let sev: Vec<Value> = settings.severities.iter().map(|s| option(s, s)).collect();
+    let initial = settings
+        .severities
+        .iter()
+        .find(|s| **s == defaults.severity)
+        .map(|s| option(s, s));
+    input(
+        "severity",
+        "Severity",
+        select(sev, initial, "Choose"),
+        false,
+    )
+}
+
+fn eta_input(defaults: &Fields) -> Value {
+    let etas: Vec<Value> = ETAS.iter().map(|(id, l, _)| option(l, id)).collect();
+    let initial = ETAS
+        .iter()
+        .find(|(id, _, _)| *id == defaults.eta)
+        .map(|(id, l, _)| option(l, id));
+    input(
+        "eta",
+        "ETA (from now)",
+        select(etas, initial, "Choose"),
+        false,
+    )
 }
 
 /// The fields as submitted, over `base` (fields a mode does not ask for keep their value).
