@@ -317,6 +317,18 @@ impl OncallSettings {
 
     /// Problems in this section, each naming its key.
     pub fn problems(&self) -> Vec<ConfigProblem> {
+        let mut p = self.general_problems();
+        let mut seen = std::collections::HashSet::new();
+        for (i, g) in self.groups.iter().enumerate() {
+            p.extend(self.group_problems(i, g, &mut seen));
+        }
+        p.sort_by(|a, b| a.key.cmp(&b.key));
+        p.dedup();
+        p
+    }
+
+    /// The section's own keys, the providers' shared ones, and each rota.
+    fn general_problems(&self) -> Vec<ConfigProblem> {
         let mut p = Vec::new();
         let mut bad = |key: String, message: &str| {
             p.push(ConfigProblem {
@@ -354,82 +366,107 @@ impl OncallSettings {
                 bad(key, &e);
             }
         }
-        let mut seen = std::collections::HashSet::new();
-        for (i, g) in self.groups.iter().enumerate() {
-            let key = format!("oncall.groups[{i}]");
-            let handle = g.handle.trim_start_matches('@');
-            if handle.is_empty() {
-                bad(
-                    format!("{key}.handle"),
-                    "required: the Slack user group's handle",
-                );
-            } else if !seen.insert(handle.to_ascii_lowercase()) {
-                bad(format!("{key}.handle"), "appears in more than one group");
-            }
-            if g.sources.is_empty() {
-                bad(format!("{key}.sources"), "names no source");
-            }
-            if g.when_empty == EmptyPolicy::Fallback && g.fallback.is_empty() {
-                bad(
-                    format!("{key}.fallback"),
-                    "required when when_empty is fallback",
-                );
-            }
-            for (j, s) in g.sources.iter().enumerate() {
-                let sk = format!("{key}.sources[{j}]");
-                match s.provider {
-                    ProviderKind::Pagerduty => {
-                        if s.schedules.is_empty() && s.escalation_policies.is_empty() {
-                            bad(
-                                sk.clone(),
-                                "PagerDuty needs schedules or escalation_policies",
-                            );
-                        }
-                        if self.pagerduty.token.is_empty() {
-                            bad(
-                                "oncall.pagerduty.token".into(),
-                                "required: a group uses PagerDuty (or oncall.pagerduty.token_file)",
-                            );
-                        }
-                    }
-                    ProviderKind::Opsgenie => {
-                        if s.schedules.is_empty() {
-                            bad(sk.clone(), "Opsgenie needs schedules");
-                        }
-                        if self.opsgenie.token.is_empty() {
-                            bad(
-                                "oncall.opsgenie.token".into(),
-                                "required: a group uses Opsgenie (or oncall.opsgenie.token_file)",
-                            );
-                        }
-                    }
-                    ProviderKind::Grafana => {
-                        if s.schedules.is_empty() {
-                            bad(sk.clone(), "Grafana OnCall needs schedules");
-                        }
-                        if self.grafana.base_url.is_none() {
-                            bad(
-                                "oncall.grafana.base_url".into(),
-                                "required: a group uses Grafana OnCall",
-                            );
-                        }
-                        if self.grafana.token.is_empty() {
-                            bad(
-                                "oncall.grafana.token".into(),
-                                "required: a group uses Grafana OnCall (or oncall.grafana.token_file)",
-                            );
-                        }
-                    }
-                    ProviderKind::Static => match &s.rota {
-                        Some(r) if self.rotas.contains_key(r) => {}
-                        Some(_) => bad(format!("{sk}.rota"), "names no rota under oncall.rotas"),
-                        None => bad(format!("{sk}.rota"), "required for the static provider"),
-                    },
+        p
+    }
+
+    /// One group's keys (`seen` holds the handles of the groups before it) and its sources.
+    fn group_problems(
+        &self,
+        i: usize,
+        g: &GroupSettings,
+        seen: &mut std::collections::HashSet<String>,
+    ) -> Vec<ConfigProblem> {
+        let mut p = Vec::new();
+        let mut bad = |key: String, message: &str| {
+            p.push(ConfigProblem {
+                key,
+                message: message.into(),
+            })
+        };
+        let key = format!("oncall.groups[{i}]");
+        let handle = g.handle.trim_start_matches('@');
+        if handle.is_empty() {
+            bad(
+                format!("{key}.handle"),
+                "required: the Slack user group's handle",
+            );
+        } else if !seen.insert(handle.to_ascii_lowercase()) {
+            bad(format!("{key}.handle"), "appears in more than one group");
+        }
+        if g.sources.is_empty() {
+            bad(format!("{key}.sources"), "names no source");
+        }
+        if g.when_empty == EmptyPolicy::Fallback && g.fallback.is_empty() {
+            bad(
+                format!("{key}.fallback"),
+                "required when when_empty is fallback",
+            );
+        }
+        for (j, s) in g.sources.iter().enumerate() {
+            p.extend(self.source_problems(&format!("{key}.sources[{j}]"), s));
+        }
+        p
+    }
+
+    /// One source (`sk` is its key): what its provider needs, in the source and in the
+    /// provider's own section.
+    fn source_problems(&self, sk: &str, s: &SourceSettings) -> Vec<ConfigProblem> {
+        let mut p = Vec::new();
+        let mut bad = |key: String, message: &str| {
+            p.push(ConfigProblem {
+                key,
+                message: message.into(),
+            })
+        };
+        match s.provider {
+            ProviderKind::Pagerduty => {
+                if s.schedules.is_empty() && s.escalation_policies.is_empty() {
+                    bad(
+                        sk.to_string(),
+                        "PagerDuty needs schedules or escalation_policies",
+                    );
+                }
+                if self.pagerduty.token.is_empty() {
+                    bad(
+                        "oncall.pagerduty.token".into(),
+                        "required: a group uses PagerDuty (or oncall.pagerduty.token_file)",
+                    );
                 }
             }
+            ProviderKind::Opsgenie => {
+                if s.schedules.is_empty() {
+                    bad(sk.to_string(), "Opsgenie needs schedules");
+                }
+                if self.opsgenie.token.is_empty() {
+                    bad(
+                        "oncall.opsgenie.token".into(),
+                        "required: a group uses Opsgenie (or oncall.opsgenie.token_file)",
+                    );
+                }
+            }
+            ProviderKind::Grafana => {
+                if s.schedules.is_empty() {
+                    bad(sk.to_string(), "Grafana OnCall needs schedules");
+                }
+                if self.grafana.base_url.is_none() {
+                    bad(
+                        "oncall.grafana.base_url".into(),
+                        "required: a group uses Grafana OnCall",
+                    );
+                }
+                if self.grafana.token.is_empty() {
+                    bad(
+                        "oncall.grafana.token".into(),
+                        "required: a group uses Grafana OnCall (or oncall.grafana.token_file)",
+                    );
+                }
+            }
+            ProviderKind::Static => match &s.rota {
+                Some(r) if self.rotas.contains_key(r) => {}
+                Some(_) => bad(format!("{sk}.rota"), "names no rota under oncall.rotas"),
+                None => bad(format!("{sk}.rota"), "required for the static provider"),
+            },
         }
-        p.sort_by(|a, b| a.key.cmp(&b.key));
-        p.dedup();
         p
     }
 }
