@@ -292,116 +292,9 @@ impl ConfigError {
     }
 }
 
-/// Where the configuration comes from. Tests build one with an explicit environment.
-#[derive(Debug, Clone, Default)]
-pub struct ConfigSource {
-    /// The YAML file, if any.
-    pub file: Option<PathBuf>,
-    /// Environment variables to read (normally `std::env::vars()`).
-    pub env: Vec<(String, String)>,
-}
-
-impl ConfigSource {
-    /// The process environment, and the file named by `path` or `SLACKOPS_CONFIG`.
-    pub fn from_process(path: Option<PathBuf>) -> Self {
-        let env: Vec<(String, String)> = std::env::vars().collect();
-        let file = path.or_else(|| {
-            env.iter()
-                .find(|(k, _)| k == "SLACKOPS_CONFIG")
-                .map(|(_, v)| PathBuf::from(v))
-        });
-        Self { file, env }
-    }
-}
-
-const ENV_PREFIX: &str = "SLACKOPS_";
-
-impl Settings {
-    /// Load, resolve `_file` keys, deserialize and validate; every problem is reported at once.
-    pub fn load(source: &ConfigSource) -> Result<Settings, ConfigError> {
-        // Defaults come from `#[serde(default)]` when deserializing, not from a serialized copy
-        // of `Settings::default()`: serializing would redact the secrets it carries.
-        let mut figment = Figment::new();
-        if let Some(file) = &source.file {
-            if !file.exists() {
-                return Err(ConfigError::one(
-                    "--config",
-                    format!("file {} does not exist", file.display()),
-                ));
-            }
-            figment = figment.merge(Yaml::file(file));
-        }
-        figment = figment.merge(env_provider(&source.env));
-
-        let mut merged: Dict = figment.extract().map_err(|e| ConfigError {
-            problems: figment_problems(e),
-        })?;
-        let mut problems = Vec::new();
-        resolve_file_keys(&mut merged, "", &mut problems);
-
-        // Each section is read on its own, so a type error in one does not hide the problems of
-        // the others; a section that fails is replaced by its defaults for the checks that follow.
-        let known = [
-            "server",
-            "database",
-            "slack",
-            "spinnaker",
-            "jobs",
-            "log",
-            "api",
-            "approvals",
-            "pipelines",
-            "announcements",
-            "status",
-            "notifiers",
-            "maintenance",
-            "oncall",
-        ];
-        for key in merged.keys() {
-            if !known.contains(&key.as_str()) {
-                problems.push(ConfigProblem {
-                    key: key.clone(),
-                    message: format!("unknown section; expected one of {}", known.join(", ")),
-                });
-            }
-        }
-        let mut failed: Vec<&'static str> = Vec::new();
-        let mut read = SectionReader {
-            merged: &merged,
-            problems: &mut problems,
-            failed: &mut failed,
-        };
-        let settings = Settings {
-            server: read.section("server"),
-            database: read.section("database"),
-            slack: read.section("slack"),
-            spinnaker: read.section("spinnaker"),
-            jobs: read.section("jobs"),
-            log: read.section("log"),
-            api: read.section("api"),
-            approvals: read.section("approvals"),
-            pipelines: read.section("pipelines"),
-            announcements: read.section("announcements"),
-            status: read.section("status"),
-            notifiers: read.section("notifiers"),
-            maintenance: read.section("maintenance"),
-            oncall: read.section("oncall"),
-        };
-        // Checks on a section that failed to read would report its defaults, not the input.
-        problems.extend(settings.validate().into_iter().filter(|p| {
-            !failed
-                .iter()
-                .any(|f| p.key == *f || p.key.starts_with(&format!("{f}.")))
-        }));
-        if problems.is_empty() {
-            Ok(settings)
-        } else {
-            Err(ConfigError { problems })
-        }
-    }
-
-    /// Semantic checks beyond types. Returns every problem found.
-    pub fn validate(&self) -> Vec<ConfigProblem> {
+impl SlackSettings {
+    /// The signing secret and the bot token.
+    fn credential_problems(&self) -> Vec<ConfigProblem> {
         let mut p = Vec::new();
         let mut bad = |key: &str, message: &str| {
             p.push(ConfigProblem {
@@ -409,43 +302,82 @@ impl Settings {
                 message: message.into(),
             })
         };
-        if self.slack.signing_secret.is_empty() {
+        if self.signing_secret.is_empty() {
             bad(
                 "slack.signing_secret",
                 "required (env SLACKOPS_SLACK__SIGNING_SECRET or slack.signing_secret_file): the app's Signing Secret",
             );
         }
-        if self.slack.bot_token.is_empty() {
+        if self.bot_token.is_empty() {
             bad(
                 "slack.bot_token",
                 "required (env SLACKOPS_SLACK__BOT_TOKEN or slack.bot_token_file): the xoxb- bot token",
             );
-        } else if !self.slack.bot_token.expose().starts_with("xox") {
+        } else if !self.bot_token.expose().starts_with("xox") {
             bad("slack.bot_token", "must be a Slack token (xoxb-…)");
         }
-        let db = self.database.url.expose();
+        p
+    }
+
+    /// The ack deadline, the body limit and the posting rate.
+    fn limit_problems(&self) -> Vec<ConfigProblem> {
+        let mut p = Vec::new();
+        let mut bad = |key: &str, message: &str| {
+            p.push(ConfigProblem {
+                key: key.into(),
+                message: message.into(),
+            })
+        };
+        if !(100..=2900).contains(&self.ack_deadline_ms) {
+            bad(
+                "slack.ack_deadline_ms",
+                "must be between 100 and 2900: Slack gives up after 3000 ms",
+            );
+        }
+        if self.max_body_bytes < 1024 {
+            bad("slack.max_body_bytes", "must be at least 1024");
+        }
+        if self.post_rate_per_channel <= 0.0 {
+            bad("slack.post_rate_per_channel", "must be greater than 0");
+        }
+        p
+    }
+}
+
+impl DatabaseSettings {
+    fn problems(&self) -> Vec<ConfigProblem> {
+        let mut p = Vec::new();
+        let mut bad = |key: &str, message: &str| {
+            p.push(ConfigProblem {
+                key: key.into(),
+                message: message.into(),
+            })
+        };
+        let db = self.url.expose();
         if !(db.starts_with("sqlite:")
             || db.starts_with("postgres://")
             || db.starts_with("postgresql://"))
         {
             bad("database.url", "must start with sqlite: or postgres://");
         }
-        if self.database.max_connections == 0 {
+        if self.max_connections == 0 {
             bad("database.max_connections", "must be at least 1");
         }
-        if !(100..=2900).contains(&self.slack.ack_deadline_ms) {
-            bad(
-                "slack.ack_deadline_ms",
-                "must be between 100 and 2900: Slack gives up after 3000 ms",
-            );
-        }
-        if self.slack.max_body_bytes < 1024 {
-            bad("slack.max_body_bytes", "must be at least 1024");
-        }
-        if self.slack.post_rate_per_channel <= 0.0 {
-            bad("slack.post_rate_per_channel", "must be greater than 0");
-        }
-        let auth = &self.spinnaker.auth;
+        p
+    }
+}
+
+impl GateAuthSettings {
+    /// What each kind of Gate authentication requires.
+    fn problems(&self) -> Vec<ConfigProblem> {
+        let mut p = Vec::new();
+        let mut bad = |key: &str, message: &str| {
+            p.push(ConfigProblem {
+                key: key.into(),
+                message: message.into(),
+            })
+        };
+        let auth = self;
         match auth.kind {
             GateAuthKind::None => {}
             GateAuthKind::Basic => {
@@ -485,15 +417,109 @@ impl Settings {
                 }
             }
         }
-        if self.jobs.concurrency == 0 {
+        p
+    }
+}
+
+impl JobSettings {
+    fn problems(&self) -> Vec<ConfigProblem> {
+        let mut p = Vec::new();
+        let mut bad = |key: &str, message: &str| {
+            p.push(ConfigProblem {
+                key: key.into(),
+                message: message.into(),
+            })
+        };
+        if self.concurrency == 0 {
             bad("jobs.concurrency", "must be at least 1");
         }
-        if self.jobs.max_attempts == 0 {
+        if self.max_attempts == 0 {
             bad("jobs.max_attempts", "must be at least 1");
         }
-        if self.jobs.lease_secs < 5 {
+        if self.lease_secs < 5 {
             bad("jobs.lease_secs", "must be at least 5");
         }
+        p
+    }
+}
+
+/// Where the configuration comes from. Tests build one with an explicit environment.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigSource {
+    /// The YAML file, if any.
+    pub file: Option<PathBuf>,
+    /// Environment variables to read (normally `std::env::vars()`).
+    pub env: Vec<(String, String)>,
+}
+
+impl ConfigSource {
+    /// The process environment, and the file named by `path` or `SLACKOPS_CONFIG`.
+    pub fn from_process(path: Option<PathBuf>) -> Self {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        let file = path.or_else(|| {
+            env.iter()
+                .find(|(k, _)| k == "SLACKOPS_CONFIG")
+                .map(|(_, v)| PathBuf::from(v))
+        });
+        Self { file, env }
+    }
+}
+
+const ENV_PREFIX: &str = "SLACKOPS_";
+
+impl Settings {
+    /// Load, resolve `_file` keys, deserialize and validate; every problem is reported at once.
+    pub fn load(source: &ConfigSource) -> Result<Settings, ConfigError> {
+        let mut merged = merged(source)?;
+        let mut problems = Vec::new();
+        resolve_file_keys(&mut merged, "", &mut problems);
+        problems.extend(unknown_sections(&merged));
+
+        // Each section is read on its own, so a type error in one does not hide the problems of
+        // the others; a section that fails is replaced by its defaults for the checks that follow.
+        let mut failed: Vec<&'static str> = Vec::new();
+        let mut read = SectionReader {
+            merged: &merged,
+            problems: &mut problems,
+            failed: &mut failed,
+        };
+        let settings = Settings {
+            server: read.section("server"),
+            database: read.section("database"),
+            slack: read.section("slack"),
+            spinnaker: read.section("spinnaker"),
+            jobs: read.section("jobs"),
+            log: read.section("log"),
+            api: read.section("api"),
+            approvals: read.section("approvals"),
+            pipelines: read.section("pipelines"),
+            announcements: read.section("announcements"),
+            status: read.section("status"),
+            notifiers: read.section("notifiers"),
+            maintenance: read.section("maintenance"),
+            oncall: read.section("oncall"),
+        };
+        // Checks on a section that failed to read would report its defaults, not the input.
+        problems.extend(settings.validate().into_iter().filter(|p| {
+            !failed
+                .iter()
+                .any(|f| p.key == *f || p.key.starts_with(&format!("{f}.")))
+        }));
+        if problems.is_empty() {
+            Ok(settings)
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    /// Semantic checks beyond types. Returns every problem found.
+    pub fn validate(&self) -> Vec<ConfigProblem> {
+        let mut p = Vec::new();
+        p.extend(self.slack.credential_problems());
+        p.extend(self.database.problems());
+        p.extend(self.slack.limit_problems());
+        p.extend(self.spinnaker.auth.problems());
+        p.extend(self.jobs.problems());
         p.extend(self.approvals.problems());
         p.extend(self.pipelines.problems());
         if self.api.tokens.iter().any(|t| t.expose().len() < 16) {
@@ -513,6 +539,57 @@ impl Settings {
     pub fn ack_deadline(&self) -> Duration {
         Duration::from_millis(self.slack.ack_deadline_ms)
     }
+}
+
+/// The file and the environment merged, before any section is read.
+fn merged(source: &ConfigSource) -> Result<Dict, ConfigError> {
+    // Defaults come from `#[serde(default)]` when deserializing, not from a serialized copy
+    // of `Settings::default()`: serializing would redact the secrets it carries.
+    let mut figment = Figment::new();
+    if let Some(file) = &source.file {
+        if !file.exists() {
+            return Err(ConfigError::one(
+                "--config",
+                format!("file {} does not exist", file.display()),
+            ));
+        }
+        figment = figment.merge(Yaml::file(file));
+    }
+    figment = figment.merge(env_provider(&source.env));
+
+    figment.extract().map_err(|e| ConfigError {
+        problems: figment_problems(e),
+    })
+}
+
+/// Top-level keys that are not a section.
+fn unknown_sections(merged: &Dict) -> Vec<ConfigProblem> {
+    let mut problems = Vec::new();
+    let known = [
+        "server",
+        "database",
+        "slack",
+        "spinnaker",
+        "jobs",
+        "log",
+        "api",
+        "approvals",
+        "pipelines",
+        "announcements",
+        "status",
+        "notifiers",
+        "maintenance",
+        "oncall",
+    ];
+    for key in merged.keys() {
+        if !known.contains(&key.as_str()) {
+            problems.push(ConfigProblem {
+                key: key.clone(),
+                message: format!("unknown section; expected one of {}", known.join(", ")),
+            });
+        }
+    }
+    problems
 }
 
 /// Reads one section at a time, recording problems and which sections failed.
