@@ -45,13 +45,36 @@ pub fn blocks(o: &Outage, settings: &AnnouncementsSettings) -> Value {
         b.push(blocks::header(&format!("Resolved: {systems}")));
     }
     b.push(blocks::section(&escape(&f.summary)));
+    let fields = fact_fields(o, settings, &systems);
+    b.push(blocks::fields(&fields[..fields.len().min(10)]));
+    if fields.len() > 10 {
+        b.push(blocks::fields(&fields[10..]));
+    }
+    if let Some(r) = &o.resolution {
+        let mut t = format!("*Resolution*\n{}", escape(&r.summary));
+        match (&r.report_url, r.postmortem) {
+            (Some(u), _) => t.push_str(&format!("\nSee {}.", blocks::link(u, "the report"))),
+            (None, true) => t.push_str("\nA postmortem will be written."),
+            (None, false) => {}
+        }
+        b.push(blocks::section(&t));
+    }
+    b.push(blocks::context(&context_line(o)));
+    b.push(blocks::actions("announcement", buttons(o, settings)));
+    blocks::to_json(&b)
+}
+
+/// Severity, systems, each audience's impact, the assignees, and the ETA (open) or the
+/// duration (resolved).
+fn fact_fields(o: &Outage, settings: &AnnouncementsSettings, systems: &str) -> Vec<String> {
+    let f = &o.fields;
     let mut fields = vec![
         format!(
             "*Severity*\n{} {}",
             severity_emoji(&f.severity, settings),
             escape(&f.severity)
         ),
-        format!("*Affected systems*\n{}", escape(&systems)),
+        format!("*Affected systems*\n{}", escape(systems)),
     ];
     for a in &settings.audiences {
         let i = f.impact.get(&a.id).cloned().unwrap_or_default();
@@ -78,19 +101,11 @@ pub fn blocks(o: &Outage, settings: &AnnouncementsSettings) -> Value {
             model::duration_text(o.resolved_at.unwrap_or(o.updated_at) - o.started_at)
         ));
     }
-    b.push(blocks::fields(&fields[..fields.len().min(10)]));
-    if fields.len() > 10 {
-        b.push(blocks::fields(&fields[10..]));
-    }
-    if let Some(r) = &o.resolution {
-        let mut t = format!("*Resolution*\n{}", escape(&r.summary));
-        match (&r.report_url, r.postmortem) {
-            (Some(u), _) => t.push_str(&format!("\nSee {}.", blocks::link(u, "the report"))),
-            (None, true) => t.push_str("\nA postmortem will be written."),
-            (None, false) => {}
-        }
-        b.push(blocks::section(&t));
-    }
+    fields
+}
+
+/// Who announced it and when, who resolved it, its incident channel, whether it is public.
+fn context_line(o: &Outage) -> String {
     let mut context = vec![format!(
         "Announced by {} {}",
         who(&o.announced_by),
@@ -111,7 +126,14 @@ pub fn blocks(o: &Outage, settings: &AnnouncementsSettings) -> Value {
     } else {
         "not on the public status page".into()
     });
-    b.push(blocks::context(&context.join(" · ")));
+    context.join(" · ")
+}
+
+/// Update, Reassign, Resolve and Create channel while open; Reopen once resolved.
+fn buttons(
+    o: &Outage,
+    settings: &AnnouncementsSettings,
+) -> Vec<slack_morphism::prelude::SlackActionBlockElement> {
     let id = &o.id;
     let mut buttons: Vec<slack_morphism::prelude::SlackActionBlockElement> = Vec::new();
     if o.is_open() {
@@ -138,8 +160,7 @@ pub fn blocks(o: &Outage, settings: &AnnouncementsSettings) -> Value {
                 .into(),
         );
     }
-    b.push(blocks::actions("announcement", buttons));
-    blocks::to_json(&b)
+    buttons
 }
 
 /// `<@U…>` for people, the name for the API (`api:monitoring`).

@@ -513,6 +513,37 @@ pub fn validate(settings: &AnnouncementsSettings, f: &Fields) -> Vec<(String, St
             ),
         ));
     }
+    e.extend(impact_problems(settings, f));
+    if !settings.severities.contains(&f.severity) {
+        e.push((
+            "severity".into(),
+            format!("Choose one of {}.", settings.severities.join(", ")),
+        ));
+    }
+    if !ETAS.iter().any(|(id, _, _)| *id == f.eta) {
+        e.push((
+            "eta".into(),
+            format!(
+                "Choose one of {}.",
+                ETAS.iter().map(|x| x.0).collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    for (k, v) in [
+        ("resolution_assignee", &f.resolution_assignee),
+        ("communication_assignee", &f.communication_assignee),
+    ] {
+        if !is_user_id(v) {
+            e.push((k.into(), "Choose a person (a Slack user ID).".into()));
+        }
+    }
+    e
+}
+
+/// Each audience's impact: a configured audience, answered yes, no or unknown, with details
+/// within bounds.
+fn impact_problems(settings: &AnnouncementsSettings, f: &Fields) -> Vec<(String, String)> {
+    let mut e: Vec<(String, String)> = Vec::new();
     for (a, i) in &f.impact {
         if !settings.audiences.iter().any(|x| &x.id == a) {
             e.push((
@@ -537,29 +568,6 @@ pub fn validate(settings: &AnnouncementsSettings, f: &Fields) -> Vec<(String, St
                 format!("impact.{a}.details"),
                 format!("At most {DETAILS_MAX} characters."),
             ));
-        }
-    }
-    if !settings.severities.contains(&f.severity) {
-        e.push((
-            "severity".into(),
-            format!("Choose one of {}.", settings.severities.join(", ")),
-        ));
-    }
-    if !ETAS.iter().any(|(id, _, _)| *id == f.eta) {
-        e.push((
-            "eta".into(),
-            format!(
-                "Choose one of {}.",
-                ETAS.iter().map(|x| x.0).collect::<Vec<_>>().join(", ")
-            ),
-        ));
-    }
-    for (k, v) in [
-        ("resolution_assignee", &f.resolution_assignee),
-        ("communication_assignee", &f.communication_assignee),
-    ] {
-        if !is_user_id(v) {
-            e.push((k.into(), "Choose a person (a Slack user ID).".into()));
         }
     }
     e

@@ -16,12 +16,12 @@ use tracing::warn;
 
 use super::changes::{self, Change, ChangeError, Kind};
 use super::modal::{message_view, outage_for_action};
-use super::model::{self, Resolution};
+use super::model::{self, Outage, Resolution};
 use super::{VIEW_RESOLVE, may_change};
 use crate::registry::{ActionHandler, SlackCtx, ViewHandler};
 use crate::slack::ack::Ack;
 use crate::slack::blocks::truncate;
-use crate::slack::payload::{Action, Interaction};
+use crate::slack::payload::{Action, Interaction, View};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Meta {
@@ -159,54 +159,16 @@ impl ViewHandler for ResolveView {
         if let Err(why) = may_change(state, &outage, &cx.user_id, "resolve").await? {
             return Ok(Ack::ViewUpdate(message_view("Resolve", &why)));
         }
-        let mut errors = Vec::new();
-        let summary = view
-            .input("summary", "value")
-            .unwrap_or_default()
-            .trim()
-            .to_string();
-        if summary.is_empty() {
-            errors.push(("summary".to_string(), "Say what fixed it.".to_string()));
-        } else if summary.chars().count() > model::SUMMARY_MAX {
-            errors.push((
-                "summary".into(),
-                format!("At most {} characters.", model::SUMMARY_MAX),
-            ));
-        }
-        let date = view.input("resolved_at_date", "value").unwrap_or_default();
-        let time = view.input("resolved_at_time", "value").unwrap_or_default();
         let now = state.now_ms();
-        let at = local_to_utc_ms(&date, &time, meta.tz_offset);
-        match at {
-            None => errors.push((
-                "resolved_at_date".into(),
-                "Choose the date and time it was resolved.".into(),
-            )),
-            // A minute's grace: the picker has minute precision.
-            Some(at) if at > now + 60_000 => {
-                errors.push(("resolved_at_time".into(), "That is in the future.".into()))
-            }
-            Some(at) if at < outage.started_at - 60_000 => errors.push((
-                "resolved_at_time".into(),
-                "That is before the outage started.".into(),
-            )),
-            Some(_) => {}
-        }
-        let report_url = view
-            .input("report_url", "value")
-            .map(|u| u.trim().to_string())
-            .filter(|u| !u.is_empty());
-        if let Some(u) = &report_url
-            && !model::valid_url(u)
-        {
-            errors.push(("report_url".into(), "Give an http(s) link.".into()));
-        }
-        if !errors.is_empty() {
-            return Ok(Ack::ViewErrors(errors));
-        }
-        let postmortem = view.input("postmortem", "value").as_deref() == Some("yes");
-        // Within the outage: not before it started, not after now.
-        let at = at.unwrap_or(now).min(now).max(outage.started_at);
+        let Submitted {
+            summary,
+            postmortem,
+            report_url,
+            at,
+        } = match submitted(&view, &meta, &outage, now) {
+            Ok(s) => s,
+            Err(errors) => return Ok(Ack::ViewErrors(errors)),
+        };
         let change = Change {
             kind: Kind::Resolved,
             by: cx.user_id.clone(),
@@ -223,18 +185,7 @@ impl ViewHandler for ResolveView {
                 at,
             )),
         };
-        match changes::apply(state, &meta.outage_id, change).await {
-            Ok(_) => Ok(Ack::Empty),
-            Err(ChangeError::Other(e)) => Err(e),
-            Err(ChangeError::Conflict) => Ok(Ack::ViewUpdate(message_view(
-                "Resolve",
-                "Someone changed this outage meanwhile; nothing was resolved. Press Resolve again.",
-            ))),
-            Err(e) => Ok(Ack::ViewUpdate(message_view(
-                "Resolve",
-                &truncate(&format!("Not resolved: {e}."), 2000),
-            ))),
-        }
+        answer(changes::apply(state, &meta.outage_id, change).await)
     }
 
     async fn closed(&self, cx: SlackCtx, interaction: Arc<Interaction>) -> anyhow::Result<Ack> {
@@ -305,5 +256,93 @@ mod tests {
         );
         assert!(local_to_utc_ms("2026-13-01", "10:30", 0).is_none());
         assert_eq!(offset_text(-18000), "UTC-05:00");
+    }
+}
+
+/// A resolution as submitted and checked.
+struct Submitted {
+    summary: String,
+    postmortem: bool,
+    report_url: Option<String>,
+    /// When it was resolved, within the outage: not before it started, not after now.
+    at: i64,
+}
+
+/// The Resolve form's fields, checked (what fixed it, when, the report link); `Err` holds an
+/// error for each wrong field.
+fn submitted(
+    view: &View,
+    meta: &Meta,
+    outage: &Outage,
+    now: i64,
+) -> Result<Submitted, Vec<(String, String)>> {
+    let mut errors = Vec::new();
+    let summary = view
+        .input("summary", "value")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    if summary.is_empty() {
+        errors.push(("summary".to_string(), "Say what fixed it.".to_string()));
+    } else if summary.chars().count() > model::SUMMARY_MAX {
+        errors.push((
+            "summary".into(),
+            format!("At most {} characters.", model::SUMMARY_MAX),
+        ));
+    }
+    let date = view.input("resolved_at_date", "value").unwrap_or_default();
+    let time = view.input("resolved_at_time", "value").unwrap_or_default();
+    let at = local_to_utc_ms(&date, &time, meta.tz_offset);
+    match at {
+        None => errors.push((
+            "resolved_at_date".into(),
+            "Choose the date and time it was resolved.".into(),
+        )),
+        // A minute's grace: the picker has minute precision.
+        Some(at) if at > now + 60_000 => {
+            errors.push(("resolved_at_time".into(), "That is in the future.".into()))
+        }
+        Some(at) if at < outage.started_at - 60_000 => errors.push((
+            "resolved_at_time".into(),
+            "That is before the outage started.".into(),
+        )),
+        Some(_) => {}
+    }
+    let report_url = view
+        .input("report_url", "value")
+        .map(|u| u.trim().to_string())
+        .filter(|u| !u.is_empty());
+    if let Some(u) = &report_url
+        && !model::valid_url(u)
+    {
+        errors.push(("report_url".into(), "Give an http(s) link.".into()));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let postmortem = view.input("postmortem", "value").as_deref() == Some("yes");
+    // Within the outage: not before it started, not after now.
+    let at = at.unwrap_or(now).min(now).max(outage.started_at);
+    Ok(Submitted {
+        summary,
+        postmortem,
+        report_url,
+        at,
+    })
+}
+
+/// What the Resolve form shows once the write path has run.
+fn answer(result: Result<Outage, ChangeError>) -> anyhow::Result<Ack> {
+    match result {
+        Ok(_) => Ok(Ack::Empty),
+        Err(ChangeError::Other(e)) => Err(e),
+        Err(ChangeError::Conflict) => Ok(Ack::ViewUpdate(message_view(
+            "Resolve",
+            "Someone changed this outage meanwhile; nothing was resolved. Press Resolve again.",
+        ))),
+        Err(e) => Ok(Ack::ViewUpdate(message_view(
+            "Resolve",
+            &truncate(&format!("Not resolved: {e}."), 2000),
+        ))),
     }
 }
