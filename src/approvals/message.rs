@@ -67,10 +67,30 @@ pub fn render(j: &Judgment, deck: &Url) -> (String, Value) {
         )
     };
     out.push(blocks::section(&lead));
-    out.push(blocks::fields(&[
+    out.push(facts(j, &app, &pipeline, &info));
+    out.extend(details(&info, &deck_link));
+
+    let status = status_line(j);
+    out.push(blocks::divider());
+    out.push(blocks::section_with_id("approvals_status", &status));
+    if j.state == model::AWAITING {
+        out.push(decision_block(j, &info));
+    }
+    let fallback = format!(
+        "Manual Judgment for {} › {}: {}",
+        j.application,
+        j.pipeline_name,
+        plain_status(j)
+    );
+    (fallback, blocks::to_json(&out))
+}
+
+/// Application, pipeline, who triggered it, when the stage started.
+fn facts(j: &Judgment, app: &str, pipeline: &str, info: &StageInfo) -> SlackBlock {
+    blocks::fields(&[
         format!("*Application*\n{app}"),
         format!("*Pipeline*\n{pipeline}"),
-        format!("*Triggered by*\n{}", trigger_text(&info)),
+        format!("*Triggered by*\n{}", trigger_text(info)),
         format!(
             "*Stage started*\n{}",
             if j.stage_start > 0 {
@@ -79,7 +99,13 @@ pub fn render(j: &Judgment, deck: &Url) -> (String, Value) {
                 "unknown".into()
             }
         ),
-    ]));
+    ])
+}
+
+/// Parameters and artifacts in brief, the stage's instructions (cut with a link to Deck), and
+/// the roles it requires; each only when there is any.
+fn details(info: &StageInfo, deck_link: &str) -> Vec<SlackBlock> {
+    let mut out: Vec<SlackBlock> = Vec::new();
     if !info.parameters.is_empty() {
         let list: Vec<String> = info
             .parameters
@@ -113,7 +139,7 @@ pub fn render(j: &Judgment, deck: &Url) -> (String, Value) {
         let text = to_mrkdwn(html);
         if !text.trim().is_empty() {
             let body = format!("*Instructions*\n{text}");
-            let more = format!(" {}", link(&deck_link, "full instructions in Deck"));
+            let more = format!(" {}", link(deck_link, "full instructions in Deck"));
             out.push(blocks::section(&truncate_with(
                 &body,
                 blocks::SECTION_TEXT_MAX,
@@ -133,19 +159,7 @@ pub fn render(j: &Judgment, deck: &Url) -> (String, Value) {
         )));
     }
 
-    let status = status_line(j);
-    out.push(blocks::divider());
-    out.push(blocks::section_with_id("approvals_status", &status));
-    if j.state == model::AWAITING {
-        out.push(decision_block(j, &info));
-    }
-    let fallback = format!(
-        "Manual Judgment for {} › {}: {}",
-        j.application,
-        j.pipeline_name,
-        plain_status(j)
-    );
-    (fallback, blocks::to_json(&out))
+    out
 }
 
 fn decision_block(j: &Judgment, info: &StageInfo) -> SlackBlock {
