@@ -74,16 +74,49 @@ impl CommandHandler for OncallCommand {
     }
 }
 
+/// One group: who is on call now (until when) and who is next (from when).
 async fn describe(state: &AppState, svc: &Oncall, g: &GroupSettings, now: Millis) -> String {
     let handle = escape(g.handle.trim_start_matches('@'));
     let horizon = now + (state.settings().oncall.next_horizon_hours as i64) * 3_600_000;
+    let Asked {
+        mut shifts,
+        mut next_untimed,
+        next_unknown,
+    } = match ask_sources(svc, g, now, horizon).await {
+        Ok(asked) => asked,
+        Err(warning) => return format!("*@{handle}*\n:warning: {warning}"),
+    };
+    shifts.retain(|s| !placeholder(g, &s.person));
+    next_untimed.retain(|p| !placeholder(g, p));
+    let mut out = format!("*@{handle}*\n");
+    out.push_str(&now_line(state, svc, &shifts, now).await);
+    out.push_str(&next_line(state, svc, &shifts, next_untimed, next_unknown, now).await);
+    out
+}
+
+/// What a group's sources say, from now to the horizon.
+struct Asked {
+    shifts: Vec<Shift>,
+    /// The next people, from providers that do not say when shifts change (Opsgenie).
+    next_untimed: Vec<Person>,
+    /// A provider could not say who is next.
+    next_unknown: bool,
+}
+
+/// Ask every source of the group; `Err` is the warning to show instead (escaped).
+async fn ask_sources(
+    svc: &Oncall,
+    g: &GroupSettings,
+    now: Millis,
+    horizon: Millis,
+) -> Result<Asked, String> {
     let mut shifts: Vec<Shift> = Vec::new();
     let mut next_unknown = false;
     let mut next_untimed: Vec<Person> = Vec::new();
     for source in &g.sources {
         let provider = match svc.providers.for_source(source) {
             Ok(p) => p,
-            Err(e) => return format!("*@{handle}*\n:warning: {}", escape(&e.to_string())),
+            Err(e) => return Err(escape(&e.to_string())),
         };
         let until = if provider.knows_shift_times() {
             horizon
@@ -97,28 +130,61 @@ async fn describe(state: &AppState, svc: &Oncall, g: &GroupSettings, now: Millis
         match provider.shifts(source, now, until).await {
             Ok(s) => shifts.extend(s),
             Err(e) => {
-                return format!(
-                    "*@{handle}*\n:warning: could not ask {}: {}",
+                return Err(format!(
+                    "could not ask {}: {}",
                     source.provider.as_str(),
                     escape(&e.to_string())
-                );
+                ));
             }
         }
     }
-    let placeholder = |p: &Person| {
-        g.ignore.iter().any(|i| {
-            i.eq_ignore_ascii_case(&p.id)
-                || p.email
-                    .as_deref()
-                    .is_some_and(|e| i.eq_ignore_ascii_case(e))
-                || p.name.as_deref().is_some_and(|n| i.eq_ignore_ascii_case(n))
-        })
-    };
-    shifts.retain(|s| !placeholder(&s.person));
+    Ok(Asked {
+        shifts,
+        next_untimed,
+        next_unknown,
+    })
+}
+
+/// One of the group's placeholder accounts (`ignore`).
+fn placeholder(g: &GroupSettings, p: &Person) -> bool {
+    g.ignore.iter().any(|i| {
+        i.eq_ignore_ascii_case(&p.id)
+            || p.email
+                .as_deref()
+                .is_some_and(|e| i.eq_ignore_ascii_case(e))
+            || p.name.as_deref().is_some_and(|n| i.eq_ignore_ascii_case(n))
+    })
+}
+
+/// `Now: …` with when the current shift ends, or nobody.
+async fn now_line(state: &AppState, svc: &Oncall, shifts: &[Shift], now: Millis) -> String {
     let current: Vec<&Shift> = shifts
         .iter()
         .filter(|s| s.start.is_none_or(|st| st <= now) && s.end.is_none_or(|en| en > now))
         .collect();
+    if current.is_empty() {
+        return "Now: nobody\n".into();
+    }
+    let until = current.iter().filter_map(|s| s.end).min();
+    format!(
+        "Now: {}{}\n",
+        names(state, svc, &current).await,
+        until
+            .map(|u| format!(" (until {})", date(u)))
+            .unwrap_or_default()
+    )
+}
+
+/// `Next: …`: the next shift and when it starts, else the next people without a time, else
+/// why nobody is named.
+async fn next_line(
+    state: &AppState,
+    svc: &Oncall,
+    shifts: &[Shift],
+    next_untimed: Vec<Person>,
+    next_unknown: bool,
+    now: Millis,
+) -> String {
     let next_start = shifts
         .iter()
         .filter_map(|s| s.start.filter(|st| *st > now))
@@ -127,21 +193,6 @@ async fn describe(state: &AppState, svc: &Oncall, g: &GroupSettings, now: Millis
         .iter()
         .filter(|s| next_start.is_some() && s.start == next_start)
         .collect();
-
-    let mut out = format!("*@{handle}*\n");
-    if current.is_empty() {
-        out.push_str("Now: nobody\n");
-    } else {
-        let until = current.iter().filter_map(|s| s.end).min();
-        out.push_str(&format!(
-            "Now: {}{}\n",
-            names(state, svc, &current).await,
-            until
-                .map(|u| format!(" (until {})", date(u)))
-                .unwrap_or_default()
-        ));
-    }
-    next_untimed.retain(|p| !placeholder(p));
     let untimed: Vec<Shift> = next_untimed
         .into_iter()
         .map(|person| Shift {
@@ -151,19 +202,14 @@ async fn describe(state: &AppState, svc: &Oncall, g: &GroupSettings, now: Millis
         })
         .collect();
     match next_start {
-        Some(st) => out.push_str(&format!(
-            "Next: {} from {}",
-            names(state, svc, &next).await,
-            date(st)
-        )),
-        None if !untimed.is_empty() => out.push_str(&format!(
+        Some(st) => format!("Next: {} from {}", names(state, svc, &next).await, date(st)),
+        None if !untimed.is_empty() => format!(
             "Next: {} (Opsgenie does not say when)",
             names(state, svc, &untimed.iter().collect::<Vec<_>>()).await
-        )),
-        None if next_unknown => out.push_str("Next: not known"),
-        None => out.push_str("Next: no change within the next days"),
+        ),
+        None if next_unknown => "Next: not known".into(),
+        None => "Next: no change within the next days".into(),
     }
-    out
 }
 
 async fn names(state: &AppState, svc: &Oncall, shifts: &[&Shift]) -> String {

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use super::report::{Outcome, SyncReport};
+use super::report::{GroupPlan, Outcome, SyncReport};
 use crate::jobs::{Job, JobError, NewJob};
 use crate::registry::JobHandler;
 use crate::slack::api::Message;
@@ -229,6 +229,13 @@ pub async fn report_problems(state: &AppState, report: &SyncReport) {
         .iter()
         .filter(|g| !g.missing.is_empty())
         .collect();
+    report_failed(state, &failed, report.groups.len(), mins).await;
+    report_kept_empty(state, report).await;
+    report_missing(state, &missing).await;
+}
+
+/// Groups that failed: one alert each, or one summary when more than [`PER_GROUP_LIMIT`] failed.
+async fn report_failed(state: &AppState, failed: &[&GroupPlan], groups: usize, mins: u64) {
     if failed.len() > PER_GROUP_LIMIT {
         let lines: Vec<String> = failed
             .iter()
@@ -247,7 +254,7 @@ pub async fn report_problems(state: &AppState, report: &SyncReport) {
             ":warning: On-call sync could not update {} of {} groups; they keep their current members. \
              The error ids are in slackops' logs. Not repeated here for {mins} min.\n{}{}",
             failed.len(),
-            report.groups.len(),
+            groups,
             lines.join("\n"),
             if more > 0 {
                 format!("\n… and {more} more")
@@ -257,7 +264,7 @@ pub async fn report_problems(state: &AppState, report: &SyncReport) {
         );
         alert(state, "failed:many", text).await;
     } else {
-        for g in &failed {
+        for g in failed {
             let kind = g.error_kind.as_deref().unwrap_or("error");
             let text = format!(
                 ":warning: On-call sync could not update *@{}*: {}. It keeps its current members. \
@@ -269,6 +276,10 @@ pub async fn report_problems(state: &AppState, report: &SyncReport) {
             alert(state, &format!("failed:{}:{kind}", g.handle), text).await;
         }
     }
+}
+
+/// Groups nobody is on call for, which kept their members.
+async fn report_kept_empty(state: &AppState, report: &SyncReport) {
     for g in report
         .groups
         .iter()
@@ -282,6 +293,11 @@ pub async fn report_problems(state: &AppState, report: &SyncReport) {
         );
         alert(state, &format!("empty:{}", g.handle), text).await;
     }
+}
+
+/// People on call who are not in Slack: one alert per group, or one for them all when more than
+/// [`PER_GROUP_LIMIT`] groups have some.
+async fn report_missing(state: &AppState, missing: &[&GroupPlan]) {
     let advice = "They are left out of their groups; add them to Slack with the same email, or list placeholder accounts under `ignore`.";
     if missing.len() > PER_GROUP_LIMIT {
         let mut everyone: Vec<String> = missing.iter().flat_map(|g| g.missing.clone()).collect();
@@ -294,7 +310,7 @@ pub async fn report_problems(state: &AppState, report: &SyncReport) {
         );
         alert(state, &format!("missing:many:{}", everyone.join(",")), text).await;
     } else {
-        for g in &missing {
+        for g in missing {
             let text = format!(
                 ":bust_in_silhouette: On call for *@{}* but not found in Slack: {}. {advice}",
                 escape(&g.handle),

@@ -55,6 +55,58 @@ impl PagerDuty {
             })
             .await
     }
+
+    /// One `/oncalls` entry as a shift; `None` when it is outside the source's escalation levels
+    /// or names no user. `emails` caches the users fetched for their email.
+    async fn shift(
+        &self,
+        source: &SourceSettings,
+        item: &Value,
+        emails: &mut HashMap<String, Option<String>>,
+    ) -> Result<Option<Shift>, ProviderError> {
+        let level = item.get("escalation_level").and_then(Value::as_u64);
+        if !source.escalation_levels.is_empty()
+            && !level.is_some_and(|l| source.escalation_levels.contains(&(l as u32)))
+        {
+            return Ok(None);
+        }
+        let Some(user) = item.get("user") else {
+            return Ok(None);
+        };
+        let Some(id) = user.get("id").and_then(Value::as_str) else {
+            return Ok(None);
+        };
+        // The spec still types `user` as a reference: read the email defensively, and
+        // fetch the user when `include[]=users` was not honoured.
+        let mut email = user.get("email").and_then(Value::as_str).map(str::to_owned);
+        if email.is_none() {
+            if !emails.contains_key(id) {
+                let u = self.get(&format!("/users/{id}"), &[]).await?;
+                emails.insert(
+                    id.to_string(),
+                    u.pointer("/user/email")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                );
+            }
+            email = emails.get(id).cloned().flatten();
+        }
+        let name = user
+            .get("name")
+            .or_else(|| user.get("summary"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        Ok(Some(Shift {
+            person: Person {
+                id: id.to_string(),
+                email,
+                slack_id: None,
+                name,
+            },
+            start: parse_time(item.get("start")),
+            end: parse_time(item.get("end")),
+        }))
+    }
 }
 
 #[async_trait]
@@ -65,24 +117,7 @@ impl Provider for PagerDuty {
         from: Millis,
         until: Millis,
     ) -> Result<Vec<Shift>, ProviderError> {
-        let mut base: Vec<(String, String)> = Vec::new();
-        for s in &source.schedules {
-            base.push(("schedule_ids[]".into(), s.clone()));
-        }
-        if source.permanent && !source.schedules.is_empty() {
-            // PagerDuty: a null among schedule_ids[] adds the permanent on-calls.
-            base.push(("schedule_ids[]".into(), "null".into()));
-        }
-        for ep in &source.escalation_policies {
-            base.push(("escalation_policy_ids[]".into(), ep.clone()));
-        }
-        base.push(("include[]".into(), "users".into()));
-        base.push(("since".into(), iso(from)));
-        // A window of at least a minute: an empty one is not something to ask PagerDuty for; the
-        // sync filters shifts by the exact window itself.
-        base.push(("until".into(), iso(until.max(from + 60_000))));
-        base.push(("time_zone".into(), "UTC".into()));
-
+        let base = oncalls_query(source, from, until);
         let mut shifts = Vec::new();
         let mut emails: HashMap<String, Option<String>> = HashMap::new();
         let mut offset = 0u32;
@@ -99,48 +134,9 @@ impl Provider for PagerDuty {
                     message: "no oncalls array".into(),
                 })?;
             for item in items {
-                let level = item.get("escalation_level").and_then(Value::as_u64);
-                if !source.escalation_levels.is_empty()
-                    && !level.is_some_and(|l| source.escalation_levels.contains(&(l as u32)))
-                {
-                    continue;
+                if let Some(shift) = self.shift(source, item, &mut emails).await? {
+                    shifts.push(shift);
                 }
-                let Some(user) = item.get("user") else {
-                    continue;
-                };
-                let Some(id) = user.get("id").and_then(Value::as_str) else {
-                    continue;
-                };
-                // The spec still types `user` as a reference: read the email defensively, and
-                // fetch the user when `include[]=users` was not honoured.
-                let mut email = user.get("email").and_then(Value::as_str).map(str::to_owned);
-                if email.is_none() {
-                    if !emails.contains_key(id) {
-                        let u = self.get(&format!("/users/{id}"), &[]).await?;
-                        emails.insert(
-                            id.to_string(),
-                            u.pointer("/user/email")
-                                .and_then(Value::as_str)
-                                .map(str::to_owned),
-                        );
-                    }
-                    email = emails.get(id).cloned().flatten();
-                }
-                let name = user
-                    .get("name")
-                    .or_else(|| user.get("summary"))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
-                shifts.push(Shift {
-                    person: Person {
-                        id: id.to_string(),
-                        email,
-                        slack_id: None,
-                        name,
-                    },
-                    start: parse_time(item.get("start")),
-                    end: parse_time(item.get("end")),
-                });
             }
             let more = page.get("more").and_then(Value::as_bool).unwrap_or(false);
             let got = items.len() as u32;
@@ -158,4 +154,26 @@ impl Provider for PagerDuty {
         }
         Ok(shifts)
     }
+}
+
+/// The `/oncalls` query for a source and a window, without paging.
+fn oncalls_query(source: &SourceSettings, from: Millis, until: Millis) -> Vec<(String, String)> {
+    let mut base: Vec<(String, String)> = Vec::new();
+    for s in &source.schedules {
+        base.push(("schedule_ids[]".into(), s.clone()));
+    }
+    if source.permanent && !source.schedules.is_empty() {
+        // PagerDuty: a null among schedule_ids[] adds the permanent on-calls.
+        base.push(("schedule_ids[]".into(), "null".into()));
+    }
+    for ep in &source.escalation_policies {
+        base.push(("escalation_policy_ids[]".into(), ep.clone()));
+    }
+    base.push(("include[]".into(), "users".into()));
+    base.push(("since".into(), iso(from)));
+    // A window of at least a minute: an empty one is not something to ask PagerDuty for; the
+    // sync filters shifts by the exact window itself.
+    base.push(("until".into(), iso(until.max(from + 60_000))));
+    base.push(("time_zone".into(), "UTC".into()));
+    base
 }
