@@ -112,12 +112,6 @@ async fn status(
                 .is_some_and(|n| n.eq_ignore_ascii_case(p))
         });
     }
-    let started = |e: &Value| {
-        e.get("startTime")
-            .and_then(Value::as_i64)
-            .or_else(|| e.get("buildTime").and_then(Value::as_i64))
-            .unwrap_or(0)
-    };
     execs.sort_by_key(|e| std::cmp::Reverse(started(e)));
     execs.truncate(limit);
     let scope = match pipeline {
@@ -130,44 +124,56 @@ async fn status(
     let now = state.now_ms();
     let lines: Vec<String> = execs
         .iter()
-        .map(|e| {
-            let id = e.get("id").and_then(Value::as_str).unwrap_or("");
-            let status = e.get("status").and_then(Value::as_str).unwrap_or("UNKNOWN");
-            let name = e.get("name").and_then(Value::as_str).unwrap_or("?");
-            let who = e
-                .pointer("/trigger/user")
-                .and_then(Value::as_str)
-                .or_else(|| e.pointer("/trigger/type").and_then(Value::as_str))
-                .unwrap_or("?");
-            let start = started(e);
-            let end = e.get("endTime").and_then(Value::as_i64).unwrap_or(now);
-            let when = if start > 0 {
-                crate::slack::blocks::date(start)
-            } else {
-                "not started".into()
-            };
-            let took = if start > 0 {
-                duration(end - start)
-            } else {
-                "-".into()
-            };
-            format!(
-                "{} {} *{}* · {} · {} · {when} · {took}",
-                status_emoji(status),
-                link(
-                    &deck_link(&state.settings().spinnaker.deck_url, application, id),
-                    status
-                ),
-                escape(name),
-                escape(who),
-                escape(&id.chars().take(10).collect::<String>()),
-            )
-        })
+        .map(|e| execution_line(state, application, e, now))
         .collect();
     let text = format!("Latest executions of {scope}:\n{}", lines.join("\n"));
     Ok(Ack::Message(
         Reply::ephemeral(text.clone()).blocks(blocks::to_json(&[blocks::section(&text)])),
     ))
+}
+
+/// When an execution started (its build time before it started), 0 when unknown.
+fn started(e: &Value) -> i64 {
+    e.get("startTime")
+        .and_then(Value::as_i64)
+        .or_else(|| e.get("buildTime").and_then(Value::as_i64))
+        .unwrap_or(0)
+}
+
+/// One execution in `status`: state (linked to Deck), name, who or what triggered it, its id in
+/// brief, when it started and how long it took.
+fn execution_line(state: &AppState, application: &str, e: &Value, now: i64) -> String {
+    let id = e.get("id").and_then(Value::as_str).unwrap_or("");
+    let status = e.get("status").and_then(Value::as_str).unwrap_or("UNKNOWN");
+    let name = e.get("name").and_then(Value::as_str).unwrap_or("?");
+    let who = e
+        .pointer("/trigger/user")
+        .and_then(Value::as_str)
+        .or_else(|| e.pointer("/trigger/type").and_then(Value::as_str))
+        .unwrap_or("?");
+    let start = started(e);
+    let end = e.get("endTime").and_then(Value::as_i64).unwrap_or(now);
+    let when = if start > 0 {
+        crate::slack::blocks::date(start)
+    } else {
+        "not started".into()
+    };
+    let took = if start > 0 {
+        duration(end - start)
+    } else {
+        "-".into()
+    };
+    format!(
+        "{} {} *{}* · {} · {} · {when} · {took}",
+        status_emoji(status),
+        link(
+            &deck_link(&state.settings().spinnaker.deck_url, application, id),
+            status
+        ),
+        escape(name),
+        escape(who),
+        escape(&id.chars().take(10).collect::<String>()),
+    )
 }
 
 async fn pipelines(state: &AppState, application: &str) -> anyhow::Result<Ack> {

@@ -325,41 +325,10 @@ pub async fn start_command(
     mut req: StartRequest,
 ) -> anyhow::Result<Ack> {
     req.channel = cmd.channel_id.clone();
-    let began = Instant::now();
-    let work = prepare(state, &cmd.user_id, &req);
-    tokio::pin!(work);
-    let mut view_id: Option<String> = None;
-    let prepared = tokio::select! {
-        r = &mut work => r,
-        _ = tokio::time::sleep(LOADING_AFTER.saturating_sub(began.elapsed())) => {
-            if let Some(t) = &cmd.trigger_id {
-                match state.slack().views_open(t, &loading_view(&req)).await {
-                    Ok(id) => view_id = Some(id),
-                    Err(e) => warn!(error = %e, "opening the loading modal failed"),
-                }
-            }
-            work.await
-        }
-    };
-    // Answer in the modal if one is open, else privately.
-    let reply = |text: String| {
-        let view_id = view_id.clone();
-        async move {
-            match view_id {
-                Some(id) => {
-                    state
-                        .slack()
-                        .views_update(&id, &message_view("Start pipeline", &text), None)
-                        .await?;
-                    Ok::<Ack, anyhow::Error>(Ack::Empty)
-                }
-                None => Ok(Ack::ephemeral(text)),
-            }
-        }
-    };
+    let (prepared, view_id) = prepare_showing_progress(state, cmd, &req).await;
     let p = match prepared {
         Ok(p) => p,
-        Err(text) => return reply(text).await,
+        Err(text) => return reply(state, view_id.as_deref(), text).await,
     };
     if let Err(text) = validate(&p.specs, &req.parameters) {
         let usage = format!(
@@ -368,47 +337,100 @@ pub async fn start_command(
             req.application,
             req.pipeline
         );
-        return reply(format!("{text}{usage}")).await;
+        return reply(state, view_id.as_deref(), format!("{text}{usage}")).await;
     }
     let lacking = missing(&p.specs, &req.parameters);
     if !lacking.is_empty() || (p.rule.confirm && view_id.is_some()) {
-        let form = form_view(&req, &p.specs);
-        let opened = match (&view_id, &cmd.trigger_id) {
-            (Some(id), _) => state
-                .slack()
-                .views_update(id, &form, None)
-                .await
-                .map(|_| ()),
-            (None, Some(t)) => state.slack().views_open(t, &form).await.map(|_| ()),
-            (None, None) => Err(crate::slack::api::SlackError::ResponseUrlExhausted),
-        };
-        return match opened {
-            Ok(()) => Ok(Ack::Empty),
-            Err(e) => {
-                warn!(error = %e, "opening the parameter modal failed");
-                let names = lacking
-                    .iter()
-                    .map(|s| format!("{}=…", s.name))
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                Ok(Ack::ephemeral(format!(
-                    "This pipeline needs parameters, and the form could not be opened ({e}). Give them in the command: `{} start {} {} {names}`",
-                    state.settings().pipelines.command,
-                    req.application,
-                    req.pipeline
-                )))
-            }
-        };
+        return Ok(open_form(state, cmd, view_id.as_deref(), &req, &p.specs, &lacking).await);
     }
     if p.rule.confirm {
         return Ok(Ack::Message(confirmation(&req)));
     }
     match trigger_and_announce(state, &p.who, &req).await {
         Ok(text) => match view_id {
-            Some(_) => reply(text).await,
+            Some(_) => reply(state, view_id.as_deref(), text).await,
             None => Ok(Ack::Empty),
         },
-        Err(text) => reply(text).await,
+        Err(text) => reply(state, view_id.as_deref(), text).await,
+    }
+}
+
+/// Prepare the start; when that takes longer than [`LOADING_AFTER`], open a loading modal while
+/// it finishes (its id is returned, to answer in it).
+async fn prepare_showing_progress(
+    state: &AppState,
+    cmd: &SlashCommand,
+    req: &StartRequest,
+) -> (Result<Prepared, String>, Option<String>) {
+    let began = Instant::now();
+    let work = prepare(state, &cmd.user_id, req);
+    tokio::pin!(work);
+    let mut view_id: Option<String> = None;
+    let prepared = tokio::select! {
+        r = &mut work => r,
+        _ = tokio::time::sleep(LOADING_AFTER.saturating_sub(began.elapsed())) => {
+            if let Some(t) = &cmd.trigger_id {
+                match state.slack().views_open(t, &loading_view(req)).await {
+                    Ok(id) => view_id = Some(id),
+                    Err(e) => warn!(error = %e, "opening the loading modal failed"),
+                }
+            }
+            work.await
+        }
+    };
+    (prepared, view_id)
+}
+
+/// Answer in the modal if one is open, else privately.
+async fn reply(state: &AppState, view_id: Option<&str>, text: String) -> anyhow::Result<Ack> {
+    match view_id {
+        Some(id) => {
+            state
+                .slack()
+                .views_update(id, &message_view("Start pipeline", &text), None)
+                .await?;
+            Ok::<Ack, anyhow::Error>(Ack::Empty)
+        }
+        None => Ok(Ack::ephemeral(text)),
+    }
+}
+
+/// Open the parameter form (in the loading modal when one is open); when Slack will not open
+/// it, say which parameters to give in the command instead.
+async fn open_form(
+    state: &AppState,
+    cmd: &SlashCommand,
+    view_id: Option<&str>,
+    req: &StartRequest,
+    specs: &[ParamSpec],
+    lacking: &[&ParamSpec],
+) -> Ack {
+    let form = form_view(req, specs);
+    let opened = match (view_id, &cmd.trigger_id) {
+        (Some(id), _) => state
+            .slack()
+            .views_update(id, &form, None)
+            .await
+            .map(|_| ()),
+        (None, Some(t)) => state.slack().views_open(t, &form).await.map(|_| ()),
+        (None, None) => Err(crate::slack::api::SlackError::ResponseUrlExhausted),
+    };
+    match opened {
+        Ok(()) => Ack::Empty,
+        Err(e) => {
+            warn!(error = %e, "opening the parameter modal failed");
+            let names = lacking
+                .iter()
+                .map(|s| format!("{}=…", s.name))
+                .collect::<Vec<_>>()
+                .join(" ");
+            Ack::ephemeral(format!(
+                "This pipeline needs parameters, and the form could not be opened ({e}). Give them in the command: `{} start {} {} {names}`",
+                state.settings().pipelines.command,
+                req.application,
+                req.pipeline
+            ))
+        }
     }
 }
 
