@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tracing::{Instrument, Span, debug, error, info, warn};
 
 use super::ack::{Ack, Reply};
-use super::payload::{EventEnvelope, Interaction, SlashCommand};
+use super::payload::{EventCallback, EventEnvelope, Interaction, SlashCommand};
 use crate::registry::SlackCtx;
 use crate::state::AppState;
 
@@ -328,106 +328,10 @@ pub async fn interactions(
         user_id: interaction.user.id.clone(),
     };
     let interaction = Arc::new(interaction);
-    let late_url = || {
-        interaction
-            .response_url
-            .clone()
-            .map(Late::ResponseUrl)
-            .unwrap_or(Late::Nowhere)
-    };
-    let reg = state.registry();
     let ack = match interaction.kind.as_str() {
-        "block_actions" => {
-            let Some(action) = interaction.actions.first().cloned() else {
-                return StatusCode::OK.into_response();
-            };
-            if interaction.actions.len() > 1 {
-                debug!(
-                    count = interaction.actions.len(),
-                    "block_actions with several actions; dispatching the first"
-                );
-            }
-            match reg.action_handler(&action.action_id) {
-                Some(h) => {
-                    state.metrics().dispatched("block_actions");
-                    let i = interaction.clone();
-                    let late = match interaction.view.as_ref() {
-                        Some(v) if interaction.response_url.is_none() => Late::View(v.id.clone()),
-                        _ => late_url(),
-                    };
-                    let ack = ack_within(
-                        &state,
-                        "block_actions",
-                        async move { h.handle(cx, i, action).await },
-                        late,
-                    )
-                    .await;
-                    // Slack ignores a message in the HTTP answer to block_actions: send it to the
-                    // response_url instead (ephemeral unless the reply says otherwise).
-                    match (ack, interaction.response_url.clone()) {
-                        (Ack::Message(reply), Some(url)) => {
-                            let st = state.clone();
-                            state.tasks().spawn(
-                                async move {
-                                    let body = serde_json::to_value(&reply).unwrap_or(Value::Null);
-                                    if let Err(e) = st.slack().respond(&url, &body).await {
-                                        warn!(error = %e, "replying to a block action through response_url failed");
-                                    }
-                                }
-                                .instrument(Span::current()),
-                            );
-                            Ack::Empty
-                        }
-                        (other, _) => other,
-                    }
-                }
-                None => unhandled("block_actions", &action.action_id),
-            }
-        }
-        "view_submission" | "view_closed" => {
-            let view = interaction.view.clone().unwrap_or_default();
-            match reg.view_handler(&view.callback_id) {
-                Some(h) => {
-                    let kind = if interaction.kind == "view_submission" {
-                        "view_submission"
-                    } else {
-                        "view_closed"
-                    };
-                    state.metrics().dispatched(kind);
-                    let i = interaction.clone();
-                    let late = Late::View(view.id.clone());
-                    if kind == "view_submission" {
-                        ack_within(&state, kind, async move { h.submit(cx, i).await }, late).await
-                    } else {
-                        ack_within(
-                            &state,
-                            kind,
-                            async move { h.closed(cx, i).await },
-                            Late::Nowhere,
-                        )
-                        .await
-                    }
-                }
-                None => unhandled(&interaction.kind, &view.callback_id),
-            }
-        }
-        "shortcut" | "message_action" => {
-            let id = interaction.callback_id.clone().unwrap_or_default();
-            match reg.shortcut_handler(&id) {
-                Some(h) => {
-                    state.metrics().dispatched("shortcut");
-                    let i = interaction.clone();
-                    ack_within(
-                        &state,
-                        "shortcut",
-                        async move { h.handle(cx, i).await },
-                        late_url(),
-                    )
-                    .await
-                }
-                None => unhandled(&interaction.kind, &id),
-            }
-        }
+        "block_actions" => block_action(&state, cx, &interaction).await,
+        "view_submission" | "view_closed" => view_event(&state, cx, &interaction).await,
+        "shortcut" | "message_action" => shortcut(&state, cx, &interaction).await,
         "block_suggestion" => {
             // No feature serves external options yet; an empty list keeps the menu usable.
             return (StatusCode::OK, Json(json!({"options": []}))).into_response();
@@ -435,6 +339,106 @@ pub async fn interactions(
         other => unhandled(other, ""),
     };
     ack.into_response()
+}
+
+/// Where a late answer to an interaction goes: its `response_url`, if it has one.
+fn late_url(interaction: &Interaction) -> Late {
+    interaction
+        .response_url
+        .clone()
+        .map(Late::ResponseUrl)
+        .unwrap_or(Late::Nowhere)
+}
+
+/// A button or menu (the first action of a `block_actions`), to the handler of its `action_id`.
+async fn block_action(state: &AppState, cx: SlackCtx, interaction: &Arc<Interaction>) -> Ack {
+    let Some(action) = interaction.actions.first().cloned() else {
+        return Ack::Empty;
+    };
+    if interaction.actions.len() > 1 {
+        debug!(
+            count = interaction.actions.len(),
+            "block_actions with several actions; dispatching the first"
+        );
+    }
+    let Some(h) = state.registry().action_handler(&action.action_id) else {
+        return unhandled("block_actions", &action.action_id);
+    };
+    state.metrics().dispatched("block_actions");
+    let i = interaction.clone();
+    let late = match interaction.view.as_ref() {
+        Some(v) if interaction.response_url.is_none() => Late::View(v.id.clone()),
+        _ => late_url(interaction),
+    };
+    let ack = ack_within(
+        state,
+        "block_actions",
+        async move { h.handle(cx, i, action).await },
+        late,
+    )
+    .await;
+    // Slack ignores a message in the HTTP answer to block_actions: send it to the
+    // response_url instead (ephemeral unless the reply says otherwise).
+    match (ack, interaction.response_url.clone()) {
+        (Ack::Message(reply), Some(url)) => {
+            let st = state.clone();
+            state.tasks().spawn(
+                async move {
+                    let body = serde_json::to_value(&reply).unwrap_or(Value::Null);
+                    if let Err(e) = st.slack().respond(&url, &body).await {
+                        warn!(error = %e, "replying to a block action through response_url failed");
+                    }
+                }
+                .instrument(Span::current()),
+            );
+            Ack::Empty
+        }
+        (other, _) => other,
+    }
+}
+
+/// A modal submitted or closed, to the handler of its `callback_id`.
+async fn view_event(state: &AppState, cx: SlackCtx, interaction: &Arc<Interaction>) -> Ack {
+    let view = interaction.view.clone().unwrap_or_default();
+    let Some(h) = state.registry().view_handler(&view.callback_id) else {
+        return unhandled(&interaction.kind, &view.callback_id);
+    };
+    let kind = if interaction.kind == "view_submission" {
+        "view_submission"
+    } else {
+        "view_closed"
+    };
+    state.metrics().dispatched(kind);
+    let i = interaction.clone();
+    let late = Late::View(view.id.clone());
+    if kind == "view_submission" {
+        ack_within(state, kind, async move { h.submit(cx, i).await }, late).await
+    } else {
+        ack_within(
+            state,
+            kind,
+            async move { h.closed(cx, i).await },
+            Late::Nowhere,
+        )
+        .await
+    }
+}
+
+/// A global shortcut or message action, to the handler of its `callback_id`.
+async fn shortcut(state: &AppState, cx: SlackCtx, interaction: &Arc<Interaction>) -> Ack {
+    let id = interaction.callback_id.clone().unwrap_or_default();
+    let Some(h) = state.registry().shortcut_handler(&id) else {
+        return unhandled(&interaction.kind, &id);
+    };
+    state.metrics().dispatched("shortcut");
+    let i = interaction.clone();
+    ack_within(
+        state,
+        "shortcut",
+        async move { h.handle(cx, i).await },
+        late_url(interaction),
+    )
+    .await
 }
 
 fn unhandled(kind: &str, key: &str) -> Ack {
@@ -478,61 +482,69 @@ pub async fn events(State(state): State<AppState>, headers: HeaderMap, body: Bod
             info!("unknown Events API envelope type; acknowledged and ignored");
             StatusCode::OK.into_response()
         }
-        EventEnvelope::EventCallback(cb) => {
-            if let Some(user) = cb.user() {
-                record_identity(cb.team_id.as_deref(), user);
-            }
-            let Some(handler) = state.registry().event_handler(cb.event_type()) else {
-                debug!(
-                    event_type = cb.event_type(),
-                    "no handler for this event type"
-                );
-                return StatusCode::OK.into_response();
-            };
-            // Claim the event id; a duplicate (Slack retries after slow acks) is dropped. A retry
-            // of an event we never processed claims it here for the first time and runs.
-            match state.claim_event(&cb.event_id).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    state.metrics().slack_duplicate_events.inc();
-                    info!(event_id = %cb.event_id, retry = ?retry_num, "duplicate event delivery dropped");
-                    return StatusCode::OK.into_response();
-                }
-                Err(e) => {
-                    error!(error = %crate::store::short_db_error(&e), "cannot record event id; asking Slack to retry");
-                    return StatusCode::SERVICE_UNAVAILABLE.into_response();
-                }
-            }
-            state.metrics().dispatched("event");
-            let event_id = cb.event_id.clone();
+        EventEnvelope::EventCallback(cb) => event_callback(&state, cb, retry_num).await,
+    }
+}
+
+/// An Events API event, to the handler of its type, once per `event_id`: a duplicate delivery
+/// is dropped; a failed handler answers 500 and forgets the id, so Slack's retry runs it again.
+async fn event_callback(
+    state: &AppState,
+    cb: EventCallback,
+    retry_num: Option<String>,
+) -> Response {
+    if let Some(user) = cb.user() {
+        record_identity(cb.team_id.as_deref(), user);
+    }
+    let Some(handler) = state.registry().event_handler(cb.event_type()) else {
+        debug!(
+            event_type = cb.event_type(),
+            "no handler for this event type"
+        );
+        return StatusCode::OK.into_response();
+    };
+    // Claim the event id; a duplicate (Slack retries after slow acks) is dropped. A retry
+    // of an event we never processed claims it here for the first time and runs.
+    match state.claim_event(&cb.event_id).await {
+        Ok(true) => {}
+        Ok(false) => {
+            state.metrics().slack_duplicate_events.inc();
+            info!(event_id = %cb.event_id, retry = ?retry_num, "duplicate event delivery dropped");
+            return StatusCode::OK.into_response();
+        }
+        Err(e) => {
+            error!(error = %crate::store::short_db_error(&e), "cannot record event id; asking Slack to retry");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    }
+    state.metrics().dispatched("event");
+    let event_id = cb.event_id.clone();
+    let st = state.clone();
+    let fut = async move { handler.handle(st, cb).await.map(|_| Ack::Empty) };
+    let deadline = state.settings().ack_deadline();
+    let mut task = state.tasks().spawn(
+        std::panic::AssertUnwindSafe(fut)
+            .catch_unwind()
+            .instrument(Span::current()),
+    );
+    match tokio::time::timeout(deadline, &mut task).await {
+        Ok(Ok(Ok(Ok(_)))) => StatusCode::OK.into_response(),
+        Ok(_) => {
+            // Failed or panicked: forget the claim so Slack's retry runs it again.
+            error!(event_id = %event_id, "event handler failed; Slack will retry");
+            let _ = state.forget_event(&event_id).await;
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+        Err(_) => {
+            state.metrics().slack_late_acks.inc();
             let st = state.clone();
-            let fut = async move { handler.handle(st, cb).await.map(|_| Ack::Empty) };
-            let deadline = state.settings().ack_deadline();
-            let mut task = state.tasks().spawn(
-                std::panic::AssertUnwindSafe(fut)
-                    .catch_unwind()
-                    .instrument(Span::current()),
-            );
-            match tokio::time::timeout(deadline, &mut task).await {
-                Ok(Ok(Ok(Ok(_)))) => StatusCode::OK.into_response(),
-                Ok(_) => {
-                    // Failed or panicked: forget the claim so Slack's retry runs it again.
-                    error!(event_id = %event_id, "event handler failed; Slack will retry");
-                    let _ = state.forget_event(&event_id).await;
-                    StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            state.tasks().spawn(async move {
+                if !matches!(task.await, Ok(Ok(Ok(_)))) {
+                    error!(event_id = %event_id, "event handler failed after the ack deadline");
                 }
-                Err(_) => {
-                    state.metrics().slack_late_acks.inc();
-                    let st = state.clone();
-                    state.tasks().spawn(async move {
-                        if !matches!(task.await, Ok(Ok(Ok(_)))) {
-                            error!(event_id = %event_id, "event handler failed after the ack deadline");
-                        }
-                        drop(st);
-                    });
-                    StatusCode::OK.into_response()
-                }
-            }
+                drop(st);
+            });
+            StatusCode::OK.into_response()
         }
     }
 }
