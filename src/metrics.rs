@@ -89,106 +89,108 @@ fn latency_histogram() -> Histogram {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("slackops");
-        let http_requests = Family::<RouteStatus, Counter>::default();
-        registry.register(
+        let mut m = Self {
+            registry: Registry::with_prefix("slackops"),
+            http_requests: Family::<RouteStatus, Counter>::default(),
+            http_duration: Family::<Route, Histogram>::new_with_constructor(
+                latency_histogram as fn() -> Histogram,
+            ),
+            signature_failures: Family::<Reason, Counter>::default(),
+            slack_api_calls: Family::<MethodOutcome, Counter>::default(),
+            slack_dispatch: Family::<Kind, Counter>::default(),
+            slack_late_acks: Counter::default(),
+            slack_duplicate_events: Counter::default(),
+            jobs_depth: Family::<JobState, Gauge>::default(),
+            jobs_attempt_failures: Family::<JobKind, Counter>::default(),
+            jobs_exhausted: Family::<JobKind, Counter>::default(),
+            jobs_succeeded: Family::<JobKind, Counter>::default(),
+            gate_calls: Family::<MethodOutcome, Counter>::default(),
+            echo_events: Family::<Kind, Counter>::default(),
+            oncall_groups: Family::<Kind, Counter>::default(),
+        };
+        m.register_request_metrics();
+        m.register_work_metrics();
+        m
+    }
+
+    /// HTTP requests, Slack signature checks and dispatch.
+    fn register_request_metrics(&mut self) {
+        let r = &mut self.registry;
+        r.register(
             "http_requests",
             "HTTP requests by route template and status",
-            http_requests.clone(),
+            self.http_requests.clone(),
         );
-        let http_duration = Family::<Route, Histogram>::new_with_constructor(
-            latency_histogram as fn() -> Histogram,
-        );
-        registry.register(
+        r.register(
             "http_request_duration_seconds",
             "HTTP request latency by route template",
-            http_duration.clone(),
+            self.http_duration.clone(),
         );
-        let signature_failures = Family::<Reason, Counter>::default();
-        registry.register(
+        r.register(
             "slack_signature_failures",
             "Slack requests refused by signature verification, by reason",
-            signature_failures.clone(),
+            self.signature_failures.clone(),
         );
-        let slack_api_calls = Family::<MethodOutcome, Counter>::default();
-        registry.register(
+        r.register(
             "slack_api_calls",
             "Slack Web API calls by method and outcome (ok, error code, ratelimited, http_5xx, transport)",
-            slack_api_calls.clone(),
+            self.slack_api_calls.clone(),
         );
-        let slack_dispatch = Family::<Kind, Counter>::default();
-        registry.register(
+        r.register(
             "slack_dispatched",
             "Verified Slack requests dispatched, by kind (command, block_actions, view_submission, event, unhandled)",
-            slack_dispatch.clone(),
+            self.slack_dispatch.clone(),
         );
-        let slack_late_acks = Counter::default();
-        registry.register(
+        r.register(
             "slack_handler_deadline_exceeded",
             "Handlers that missed the ack deadline and continued in the background",
-            slack_late_acks.clone(),
+            self.slack_late_acks.clone(),
         );
-        let slack_duplicate_events = Counter::default();
-        registry.register(
+        r.register(
             "slack_duplicate_events",
             "Events API deliveries dropped as duplicates of an already processed event_id",
-            slack_duplicate_events.clone(),
+            self.slack_duplicate_events.clone(),
         );
-        let jobs_depth = Family::<JobState, Gauge>::default();
-        registry.register(
+    }
+
+    /// The job queue, Gate, echo and the on-call sync.
+    fn register_work_metrics(&mut self) {
+        let r = &mut self.registry;
+        r.register(
             "jobs",
             "Jobs in the queue by state (pending, running, failed), sampled at scrape",
-            jobs_depth.clone(),
+            self.jobs_depth.clone(),
         );
-        let jobs_attempt_failures = Family::<JobKind, Counter>::default();
-        registry.register(
+        r.register(
             "job_attempt_failures",
             "Job attempts that failed and were rescheduled or exhausted",
-            jobs_attempt_failures.clone(),
+            self.jobs_attempt_failures.clone(),
         );
-        let jobs_exhausted = Family::<JobKind, Counter>::default();
-        registry.register(
+        r.register(
             "jobs_exhausted",
             "Jobs that exhausted their retries and were kept as failed",
-            jobs_exhausted.clone(),
+            self.jobs_exhausted.clone(),
         );
-        let jobs_succeeded = Family::<JobKind, Counter>::default();
-        registry.register("jobs_succeeded", "Jobs completed", jobs_succeeded.clone());
-        let gate_calls = Family::<MethodOutcome, Counter>::default();
-        registry.register(
+        r.register(
+            "jobs_succeeded",
+            "Jobs completed",
+            self.jobs_succeeded.clone(),
+        );
+        r.register(
             "gate_calls",
             "Spinnaker Gate calls by operation and outcome",
-            gate_calls.clone(),
+            self.gate_calls.clone(),
         );
-        let echo_events = Family::<Kind, Counter>::default();
-        registry.register(
+        r.register(
             "echo_events",
             "Spinnaker echo events received, by handling (accepted, ignored, rejected)",
-            echo_events.clone(),
+            self.echo_events.clone(),
         );
-        let oncall_groups = Family::<Kind, Counter>::default();
-        registry.register(
+        r.register(
             "oncall_group_syncs",
             "On-call user-group syncs by outcome (updated, unchanged, kept_empty, failed)",
-            oncall_groups.clone(),
+            self.oncall_groups.clone(),
         );
-        Self {
-            registry,
-            http_requests,
-            http_duration,
-            signature_failures,
-            slack_api_calls,
-            slack_dispatch,
-            slack_late_acks,
-            slack_duplicate_events,
-            jobs_depth,
-            jobs_attempt_failures,
-            jobs_exhausted,
-            jobs_succeeded,
-            gate_calls,
-            echo_events,
-            oncall_groups,
-        }
     }
 
     /// The Prometheus text exposition.
