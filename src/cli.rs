@@ -10,6 +10,8 @@ use crate::config::{ConfigSource, Settings, redacted_view};
 use crate::startup::Application;
 use crate::store::Db;
 
+// The doc comments are also `--help`'s text, where `SLACKOPS_<SECTION>__<KEY>` is not HTML.
+#[allow(rustdoc::invalid_html_tags)]
 #[derive(Debug, Parser)]
 #[command(name = "slackops", version, about = "Spinnaker operations from Slack")]
 pub struct Cli {

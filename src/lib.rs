@@ -2,18 +2,23 @@
 //!
 //! A small service a platform team runs next to Spinnaker so people decide from Slack: approve or
 //! reject Manual Judgments, start and cancel pipelines, keep on-call user groups current, announce
-//! outages. Slack stays true to what Spinnaker says. See `DESIGN.md` in the shared docs for the
-//! shape:
+//! outages. Slack stays true to what Spinnaker says. `docs/architecture.md` in this repository
+//! draws the shape: what happens to a request, the rooms below and what each may import, the
+//! guarantees and the code that keeps each, and how to add a feature. From the bottom up:
 //!
-//! - [`slack`]: the interaction layer (verify, parse, dispatch, ack; the Web API client);
-//! - [`registry`] and [`features`]: where features plug their handlers in;
-//! - [`approvals`] and [`pipelines`]: Manual Judgments and the pipeline slash command;
-//! - [`oncall`]: Slack user groups kept in step with the on-call schedule;
-//! - [`announcements`], [`maintenance`], [`status`], [`notifiers`]: outage announcements, scheduled
-//!   maintenance, the public status page and the webhooks told of every change;
-//! - [`spinnaker`]: the Gate client and echo's event intake;
-//! - [`store`] and [`jobs`]: the database (SQLite or PostgreSQL) and the durable job queue;
-//! - [`config`], [`startup`], [`state`], [`cli`]: configuration, lifecycle, shared state, commands.
+//! - primitives: [`secret`], [`principals`], [`settings_check`], [`clock`], [`backoff`];
+//! - settings: each feature's `settings` module, composed by [`config`];
+//! - store, jobs and clients: [`store`], [`jobs`], [`slack::api`], [`spinnaker::gate`],
+//!   [`oncall::providers`], [`authz`], [`metrics`], [`telemetry`];
+//! - the shared state: [`state`];
+//! - the interaction layer: [`registry`] (handler traits and the dispatch table), [`slack`]
+//!   (verify, parse, dispatch, ack; Block Kit and HTML-to-mrkdwn helpers), [`spinnaker::echo`],
+//!   [`http`], [`error`], [`policy`];
+//! - features: [`approvals`] and [`pipelines`] (Manual Judgments and the pipeline slash command),
+//!   [`oncall`] (Slack user groups kept in step with the on-call schedule), [`announcements`],
+//!   [`maintenance`], [`status`], [`notifiers`] (outage announcements, scheduled maintenance, the
+//!   public status page and the webhooks told of every change);
+//! - composition: [`features`] (where features plug in), [`startup`], [`cli`].
 
 pub mod announcements;
 pub mod approvals;

@@ -5,7 +5,7 @@
 //! unchanged run costs one Slack read plus provider calls and cached lookups; a group that looks
 //! different is re-read with `usergroups.users.list` just before `usergroups.users.update`, so a
 //! stale snapshot never causes a write. Groups run in parallel (`oncall.concurrency`), each on its
-//! own. A run that may write holds the database lease [`RUN_LEASE`](super::RUN_LEASE), so two
+//! own. A run that may write holds the database lease [`RUN_LEASE`], so two
 //! syncs (two replicas, or `serve` and the CLI) never write at once; a dry run takes no lease and
 //! changes nothing, not even the database.
 
