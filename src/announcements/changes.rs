@@ -384,16 +384,12 @@ fn resolution_changes(
     r: &Resolution,
     at: i64,
 ) -> Vec<FieldChange> {
-    let mut changes = Vec::new();
-    changes.push(fc(settings, "state", model::OPEN, model::RESOLVED));
-    changes.push(fc(settings, "resolution", "", &r.summary));
-    changes.push(fc(
-        settings,
-        "resolved_at",
-        "",
-        &crate::slack::blocks::date(at),
-    ));
-    changes.push(fc(settings, "postmortem", "", &model::yes_no(r.postmortem)));
+    let mut changes = vec![
+        fc(settings, "state", model::OPEN, model::RESOLVED),
+        fc(settings, "resolution", "", &r.summary),
+        fc(settings, "resolved_at", "", &crate::slack::blocks::date(at)),
+        fc(settings, "postmortem", "", &model::yes_no(r.postmortem)),
+    ];
     if let Some(u) = &r.report_url {
         changes.push(fc(settings, "report_url", "", u));
     }

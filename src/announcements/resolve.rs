@@ -239,26 +239,6 @@ impl ActionHandler for Reopen {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn local_times_are_converted_with_the_offset() {
-        // 10:30 in UTC+01:00 is 09:30 UTC.
-        let ms = local_to_utc_ms("2026-11-21", "10:30", 3600).unwrap();
-        assert_eq!(
-            chrono::DateTime::from_timestamp_millis(ms)
-                .unwrap()
-                .format("%Y-%m-%d %H:%M")
-                .to_string(),
-            "2026-11-21 09:30"
-        );
-        assert!(local_to_utc_ms("2026-13-01", "10:30", 0).is_none());
-        assert_eq!(offset_text(-18000), "UTC-05:00");
-    }
-}
-
 /// A resolution as submitted and checked.
 struct Submitted {
     summary: String,
@@ -344,5 +324,25 @@ fn answer(result: Result<Outage, ChangeError>) -> anyhow::Result<Ack> {
             "Resolve",
             &truncate(&format!("Not resolved: {e}."), 2000),
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_times_are_converted_with_the_offset() {
+        // 10:30 in UTC+01:00 is 09:30 UTC.
+        let ms = local_to_utc_ms("2026-11-21", "10:30", 3600).unwrap();
+        assert_eq!(
+            chrono::DateTime::from_timestamp_millis(ms)
+                .unwrap()
+                .format("%Y-%m-%d %H:%M")
+                .to_string(),
+            "2026-11-21 09:30"
+        );
+        assert!(local_to_utc_ms("2026-13-01", "10:30", 0).is_none());
+        assert_eq!(offset_text(-18000), "UTC-05:00");
     }
 }
