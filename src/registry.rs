@@ -3,8 +3,13 @@
 //!
 //! Slack commands are keyed by command name, block actions by `action_id` prefix (the longest
 //! matching prefix wins), views by `callback_id`, shortcuts by `callback_id`, Events API events by
-//! `event.type`, jobs by kind, and Spinnaker echo events by event type. Adding a feature means
-//! adding its handlers here; the interaction layer itself never changes.
+//! `event.type`, jobs by kind, and Spinnaker echo events by event type. A feature may also add a
+//! subcommand to another feature's command ([`Registry::subcommand`]), which that command hands
+//! over without either feature importing the other. Adding a feature means adding its handlers
+//! here; the interaction layer itself never changes, and this module never names a feature.
+//!
+//! The state holds the table without naming its type (see [`crate::state::StateParts`]);
+//! [`AppState::registry`] is defined here and gives it back typed.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -2,6 +2,11 @@
 //!
 //! Built once at start-up by [`crate::startup`]; cloning it clones an `Arc`. Caches live here, not
 //! in statics, so each service instance (and each test) has its own.
+//!
+//! It sits below the interaction layer and the features (docs/architecture.md): it must never
+//! import a feature's handlers or the registry, only the clients, the store, the job queue and
+//! the features' long-lived parts kept in files of their own (`oncall::clients`,
+//! `status::cache`).
 
 use std::any::Any;
 use std::sync::Arc;

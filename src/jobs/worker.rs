@@ -1,4 +1,9 @@
-//! The worker: claims due jobs, runs their handlers under a renewed lease, records the outcome.
+//! The worker: claims due jobs, runs their handlers (the [`JobHandler`](crate::registry::JobHandler)s
+//! features register) under a renewed lease, records the outcome.
+//!
+//! It runs handlers with the state, so it sits above it; the queue ([`super::JobQueue`]) sits
+//! below, and the jobs module does not re-export this one, so the state's queue never leads back
+//! to the state.
 
 use std::sync::Arc;
 use std::time::Duration;

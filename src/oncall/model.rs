@@ -1,6 +1,7 @@
 //! What the on-call providers answer with: a person on call and the stretch of time they are on
 //! call. Plain data shared by the providers, the sync and `/oncall`; it imports nothing from the
-//! feature, so every provider can use it without depending on the code that runs them.
+//! feature, so every provider can use it without depending on the code that runs them. It must
+//! stay plain data: a provider's quirks belong in that provider.
 
 use crate::clock::Millis;
 

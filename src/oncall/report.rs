@@ -2,7 +2,7 @@
 //! and the audit log records, and what the ops channel is told about.
 //!
 //! Plain data: the sync produces it and the notifications read it, and neither imports the other
-//! for it.
+//! for it. It must never call anything: no Slack, no provider, no database.
 
 use serde::Serialize;
 
