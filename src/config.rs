@@ -186,10 +186,23 @@ impl DatabaseSettings {
     }
 }
 
+/// How Slack's requests reach slackops (`slack.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SlackMode {
+    /// Slack POSTs signed requests to `/slack/{commands,interactions,events}` (a public URL).
+    #[default]
+    Http,
+    /// slackops opens outbound WebSockets to Slack (Socket Mode): no inbound traffic at all.
+    Socket,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SlackSettings {
-    /// Signing secret from the app's Basic Information page. Required.
+    /// `http` (default) or `socket`.
+    pub mode: SlackMode,
+    /// Signing secret from the app's Basic Information page. Required in HTTP mode.
     pub signing_secret: Secret,
     /// Bot token (`xoxb-…`). Required.
     pub bot_token: Secret,
@@ -210,6 +223,13 @@ pub struct SlackSettings {
     pub post_rate_per_channel: f64,
     /// Burst of `chat.postMessage` calls allowed per channel above the sustained rate.
     pub post_burst_per_channel: u32,
+    /// App-level token (`xapp-…`, scope `connections:write`). Required in Socket Mode.
+    pub app_token: Secret,
+    /// Socket Mode connections held per replica (Slack allows 10 per app).
+    pub socket_connections: u32,
+    /// Socket Mode: ping Slack this often; a connection whose pongs stop for four intervals is
+    /// replaced.
+    pub socket_ping_interval_ms: u64,
 }
 
 impl Default for SlackSettings {
@@ -225,6 +245,10 @@ impl Default for SlackSettings {
             max_inline_retry_after_secs: 30,
             post_rate_per_channel: 1.0,
             post_burst_per_channel: 4,
+            mode: SlackMode::Http,
+            app_token: Secret::default(),
+            socket_connections: 2,
+            socket_ping_interval_ms: 5000,
         }
     }
 }
@@ -838,6 +862,56 @@ impl WebhookSettings {
     }
 }
 
+impl SlackSettings {
+    /// What each transport needs: the signing secret over HTTP, the app-level token and a sane
+    /// number of connections in Socket Mode.
+    fn mode_problems(&self) -> Vec<ConfigProblem> {
+        let mut p = Vec::new();
+        let mut bad = |key: &str, message: &str| {
+            p.push(ConfigProblem {
+                key: key.into(),
+                message: message.into(),
+            })
+        };
+        match self.mode {
+            SlackMode::Http => {
+                if self.signing_secret.is_empty() {
+                    bad(
+                        "slack.signing_secret",
+                        "required (env SLACKOPS_SLACK__SIGNING_SECRET or slack.signing_secret_file): the app's Signing Secret",
+                    );
+                }
+            }
+            SlackMode::Socket => {
+                if self.app_token.is_empty() {
+                    bad(
+                        "slack.app_token",
+                        "required when slack.mode is socket (env SLACKOPS_SLACK__APP_TOKEN or slack.app_token_file): the app-level token (xapp-…) with the connections:write scope",
+                    );
+                } else if !self.app_token.expose().starts_with("xapp-") {
+                    bad(
+                        "slack.app_token",
+                        "must be an app-level token (xapp-…, Basic Information → App-Level Tokens), not a bot or user token",
+                    );
+                }
+                if !(1..=10).contains(&self.socket_connections) {
+                    bad(
+                        "slack.socket_connections",
+                        "must be between 1 and 10: Slack allows 10 connections per app",
+                    );
+                }
+                if !(100..=60_000).contains(&self.socket_ping_interval_ms) {
+                    bad(
+                        "slack.socket_ping_interval_ms",
+                        "must be between 100 and 60000",
+                    );
+                }
+            }
+        }
+        p
+    }
+}
+
 /// Every problem found while loading, each naming its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigProblem {
@@ -980,12 +1054,6 @@ impl Settings {
                 message: message.into(),
             })
         };
-        if self.slack.signing_secret.is_empty() {
-            bad(
-                "slack.signing_secret",
-                "required (env SLACKOPS_SLACK__SIGNING_SECRET or slack.signing_secret_file): the app's Signing Secret",
-            );
-        }
         if self.slack.bot_token.is_empty() {
             bad(
                 "slack.bot_token",
@@ -1119,6 +1187,7 @@ impl Settings {
         if self.api.tokens.iter().any(|t| t.expose().len() < 16) {
             bad("api.tokens", "each token must be at least 16 characters");
         }
+        p.extend(self.slack.mode_problems());
         p.extend(self.announcements.problems());
         p.extend(self.oncall.validate());
         p.extend(self.status_problems());

@@ -50,6 +50,11 @@ pub struct Kind {
     pub kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EnvelopeType {
+    pub r#type: String,
+}
+
 /// Every metric the service exports.
 pub struct Metrics {
     registry: Registry,
@@ -67,6 +72,10 @@ pub struct Metrics {
     pub gate_calls: Family<MethodOutcome, Counter>,
     pub echo_events: Family<Kind, Counter>,
     pub oncall_groups: Family<Kind, Counter>,
+    /// Socket Mode connections that received `hello` and are open (draining ones included).
+    pub socket_connections: Gauge,
+    pub socket_envelopes: Family<EnvelopeType, Counter>,
+    pub socket_reconnects: Family<Reason, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -172,6 +181,8 @@ impl Metrics {
             "On-call user-group syncs by outcome (updated, unchanged, kept_empty, failed)",
             oncall_groups.clone(),
         );
+        let (socket_connections, socket_envelopes, socket_reconnects) =
+            register_socket(&mut registry);
         Self {
             registry,
             http_requests,
@@ -188,6 +199,9 @@ impl Metrics {
             gate_calls,
             echo_events,
             oncall_groups,
+            socket_connections,
+            socket_envelopes,
+            socket_reconnects,
         }
     }
 
@@ -241,6 +255,22 @@ impl Metrics {
             .inc();
     }
 
+    pub fn socket_envelope(&self, kind: &str) {
+        self.socket_envelopes
+            .get_or_create(&EnvelopeType {
+                r#type: kind.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn socket_reconnect(&self, reason: &str) {
+        self.socket_reconnects
+            .get_or_create(&Reason {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
     pub fn echo_event(&self, kind: &str) {
         self.echo_events
             .get_or_create(&Kind {
@@ -248,6 +278,38 @@ impl Metrics {
             })
             .inc();
     }
+}
+
+/// Socket Mode's metrics, registered in every mode so dashboards and alerts can query them (they
+/// stay at zero over HTTP). The envelope types and reconnect reasons are pre-created at zero.
+fn register_socket(
+    registry: &mut Registry,
+) -> (Gauge, Family<EnvelopeType, Counter>, Family<Reason, Counter>) {
+    let connections = Gauge::default();
+    registry.register(
+        "socket_connections",
+        "Socket Mode connections open and greeted by Slack's hello",
+        connections.clone(),
+    );
+    let envelopes = Family::<EnvelopeType, Counter>::default();
+    registry.register(
+        "socket_envelopes",
+        "Socket Mode envelopes received, by type (events_api, interactive, slash_commands, other)",
+        envelopes.clone(),
+    );
+    for t in ["events_api", "interactive", "slash_commands"] {
+        let _ = envelopes.get_or_create(&EnvelopeType { r#type: t.into() });
+    }
+    let reconnects = Family::<Reason, Counter>::default();
+    registry.register(
+        "socket_reconnects",
+        "Socket Mode connection attempts after the first, by reason: warning, refresh_requested, closed, dropped, stale, disconnect, too_many_websockets, link_disabled, open_failed, auth_failed, handshake_failed, hello_timeout",
+        reconnects.clone(),
+    );
+    for r in ["warning", "refresh_requested", "dropped", "stale"] {
+        let _ = reconnects.get_or_create(&Reason { reason: r.into() });
+    }
+    (connections, envelopes, reconnects)
 }
 
 pub type SharedMetrics = Arc<Metrics>;
