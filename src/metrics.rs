@@ -284,7 +284,11 @@ impl Metrics {
 /// stay at zero over HTTP). The envelope types and reconnect reasons are pre-created at zero.
 fn register_socket(
     registry: &mut Registry,
-) -> (Gauge, Family<EnvelopeType, Counter>, Family<Reason, Counter>) {
+) -> (
+    Gauge,
+    Family<EnvelopeType, Counter>,
+    Family<Reason, Counter>,
+) {
     let connections = Gauge::default();
     registry.register(
         "socket_connections",

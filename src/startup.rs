@@ -28,7 +28,7 @@ use tower_http::trace::TraceLayer;
 use tracing::{info, info_span, warn};
 
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::{SlackMode, Settings};
+use crate::config::{Settings, SlackMode};
 use crate::jobs::Worker;
 use crate::registry::Registry;
 use crate::state::{AppState, StateParts};

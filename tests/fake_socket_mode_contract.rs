@@ -192,7 +192,10 @@ async fn a_ticket_is_single_use_and_an_unknown_one_gets_409() {
             assert_eq!(resp.status().as_u16(), 409);
             assert!(resp.body().as_ref().is_none_or(|b| b.is_empty()));
         }
-        other => panic!("a reused ticket must be refused with 409: {:?}", other.map(|_| ())),
+        other => panic!(
+            "a reused ticket must be refused with 409: {:?}",
+            other.map(|_| ())
+        ),
     }
     let forged = url.replace("ticket=", "ticket=0");
     assert!(tokio_tungstenite::connect_async(&forged).await.is_err());
@@ -210,7 +213,11 @@ async fn hello_comes_first_with_the_app_and_the_number_of_connections() {
     assert_eq!(hello_a["num_connections"], 1);
     assert_eq!(hello_b["num_connections"], 2);
     assert_eq!(hello_a["debug_info"]["approximate_connection_time"], 3600);
-    let mut ws = connect(&format!("{}&debug_reconnects=true", fresh_url(&slack).await)).await;
+    let mut ws = connect(&format!(
+        "{}&debug_reconnects=true",
+        fresh_url(&slack).await
+    ))
+    .await;
     assert_eq!(
         next_json(&mut ws).await["debug_info"]["approximate_connection_time"],
         360
@@ -246,7 +253,11 @@ async fn the_eleventh_connection_is_refused_with_too_many_websockets() {
         matches!(closed, Some(Ok(Message::Close(Some(ref f)))) if u16::from(f.code) == 1000),
         "{closed:?}"
     );
-    assert_eq!(socket.routable().len(), 10, "the refused one gets no envelopes");
+    assert_eq!(
+        socket.routable().len(),
+        10,
+        "the refused one gets no envelopes"
+    );
 }
 
 #[tokio::test]
@@ -256,13 +267,45 @@ async fn envelopes_say_whether_they_accept_a_response_payload_and_acks_are_recor
     socket.wait_for_routable(1, WAIT).await;
 
     let cases = [
-        (socket.send_slash_command(json!({"command": "/x", "user_id": "U1", "text": ""})), "slash_commands", true),
-        (socket.send_interactive(json!({"type": "view_submission", "user": {"id": "U1"}, "view": {"id": "V1"}})), "interactive", true),
-        (socket.send_interactive(json!({"type": "block_suggestion", "user": {"id": "U1"}})), "interactive", true),
-        (socket.send_interactive(block_actions("message")), "interactive", true),
-        (socket.send_interactive(block_actions("view")), "interactive", false),
-        (socket.send_interactive(json!({"type": "view_closed", "user": {"id": "U1"}})), "interactive", false),
-        (socket.send_interactive(json!({"type": "shortcut", "user": {"id": "U1"}, "callback_id": "s"})), "interactive", false),
+        (
+            socket.send_slash_command(json!({"command": "/x", "user_id": "U1", "text": ""})),
+            "slash_commands",
+            true,
+        ),
+        (
+            socket.send_interactive(
+                json!({"type": "view_submission", "user": {"id": "U1"}, "view": {"id": "V1"}}),
+            ),
+            "interactive",
+            true,
+        ),
+        (
+            socket.send_interactive(json!({"type": "block_suggestion", "user": {"id": "U1"}})),
+            "interactive",
+            true,
+        ),
+        (
+            socket.send_interactive(block_actions("message")),
+            "interactive",
+            true,
+        ),
+        (
+            socket.send_interactive(block_actions("view")),
+            "interactive",
+            false,
+        ),
+        (
+            socket.send_interactive(json!({"type": "view_closed", "user": {"id": "U1"}})),
+            "interactive",
+            false,
+        ),
+        (
+            socket.send_interactive(
+                json!({"type": "shortcut", "user": {"id": "U1"}, "callback_id": "s"}),
+            ),
+            "interactive",
+            false,
+        ),
     ];
     for (sent, kind, accepts) in cases {
         let id = sent.expect("a connection is open");
@@ -270,12 +313,23 @@ async fn envelopes_say_whether_they_accept_a_response_payload_and_acks_are_recor
         assert_eq!(e["envelope_id"], id.as_str());
         assert_eq!(e["type"], kind);
         assert_eq!(e["accepts_response_payload"], accepts, "{e}");
-        assert!(e.get("retry_attempt").is_none(), "only events carry retry_attempt");
+        assert!(
+            e.get("retry_attempt").is_none(),
+            "only events carry retry_attempt"
+        );
     }
-    let ev = socket.send_event(json!({"type": "event_callback", "event_id": "Ev1", "event": {"type": "reaction_added"}}));
+    let ev = socket.send_event(
+        json!({"type": "event_callback", "event_id": "Ev1", "event": {"type": "reaction_added"}}),
+    );
     let e = next_json(&mut ws).await;
-    assert_eq!((e["type"].as_str(), e["accepts_response_payload"].as_bool()), (Some("events_api"), Some(false)));
-    assert_eq!((e["retry_attempt"].as_u64(), e["retry_reason"].as_str()), (Some(0), Some("")));
+    assert_eq!(
+        (e["type"].as_str(), e["accepts_response_payload"].as_bool()),
+        (Some("events_api"), Some(false))
+    );
+    assert_eq!(
+        (e["retry_attempt"].as_u64(), e["retry_reason"].as_str()),
+        (Some(0), Some(""))
+    );
 
     // Acks: a payload, an empty payload object, and a payload where none is accepted.
     let d = socket.deliveries();
@@ -286,9 +340,15 @@ async fn envelopes_say_whether_they_accept_a_response_payload_and_acks_are_recor
         }
         Message::text(v.to_string())
     };
-    ws.send(ack(&d[0].envelope_id, Some(json!({"text": "hi"})))).await.unwrap();
-    ws.send(ack(&d[1].envelope_id, Some(json!({})))).await.unwrap();
-    ws.send(ack(&ev, Some(json!({"text": "ignored"})))).await.unwrap();
+    ws.send(ack(&d[0].envelope_id, Some(json!({"text": "hi"}))))
+        .await
+        .unwrap();
+    ws.send(ack(&d[1].envelope_id, Some(json!({}))))
+        .await
+        .unwrap();
+    ws.send(ack(&ev, Some(json!({"text": "ignored"}))))
+        .await
+        .unwrap();
     let a0 = socket.wait_for_ack(&d[0].envelope_id, WAIT).await;
     assert_eq!(a0.payload, Some(json!({"text": "hi"})));
     assert!(a0.latency.is_some_and(|l| l < Duration::from_secs(3)) && !a0.late);
@@ -314,7 +374,11 @@ async fn interactions_and_commands_fail_at_once_without_a_connection() {
 #[tokio::test]
 async fn an_unacknowledged_event_comes_again_as_a_new_envelope_and_a_late_ack_does_not_stop_it() {
     let (slack, socket) = fakes().await;
-    socket.set_redelivery_delays([Duration::ZERO, Duration::from_millis(200), Duration::from_millis(200)]);
+    socket.set_redelivery_delays([
+        Duration::ZERO,
+        Duration::from_millis(200),
+        Duration::from_millis(200),
+    ]);
     let (mut ws, _) = connected(&slack).await;
     socket.wait_for_routable(1, WAIT).await;
     let first = socket.send_event(json!({"type": "event_callback", "event_id": "EvRetry", "event": {"type": "reaction_added"}}));
@@ -322,13 +386,24 @@ async fn an_unacknowledged_event_comes_again_as_a_new_envelope_and_a_late_ack_do
     assert_eq!(e0["envelope_id"], first.as_str());
 
     // No ack within 3 s: retry 1, a new envelope_id, same event.
-    let e1 = tokio::time::timeout(Duration::from_secs(5), next_json(&mut ws)).await.unwrap();
+    let e1 = tokio::time::timeout(Duration::from_secs(5), next_json(&mut ws))
+        .await
+        .unwrap();
     assert_ne!(e1["envelope_id"], e0["envelope_id"]);
     assert_eq!(e1["payload"], e0["payload"]);
-    assert_eq!((e1["retry_attempt"].as_u64(), e1["retry_reason"].as_str()), (Some(1), Some("timeout")));
+    assert_eq!(
+        (e1["retry_attempt"].as_u64(), e1["retry_reason"].as_str()),
+        (Some(1), Some("timeout"))
+    );
     // A late ack of the first delivery does not cancel anything; acking retry 1 in time does.
-    ws.send(Message::text(json!({"envelope_id": first}).to_string())).await.unwrap();
-    ws.send(Message::text(json!({"envelope_id": e1["envelope_id"]}).to_string())).await.unwrap();
+    ws.send(Message::text(json!({"envelope_id": first}).to_string()))
+        .await
+        .unwrap();
+    ws.send(Message::text(
+        json!({"envelope_id": e1["envelope_id"]}).to_string(),
+    ))
+    .await
+    .unwrap();
     assert!(socket.wait_for_ack(&first, WAIT).await.late);
     tokio::time::sleep(Duration::from_millis(3600)).await;
     let all = socket.deliveries_of_event("EvRetry");
@@ -347,15 +422,29 @@ async fn refresh_warns_then_stops_routing_and_closes_after_the_grace_period() {
 
     socket.refresh(ids[0], Some(Duration::from_millis(200)));
     let w = next_json(&mut a).await;
-    assert_eq!((w["type"].as_str(), w["reason"].as_str()), (Some("disconnect"), Some("warning")));
-    assert!(w["debug_info"]["host"].as_str().is_some_and(|h| h.starts_with("applink-fake-")));
-    assert!(socket.routable().contains(&ids[0]), "still routed to after a warning");
+    assert_eq!(
+        (w["type"].as_str(), w["reason"].as_str()),
+        (Some("disconnect"), Some("warning"))
+    );
+    assert!(
+        w["debug_info"]["host"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("applink-fake-"))
+    );
+    assert!(
+        socket.routable().contains(&ids[0]),
+        "still routed to after a warning"
+    );
     let r = next_json(&mut a).await;
     assert_eq!(r["reason"], "refresh_requested");
     assert!(!socket.routable().contains(&ids[0]));
     for _ in 0..5 {
         socket.send_slash_command(json!({"command": "/x"})).unwrap();
-        assert_eq!(next_json(&mut b).await["type"], "slash_commands", "new envelopes go elsewhere");
+        assert_eq!(
+            next_json(&mut b).await["type"],
+            "slash_commands",
+            "new envelopes go elsewhere"
+        );
     }
     let closed = tokio::time::timeout(WAIT, async {
         loop {
@@ -405,6 +494,8 @@ async fn the_fake_pings_answers_pings_and_drops_a_stalled_connection_after_the_p
     // Keep reading (so our side would answer any ping): the silence is the fake's alone.
     tokio::spawn(async move { while ws.next().await.is_some() {} });
     // The stalled side neither reads our pongs nor writes: after the pong timeout it is dropped.
-    socket.wait_for_open_at_most(0, Duration::from_secs(3)).await;
+    socket
+        .wait_for_open_at_most(0, Duration::from_secs(3))
+        .await;
     assert!(socket.connections()[0].stalled);
 }

@@ -66,7 +66,11 @@ struct Click(Seen);
 #[async_trait]
 impl ActionHandler for Click {
     async fn handle(&self, _cx: SlackCtx, _i: Arc<Interaction>, a: Action) -> anyhow::Result<Ack> {
-        self.0.clicks.lock().unwrap().push(a.value.unwrap_or_default());
+        self.0
+            .clicks
+            .lock()
+            .unwrap()
+            .push(a.value.unwrap_or_default());
         Ok(Ack::ephemeral("clicked"))
     }
 }
@@ -78,7 +82,9 @@ impl ViewHandler for View {
         let view = i.view.clone().unwrap_or_default();
         Ok(match view.input("summary", "summary").as_deref() {
             Some("x") => Ack::view_error("summary", "Say a little more than one letter"),
-            Some("push") => Ack::ViewPush(json!({"type": "modal", "title": {"type": "plain_text", "text": "Next"}, "blocks": []})),
+            Some("push") => Ack::ViewPush(
+                json!({"type": "modal", "title": {"type": "plain_text", "text": "Next"}, "blocks": []}),
+            ),
             _ => Ack::ViewClear,
         })
     }
@@ -88,7 +94,13 @@ struct Event(Seen);
 #[async_trait]
 impl EventHandler for Event {
     async fn handle(&self, _state: AppState, event: EventCallback) -> anyhow::Result<()> {
-        *self.0.events.lock().unwrap().entry(event.event_id).or_default() += 1;
+        *self
+            .0
+            .events
+            .lock()
+            .unwrap()
+            .entry(event.event_id)
+            .or_default() += 1;
         Ok(())
     }
 }
@@ -131,7 +143,9 @@ fn command_fields(app: &TestApp, text: &str) -> Value {
 
 fn click(app: &TestApp, value: &str) -> Value {
     app.slack.add_channel("C0SOCK", "sock");
-    let ts = app.slack.insert_message("C0SOCK", "U0BOB", "a message with a button");
+    let ts = app
+        .slack
+        .insert_message("C0SOCK", "U0BOB", "a message with a button");
     json!({
         "type": "block_actions", "user": {"id": "U0BOB", "team_id": "T0TEAM"}, "team": {"id": "T0TEAM"},
         "api_app_id": "A0FAKE", "trigger_id": app.slack.trigger_id(),
@@ -163,7 +177,9 @@ fn mention(event_id: &str) -> Value {
 /// The acked envelope's ack, checked to be in time.
 async fn acked(app: &TestApp, envelope_id: &str) -> SocketAck {
     let ack = app.socket().wait_for_ack(envelope_id, WAIT).await;
-    let latency = ack.latency.expect("the envelope was written before its ack");
+    let latency = ack
+        .latency
+        .expect("the envelope was written before its ack");
     assert!(
         latency < SLACK_DEADLINE && !ack.late,
         "acknowledged within Slack's 3 s: {latency:?}"
@@ -188,10 +204,14 @@ fn metric(text: &str, name: &str, labels: &str) -> f64 {
 }
 
 async fn wait_metric(app: &TestApp, name: &str, labels: &str, at_least: f64) -> f64 {
-    eventually(WAIT, &format!("{name}{{{labels}}} >= {at_least}"), || async {
-        let v = metric(&app.metrics_text().await, name, labels);
-        (v >= at_least).then_some(v)
-    })
+    eventually(
+        WAIT,
+        &format!("{name}{{{labels}}} >= {at_least}"),
+        || async {
+            let v = metric(&app.metrics_text().await, name, labels);
+            (v >= at_least).then_some(v)
+        },
+    )
     .await
 }
 
@@ -201,7 +221,10 @@ async fn wait_metric(app: &TestApp, name: &str, labels: &str, at_least: f64) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn readyz_waits_for_hello_and_is_unready_again_when_every_connection_is_down() {
-    let builder = TestAppBuilder::new(TestDb::sqlite()).await.socket_mode().await;
+    let builder = TestAppBuilder::new(TestDb::sqlite())
+        .await
+        .socket_mode()
+        .await;
     builder.socket.as_ref().unwrap().hold_hello(true);
     let app = builder.spawn().await;
     let socket = app.socket();
@@ -215,7 +238,10 @@ async fn readyz_waits_for_hello_and_is_unready_again_when_every_connection_is_do
     let body: Value = resp.json().await.unwrap();
     assert!(body["reason"].as_str().unwrap().contains("hello"), "{body}");
     assert_eq!(app.get("/healthz").await.status(), 200, "alive all along");
-    assert_eq!(metric(&app.metrics_text().await, "slackops_socket_connections", ""), 0.0);
+    assert_eq!(
+        metric(&app.metrics_text().await, "slackops_socket_connections", ""),
+        0.0
+    );
 
     socket.release_hello();
     eventually(WAIT, "/readyz to answer 200", || async {
@@ -228,7 +254,8 @@ async fn readyz_waits_for_hello_and_is_unready_again_when_every_connection_is_do
     assert!(calls.iter().all(|c| c.headers_authorization_present));
 
     // Slack goes away: every connection drops and reconnecting fails.
-    app.slack.fail_next("apps.connections.open", Fault::ServerError(503), 1000);
+    app.slack
+        .fail_next("apps.connections.open", Fault::ServerError(503), 1000);
     for id in socket.live() {
         socket.drop_abruptly(id);
     }
@@ -254,7 +281,9 @@ async fn the_slack_http_routes_answer_404_in_socket_mode() {
     let seen = Seen::default();
     let app = socket_app(TestDb::sqlite(), &seen).await;
     for path in ["/slack/commands", "/slack/interactions", "/slack/events"] {
-        let resp = app.post_signed(path, "application/x-www-form-urlencoded", b"x=1").await;
+        let resp = app
+            .post_signed(path, "application/x-www-form-urlencoded", b"x=1")
+            .await;
         assert_eq!(resp.status(), 404, "{path}");
     }
     assert!(seen.commands.lock().unwrap().is_empty());
@@ -279,7 +308,13 @@ async fn a_slash_command_is_answered_in_the_ack_payload() {
     assert_eq!(p["response_type"], "in_channel");
     assert_eq!(p["text"], "pong hello");
     assert_eq!(*seen.commands.lock().unwrap(), vec!["hello".to_string()]);
-    wait_metric(&app, "slackops_socket_envelopes_total", "type=\"slash_commands\"", 1.0).await;
+    wait_metric(
+        &app,
+        "slackops_socket_envelopes_total",
+        "type=\"slash_commands\"",
+        1.0,
+    )
+    .await;
 
     // An unknown command gets its explanation the same way.
     let mut unknown = command_fields(&app, "");
@@ -302,7 +337,10 @@ async fn a_slow_command_is_acked_at_the_deadline_and_its_reply_goes_to_the_respo
     assert_eq!(posts[0].body["text"], "slow result");
 
     // A failing handler is acked with an explanation carrying an error id.
-    let id = app.socket().send_slash_command(command_fields(&app, "fail")).unwrap();
+    let id = app
+        .socket()
+        .send_slash_command(command_fields(&app, "fail"))
+        .unwrap();
     let p = acked(&app, &id).await.payload.expect("an explanation");
     assert!(p["text"].as_str().unwrap().contains("error id"), "{p}");
 }
@@ -316,7 +354,10 @@ async fn a_click_is_acked_bare_and_its_reply_goes_to_the_response_url() {
     let id = app.socket().send_interactive(payload).unwrap();
     assert!(app.socket().delivery(&id).unwrap().accepts_response_payload);
     let ack = acked(&app, &id).await;
-    assert_eq!(ack.payload, None, "a click's ack carries no message (as over HTTP)");
+    assert_eq!(
+        ack.payload, None,
+        "a click's ack carries no message (as over HTTP)"
+    );
     assert!(!ack.ignored_payload);
     let posts = app.slack.wait_for_response_url_posts(&url, 1, WAIT).await;
     assert_eq!(posts[0].body["text"], "clicked");
@@ -333,7 +374,9 @@ async fn a_view_submission_gets_its_errors_push_or_clear_in_the_ack_payload() {
     let id = socket.send_interactive(view_submission("x")).unwrap();
     assert_eq!(
         acked(&app, &id).await.payload,
-        Some(json!({"response_action": "errors", "errors": {"summary": "Say a little more than one letter"}}))
+        Some(
+            json!({"response_action": "errors", "errors": {"summary": "Say a little more than one letter"}})
+        )
     );
     let id = socket.send_interactive(view_submission("push")).unwrap();
     let p = acked(&app, &id).await.payload.expect("a push");
@@ -344,7 +387,13 @@ async fn a_view_submission_gets_its_errors_push_or_clear_in_the_ack_payload() {
         acked(&app, &id).await.payload,
         Some(json!({"response_action": "clear"}))
     );
-    wait_metric(&app, "slackops_socket_envelopes_total", "type=\"interactive\"", 3.0).await;
+    wait_metric(
+        &app,
+        "slackops_socket_envelopes_total",
+        "type=\"interactive\"",
+        3.0,
+    )
+    .await;
 
     // block_suggestion: an empty option list, in the payload.
     let id = socket
@@ -371,7 +420,10 @@ async fn a_redelivered_event_is_processed_once() {
         let first = socket.send_event(mention("EvLost"));
         let retries = eventually(WAIT, "the redelivery to be acknowledged", || async {
             let d = socket.deliveries_of_event("EvLost");
-            let acked = d.iter().skip(1).any(|r| !socket.acks_of(&r.envelope_id).is_empty());
+            let acked = d
+                .iter()
+                .skip(1)
+                .any(|r| !socket.acks_of(&r.envelope_id).is_empty());
             acked.then_some(d)
         })
         .await;
@@ -387,7 +439,11 @@ async fn a_redelivered_event_is_processed_once() {
         assert_eq!(seen.event_runs("EvTwice"), 1, "{engine:?}");
         wait_metric(&app, "slackops_slack_duplicate_events_total", "", 2.0).await;
         tokio::time::sleep(Duration::from_millis(3500)).await;
-        assert_eq!(socket.deliveries_of_event("EvTwice").len(), 2, "{engine:?}: acked in time, no retry");
+        assert_eq!(
+            socket.deliveries_of_event("EvTwice").len(),
+            2,
+            "{engine:?}: acked in time, no retry"
+        );
     }
 }
 
@@ -397,23 +453,57 @@ async fn a_redelivered_event_is_processed_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_approval_over_the_socket_sends_exactly_one_patch() {
-    for db in TestDb::all("socket_mode::an_approval_over_the_socket_sends_exactly_one_patch").await {
+    for db in TestDb::all("socket_mode::an_approval_over_the_socket_sends_exactly_one_patch").await
+    {
         let engine = db.engine;
-        let app = approvals_builder(db).await.socket_mode().await.spawn().await;
+        let app = approvals_builder(db)
+            .await
+            .socket_mode()
+            .await
+            .spawn()
+            .await;
         app.socket().wait_for_routable(2, WAIT).await;
 
         // echo still reaches slackops over HTTP inside the cluster.
-        let exec = add_mj(&app.gate, "01J6SOCKEXEC0000000000000A", "01J6SOCKSTAGE000000000000A");
+        let exec = add_mj(
+            &app.gate,
+            "01J6SOCKEXEC0000000000000A",
+            "01J6SOCKSTAGE000000000000A",
+        );
         let resp = app
-            .echo(&stage_event("orca:stage:starting", &exec, "01J6SOCKSTAGE000000000000A"))
+            .echo(&stage_event(
+                "orca:stage:starting",
+                &exec,
+                "01J6SOCKSTAGE000000000000A",
+            ))
             .await;
         assert_eq!(resp.status(), 200);
-        let msg = app.slack.wait_for_messages(CHANNEL, 1, WAIT).await.remove(0);
+        let msg = app
+            .slack
+            .wait_for_messages(CHANNEL, 1, WAIT)
+            .await
+            .remove(0);
         let jid = judgment_id_of(&msg.blocks).expect("buttons");
 
         // Two approvers click at once, on whichever connections Slack picks.
-        let a = click_payload(&app, APPROVER, "approvals:approve", &jid, CHANNEL, &msg.ts, None);
-        let b = click_payload(&app, APPROVER2, "approvals:approve", &jid, CHANNEL, &msg.ts, None);
+        let a = click_payload(
+            &app,
+            APPROVER,
+            "approvals:approve",
+            &jid,
+            CHANNEL,
+            &msg.ts,
+            None,
+        );
+        let b = click_payload(
+            &app,
+            APPROVER2,
+            "approvals:approve",
+            &jid,
+            CHANNEL,
+            &msg.ts,
+            None,
+        );
         let ids = [
             app.socket().send_interactive(a).unwrap(),
             app.socket().send_interactive(b).unwrap(),
@@ -424,7 +514,8 @@ async fn an_approval_over_the_socket_sends_exactly_one_patch() {
         }
         let settled = eventually(WAIT, "the message to show the approval", || async {
             app.slack.message(CHANNEL, &msg.ts).filter(|m| {
-                m.blocks.to_string().contains("Approved") && !m.blocks.to_string().contains("approvals:approve")
+                m.blocks.to_string().contains("Approved")
+                    && !m.blocks.to_string().contains("approvals:approve")
             })
         })
         .await;
@@ -468,7 +559,9 @@ async fn a_refresh_during_steady_traffic_loses_and_doubles_nothing() {
                 let sent = loop {
                     match socket.send_slash_command(command_fields(&app, &format!("n{i}"))) {
                         Ok(id) => break id,
-                        Err(DispatchFailed) => panic!("{engine:?}: no connection to send envelope {i} to"),
+                        Err(DispatchFailed) => {
+                            panic!("{engine:?}: no connection to send envelope {i} to")
+                        }
                     }
                 };
                 commands.push(sent);
@@ -495,13 +588,34 @@ async fn a_refresh_during_steady_traffic_loses_and_doubles_nothing() {
         let mut texts = seen.commands.lock().unwrap().clone();
         texts.sort();
         texts.dedup();
-        assert_eq!(texts.len(), commands.len(), "{engine:?}: no command ran twice");
+        assert_eq!(
+            texts.len(),
+            commands.len(),
+            "{engine:?}: no command ran twice"
+        );
         assert!(socket.given_up_events().is_empty(), "{engine:?}");
         let now = socket.wait_for_routable(2, WAIT).await;
-        assert!(now.iter().all(|id| !before.contains(id)), "{engine:?}: both replaced");
+        assert!(
+            now.iter().all(|id| !before.contains(id)),
+            "{engine:?}: both replaced"
+        );
         let text = app.metrics_text().await;
-        assert!(metric(&text, "slackops_socket_reconnects_total", "reason=\"warning\"") >= 1.0, "{engine:?}");
-        assert!(metric(&text, "slackops_socket_reconnects_total", "reason=\"refresh_requested\"") >= 1.0, "{engine:?}");
+        assert!(
+            metric(
+                &text,
+                "slackops_socket_reconnects_total",
+                "reason=\"warning\""
+            ) >= 1.0,
+            "{engine:?}"
+        );
+        assert!(
+            metric(
+                &text,
+                "slackops_socket_reconnects_total",
+                "reason=\"refresh_requested\""
+            ) >= 1.0,
+            "{engine:?}"
+        );
         eprintln!("{engine:?}: 400 envelopes over {took:?} through two refreshes");
     }
 }
@@ -518,10 +632,25 @@ async fn an_abrupt_drop_reconnects_and_serves_again() {
         (r.len() == 2 && !r.contains(&before[0])).then_some(r)
     })
     .await;
-    assert!(now.contains(&before[1]), "the other connection was left alone");
-    wait_metric(&app, "slackops_socket_reconnects_total", "reason=\"dropped\"", 1.0).await;
-    assert_eq!(app.slack.call_count("apps.connections.open"), 3, "a fresh URL for the reconnect");
-    let id = socket.send_slash_command(command_fields(&app, "after")).unwrap();
+    assert!(
+        now.contains(&before[1]),
+        "the other connection was left alone"
+    );
+    wait_metric(
+        &app,
+        "slackops_socket_reconnects_total",
+        "reason=\"dropped\"",
+        1.0,
+    )
+    .await;
+    assert_eq!(
+        app.slack.call_count("apps.connections.open"),
+        3,
+        "a fresh URL for the reconnect"
+    );
+    let id = socket
+        .send_slash_command(command_fields(&app, "after"))
+        .unwrap();
     assert!(acked(&app, &id).await.payload.is_some());
 }
 
@@ -540,9 +669,21 @@ async fn a_stalled_connection_is_replaced() {
     let before = socket.wait_for_routable(2, WAIT).await;
     socket.set_keepalive(Duration::from_millis(200), Duration::from_secs(60));
     socket.stall(before[0]);
-    wait_metric(&app, "slackops_socket_reconnects_total", "reason=\"stale\"", 1.0).await;
+    wait_metric(
+        &app,
+        "slackops_socket_reconnects_total",
+        "reason=\"stale\"",
+        1.0,
+    )
+    .await;
     eventually(WAIT, "a third connection to be up", || async {
-        (socket.connections().iter().filter(|c| c.got_hello && c.open && !c.stalled).count() >= 2).then_some(())
+        (socket
+            .connections()
+            .iter()
+            .filter(|c| c.got_hello && c.open && !c.stalled)
+            .count()
+            >= 2)
+            .then_some(())
     })
     .await;
     assert_eq!(app.get("/readyz").await.status(), 200);
@@ -555,20 +696,53 @@ async fn apps_connections_open_429_and_errors_are_retried_with_backoff() {
         .socket_mode()
         .await
         .settings(|s| s.slack.socket_connections = 1);
-    builder.slack.fail_next("apps.connections.open", Fault::RateLimited { retry_after_secs: 2 }, 1);
-    builder.slack.fail_next("apps.connections.open", Fault::ServerError(503), 1);
-    builder.slack.fail_next("apps.connections.open", Fault::error("internal_error"), 1);
+    builder.slack.fail_next(
+        "apps.connections.open",
+        Fault::RateLimited {
+            retry_after_secs: 2,
+        },
+        1,
+    );
+    builder
+        .slack
+        .fail_next("apps.connections.open", Fault::ServerError(503), 1);
+    builder
+        .slack
+        .fail_next("apps.connections.open", Fault::error("internal_error"), 1);
     let app = builder.spawn().await;
-    app.socket().wait_for_routable(1, Duration::from_secs(30)).await;
+    app.socket()
+        .wait_for_routable(1, Duration::from_secs(30))
+        .await;
 
     let calls = app.slack.calls("apps.connections.open");
     assert_eq!(calls.len(), 4, "429, 503, ok:false, then success");
     let after_429 = calls[1].at.duration_since(calls[0].at);
-    assert!(after_429 >= Duration::from_secs(2), "Retry-After honoured: {after_429:?}");
+    assert!(
+        after_429 >= Duration::from_secs(2),
+        "Retry-After honoured: {after_429:?}"
+    );
     let text = app.metrics_text().await;
-    assert_eq!(metric(&text, "slackops_slack_api_calls_total", "method=\"apps.connections.open\",outcome=\"ratelimited\""), 1.0);
-    assert_eq!(metric(&text, "slackops_socket_reconnects_total", "reason=\"open_failed\""), 3.0);
-    assert_eq!(app.socket().handshakes().len(), 1, "no handshake without a URL");
+    assert_eq!(
+        metric(
+            &text,
+            "slackops_slack_api_calls_total",
+            "method=\"apps.connections.open\",outcome=\"ratelimited\""
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "slackops_socket_reconnects_total",
+            "reason=\"open_failed\""
+        ),
+        3.0
+    );
+    assert_eq!(
+        app.socket().handshakes().len(),
+        1,
+        "no handshake without a URL"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -582,22 +756,48 @@ async fn a_refused_handshake_and_too_many_websockets_are_retried_with_a_fresh_ur
     let socket = builder.socket.as_ref().unwrap();
     let mut others = Vec::new();
     for _ in 0..9 {
-        let (ws, _) = tokio_tungstenite::connect_async(socket.mint_url()).await.unwrap();
+        let (ws, _) = tokio_tungstenite::connect_async(socket.mint_url())
+            .await
+            .unwrap();
         others.push(ws);
     }
     socket.wait_for_routable(9, WAIT).await;
     let app = builder.spawn().await;
-    wait_metric(&app, "slackops_socket_reconnects_total", "reason=\"too_many_websockets\"", 1.0).await;
-    assert_eq!(app.get("/readyz").await.status(), 200, "one connection is enough to be ready");
-    assert_eq!(metric(&app.metrics_text().await, "slackops_socket_connections", ""), 1.0);
+    wait_metric(
+        &app,
+        "slackops_socket_reconnects_total",
+        "reason=\"too_many_websockets\"",
+        1.0,
+    )
+    .await;
+    assert_eq!(
+        app.get("/readyz").await.status(),
+        200,
+        "one connection is enough to be ready"
+    );
+    assert_eq!(
+        metric(&app.metrics_text().await, "slackops_socket_connections", ""),
+        1.0
+    );
     others.truncate(5);
-    app.socket().wait_for_routable(7, Duration::from_secs(30)).await;
+    app.socket()
+        .wait_for_routable(7, Duration::from_secs(30))
+        .await;
     wait_metric(&app, "slackops_socket_connections", "", 2.0).await;
-    let tickets: Vec<String> = app.socket().handshakes().into_iter().map(|h| h.ticket).collect();
+    let tickets: Vec<String> = app
+        .socket()
+        .handshakes()
+        .into_iter()
+        .map(|h| h.ticket)
+        .collect();
     let mut unique = tickets.clone();
     unique.sort();
     unique.dedup();
-    assert_eq!(unique.len(), tickets.len(), "every attempt used a fresh ticket");
+    assert_eq!(
+        unique.len(),
+        tickets.len(),
+        "every attempt used a fresh ticket"
+    );
 }
 
 // ============================================================================================
@@ -621,11 +821,23 @@ async fn shutdown_acks_what_is_in_flight_then_closes_the_sockets_cleanly() {
     let socket = app.socket();
     let stopped_in = started.elapsed();
     let ack = socket.acks_of(&id);
-    assert_eq!(ack.len(), 1, "the in-flight envelope was acknowledged before closing");
+    assert_eq!(
+        ack.len(),
+        1,
+        "the in-flight envelope was acknowledged before closing"
+    );
     assert!(!ack[0].late);
     socket.wait_for_open_at_most(0, WAIT).await;
-    for c in socket.connections().iter().filter(|c| conns_before.contains(&c.id)) {
-        assert!(c.closed_by_client, "connection {} closed by slackops with a close frame", c.id);
+    for c in socket
+        .connections()
+        .iter()
+        .filter(|c| conns_before.contains(&c.id))
+    {
+        assert!(
+            c.closed_by_client,
+            "connection {} closed by slackops with a close frame",
+            c.id
+        );
     }
     assert!(stopped_in < Duration::from_secs(10), "{stopped_in:?}");
     assert_eq!(
@@ -634,4 +846,3 @@ async fn shutdown_acks_what_is_in_flight_then_closes_the_sockets_cleanly() {
         "nothing is connected any more"
     );
 }
-

@@ -377,7 +377,12 @@ impl FakeSocketMode {
     /// Waits until `n` connections are routable; returns their ids.
     pub async fn wait_for_routable(&self, n: usize, timeout: Duration) -> Vec<u64> {
         self.poll(timeout, &format!("{n} routable connection(s)"), |h| {
-            let ids: Vec<u64> = h.conns.iter().filter(|c| c.routable()).map(|c| c.id).collect();
+            let ids: Vec<u64> = h
+                .conns
+                .iter()
+                .filter(|c| c.routable())
+                .map(|c| c.id)
+                .collect();
             (ids.len() >= n).then_some(ids)
         })
         .await
@@ -461,7 +466,12 @@ impl FakeSocketMode {
         id
     }
 
-    fn send_now(&self, kind: &str, payload: Value, accepts: bool) -> Result<String, DispatchFailed> {
+    fn send_now(
+        &self,
+        kind: &str,
+        payload: Value,
+        accepts: bool,
+    ) -> Result<String, DispatchFailed> {
         if self.routable().is_empty() {
             return Err(DispatchFailed);
         }
@@ -510,12 +520,20 @@ impl FakeSocketMode {
     /// Waits for the first ack of an envelope.
     pub async fn wait_for_ack(&self, envelope_id: &str, timeout: Duration) -> Ack {
         self.poll(timeout, &format!("an ack of {envelope_id}"), |h| {
-            h.acks.iter().find(|a| a.envelope_id == envelope_id).cloned()
+            h.acks
+                .iter()
+                .find(|a| a.envelope_id == envelope_id)
+                .cloned()
         })
         .await
     }
 
-    async fn poll<T>(&self, timeout: Duration, what: &str, mut probe: impl FnMut(&Hub) -> Option<T>) -> T {
+    async fn poll<T>(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut probe: impl FnMut(&Hub) -> Option<T>,
+    ) -> T {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(v) = probe(&self.hub()) {
@@ -523,7 +541,9 @@ impl FakeSocketMode {
             }
             if Instant::now() >= deadline {
                 let conns = self.connections();
-                panic!("fake socket mode: timed out after {timeout:?} waiting for {what}; connections: {conns:#?}");
+                panic!(
+                    "fake socket mode: timed out after {timeout:?} waiting for {what}; connections: {conns:#?}"
+                );
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -567,7 +587,13 @@ fn send_control(s: &Shared, id: u64, reason: &str) {
 }
 
 /// Record an envelope and route it; returns its id.
-fn new_envelope(s: &Shared, kind: &str, payload: Value, accepts: bool, retry: Option<u32>) -> String {
+fn new_envelope(
+    s: &Shared,
+    kind: &str,
+    payload: Value,
+    accepts: bool,
+    retry: Option<u32>,
+) -> String {
     let id = uuid::Uuid::new_v4().to_string();
     let mut hub = lock(s);
     hub.envelopes.insert(
@@ -601,7 +627,10 @@ fn route(hub: &mut Hub, envelope_id: &str, not: Option<u64>) -> bool {
     }
     let pick = candidates[hub.rng.random_range(0..candidates.len())];
     let conn = &hub.conns[pick];
-    let (cid, sent) = (conn.id, conn.tx.send(Cmd::Envelope(envelope_id.to_string())).is_ok());
+    let (cid, sent) = (
+        conn.id,
+        conn.tx.send(Cmd::Envelope(envelope_id.to_string())).is_ok(),
+    );
     if let Some(d) = hub.envelopes.get_mut(envelope_id) {
         d.connection = Some(cid);
     }
@@ -673,8 +702,7 @@ fn acked_in_time(s: &Shared, envelope_id: &str) -> bool {
 /// Check a handshake's ticket: single-use, minted, not expired.
 fn check_ticket(s: &Shared, req: &Request) -> Result<(String, bool), String> {
     let query = req.uri().query().unwrap_or("");
-    let params: HashMap<String, String> =
-        serde_urlencoded::from_str(query).unwrap_or_default();
+    let params: HashMap<String, String> = serde_urlencoded::from_str(query).unwrap_or_default();
     let ticket = params.get("ticket").cloned().unwrap_or_default();
     let debug = params.get("debug_reconnects").map(String::as_str) == Some("true");
     let mut hub = lock(s);
@@ -867,7 +895,12 @@ async fn run_connection(
     }
 }
 
-async fn write_envelope(s: &Shared, ws: &mut WebSocketStream<TcpStream>, id: u64, eid: &str) -> bool {
+async fn write_envelope(
+    s: &Shared,
+    ws: &mut WebSocketStream<TcpStream>,
+    id: u64,
+    eid: &str,
+) -> bool {
     let text = {
         let hub = lock(s);
         let Some(d) = hub.envelopes.get(eid) else {
@@ -930,7 +963,9 @@ fn record_ack(s: &Shared, conn: u64, text: &str) {
         .as_ref()
         .and_then(|d| d.written_at)
         .map(|w| now.saturating_duration_since(w));
-    let accepts = delivery.as_ref().is_some_and(|d| d.accepts_response_payload);
+    let accepts = delivery
+        .as_ref()
+        .is_some_and(|d| d.accepts_response_payload);
     let ignored = payload.is_some() && !accepts;
     hub.acks.push(Ack {
         envelope_id: eid.to_string(),

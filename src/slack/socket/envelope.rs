@@ -31,23 +31,26 @@ pub async fn answer(state: &AppState, envelope: Envelope) -> Answer {
     let accepts = envelope.accepts_response_payload;
     match envelope.kind {
         EnvelopeKind::EventsApi => event(state, envelope.payload, envelope.retry_attempt).await,
-        EnvelopeKind::Interactive => match serde_json::from_value::<Interaction>(envelope.payload) {
-            Ok(i) => {
-                let response_url = i.response_url.clone();
-                let ack = dispatch::interaction(state, i).await;
-                Answer::Ack(payload(state, ack, accepts, response_url))
+        EnvelopeKind::Interactive => {
+            match serde_json::from_value::<Interaction>(envelope.payload) {
+                Ok(i) => {
+                    let response_url = i.response_url.clone();
+                    let ack = dispatch::interaction(state, i).await;
+                    Answer::Ack(payload(state, ack, accepts, response_url))
+                }
+                Err(e) => malformed("interactive", &e),
             }
-            Err(e) => malformed("interactive", &e),
-        },
-        EnvelopeKind::SlashCommands => match serde_json::from_value::<SlashCommand>(envelope.payload)
-        {
-            Ok(cmd) => {
-                let response_url = cmd.response_url.clone();
-                let ack = dispatch::command(state, cmd).await;
-                Answer::Ack(payload(state, ack, accepts, response_url))
+        }
+        EnvelopeKind::SlashCommands => {
+            match serde_json::from_value::<SlashCommand>(envelope.payload) {
+                Ok(cmd) => {
+                    let response_url = cmd.response_url.clone();
+                    let ack = dispatch::command(state, cmd).await;
+                    Answer::Ack(payload(state, ack, accepts, response_url))
+                }
+                Err(e) => malformed("slash_commands", &e),
             }
-            Err(e) => malformed("slash_commands", &e),
-        },
+        }
         EnvelopeKind::Other(kind) => {
             debug!(envelope_type = %kind, "unknown envelope type; acknowledged and ignored");
             Answer::Ack(None)

@@ -75,6 +75,9 @@ mod tests {
         h.disconnected();
         assert_eq!(gauge.get(), 0);
         assert!(h.readiness().unwrap_err().contains("down"));
-        assert_eq!(SocketHealth::new(false, Gauge::default()).readiness(), Ok(()));
+        assert_eq!(
+            SocketHealth::new(false, Gauge::default()).readiness(),
+            Ok(())
+        );
     }
 }

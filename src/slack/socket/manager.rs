@@ -89,7 +89,9 @@ impl Slot {
                         reason = reason.as_str(),
                         "opening the replacement before the old connection drains"
                     );
-                    let next = self.connect(Some(refresh_label(&reason)), &mut failures).await;
+                    let next = self
+                        .connect(Some(refresh_label(&reason)), &mut failures)
+                        .await;
                     live.drain.cancel();
                     match next {
                         Some(n) => current = Some(n),
@@ -181,9 +183,7 @@ pub fn retry_delay(e: &OpenError, failures: u32) -> Duration {
         crate::backoff::exponential(failures, RETRY_BASE, RETRY_CAP)
     };
     match e.retry_after() {
-        Some(after) => {
-            backoff.max(after + Duration::from_millis(rand::rng().random_range(0..500)))
-        }
+        Some(after) => backoff.max(after + Duration::from_millis(rand::rng().random_range(0..500))),
         None => backoff,
     }
 }

@@ -142,7 +142,8 @@ struct Raw {
 /// Parse one text frame. An error is a frame that is not a JSON object with a `type`, or an
 /// envelope without its id (which could not be acknowledged anyway).
 pub fn parse(text: &str) -> Result<Inbound, String> {
-    let raw: Raw = serde_json::from_str(text).map_err(|e| format!("not a Socket Mode message: {e}"))?;
+    let raw: Raw =
+        serde_json::from_str(text).map_err(|e| format!("not a Socket Mode message: {e}"))?;
     Ok(match raw.kind.as_str() {
         "hello" => Inbound::Hello(Hello {
             app_id: raw
@@ -158,9 +159,9 @@ pub fn parse(text: &str) -> Result<Inbound, String> {
                 .and_then(|d| d.get("approximate_connection_time"))
                 .and_then(Value::as_u64),
         }),
-        "disconnect" => Inbound::Disconnect(DisconnectReason::parse(
-            raw.reason.as_deref().unwrap_or(""),
-        )),
+        "disconnect" => {
+            Inbound::Disconnect(DisconnectReason::parse(raw.reason.as_deref().unwrap_or("")))
+        }
         "" => return Err("a message without a type".into()),
         kind => match raw.envelope_id {
             Some(envelope_id) if !envelope_id.is_empty() => Inbound::Envelope(Envelope {
@@ -208,17 +209,23 @@ mod tests {
 
     #[test]
     fn disconnect_reasons_are_told_apart() {
-        let reason = |r: &str| match parse(&format!(
+        let reason =
+            |r: &str| {
+                match parse(&format!(
             r#"{{"type":"disconnect","reason":"{r}","debug_info":{{"host":"wss-111.slack.com"}}}}"#
         ))
         .unwrap()
         {
             Inbound::Disconnect(d) => d,
             other => panic!("{other:?}"),
-        };
+        }
+            };
         assert_eq!(reason("warning"), DisconnectReason::Warning);
         assert!(reason("warning").is_refresh());
-        assert_eq!(reason("refresh_requested"), DisconnectReason::RefreshRequested);
+        assert_eq!(
+            reason("refresh_requested"),
+            DisconnectReason::RefreshRequested
+        );
         assert_eq!(
             reason("too_many_websockets"),
             DisconnectReason::TooManyWebsockets
