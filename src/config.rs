@@ -1692,4 +1692,59 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn socket_mode_needs_the_app_token_and_not_the_signing_secret() {
+        let socket = |extra: &[(&str, &str)]| {
+            let mut env = env_from([
+                ("SLACKOPS_SLACK__BOT_TOKEN", "xoxb-1-2-3"),
+                ("SLACKOPS_SLACK__MODE", "socket"),
+            ]);
+            env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            Settings::load(&ConfigSource { file: None, env })
+        };
+        let err = socket(&[]).unwrap_err();
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, vec!["slack.app_token"], "{err}");
+        let s = socket(&[("SLACKOPS_SLACK__APP_TOKEN", "xapp-1-A1-2-abc")]).expect("valid");
+        assert_eq!(s.slack.mode, SlackMode::Socket);
+        assert_eq!(s.slack.socket_connections, 2);
+        assert_eq!(format!("{:?}", s.slack.app_token), "[redacted]");
+        let err = socket(&[
+            ("SLACKOPS_SLACK__APP_TOKEN", "xoxb-not-an-app-token"),
+            ("SLACKOPS_SLACK__SOCKET_CONNECTIONS", "0"),
+        ])
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("slack.app_token") && text.contains("slack.socket_connections"));
+        assert!(!text.contains("xoxb-not-an-app-token"), "{text}");
+        // Over HTTP the signing secret stays required and the app token is ignored.
+        let mut env = env_from([("SLACKOPS_SLACK__BOT_TOKEN", "xoxb-1-2-3")]);
+        env.push(("SLACKOPS_SLACK__APP_TOKEN".into(), "whatever".into()));
+        let err = Settings::load(&ConfigSource { file: None, env }).unwrap_err();
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, vec!["slack.signing_secret"], "{err}");
+    }
+
+    #[test]
+    fn an_empty_file_path_in_the_environment_unsets_a_file_key() {
+        // components/socket-mode unsets base/slackops.yaml's signing_secret_file this way.
+        let dir = std::env::temp_dir().join(format!("slackops-cfg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("slackops.yaml");
+        std::fs::write(&file, "slack:\n  signing_secret_file: /nonexistent/signing\n").unwrap();
+        let env = env_from([
+            ("SLACKOPS_SLACK__BOT_TOKEN", "xoxb-1-2-3"),
+            ("SLACKOPS_SLACK__MODE", "socket"),
+            ("SLACKOPS_SLACK__APP_TOKEN", "xapp-1-A1-2-abc"),
+            ("SLACKOPS_SLACK__SIGNING_SECRET_FILE", ""),
+        ]);
+        let s = Settings::load(&ConfigSource {
+            file: Some(file),
+            env,
+        })
+        .expect("the file key is unset, not read");
+        assert!(s.slack.signing_secret.is_empty());
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
