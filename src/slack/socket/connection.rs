@@ -389,25 +389,33 @@ impl Live {
         }
     }
 
-    /// Let in-flight envelopes be acknowledged (bounded by the ack deadline), then close.
+    /// Let in-flight envelopes be acknowledged (bounded by the ack deadline), then close. A
+    /// connection that is gone or deaf loses its writer first, so those acks go to another one.
     async fn finish(mut self, end: End) {
         let bound = self.shared.state.settings().ack_deadline() + Duration::from_millis(500);
+        if matches!(end, End::Stale | End::Dropped | End::ClosedBySlack) {
+            self.shared.route.remove(self.id);
+            self.writer.abort();
+        }
         self.inflight.close();
         let _ = tokio::time::timeout(bound, self.inflight.wait()).await;
-        match end {
-            End::Shutdown | End::Drained | End::Stale => {
-                let _ = self.out.send(Out::Close).await;
-                // Wait for Slack's Close; data frames after ours are not processed (RFC 6455).
-                let _ = tokio::time::timeout(CLOSE_WAIT, async {
-                    while let Some(Ok(m)) = self.stream.next().await {
-                        if matches!(m, Message::Close(_)) {
-                            break;
-                        }
+        if matches!(end, End::Shutdown | End::Drained) {
+            let _ = tokio::time::timeout(CLOSE_WAIT, self.out.send(Out::Close)).await;
+            // Wait for Slack's Close; data frames after ours are not processed (RFC 6455).
+            let _ = tokio::time::timeout(CLOSE_WAIT, async {
+                while let Some(Ok(m)) = self.stream.next().await {
+                    if matches!(m, Message::Close(_)) {
+                        break;
                     }
-                })
-                .await;
-            }
-            End::ClosedBySlack | End::Dropped => {}
+                }
+            })
+            .await;
+        } else if end == End::ClosedBySlack {
+            // Reading on sends tungstenite's reply to Slack's Close: the handshake completes.
+            let _ = tokio::time::timeout(CLOSE_WAIT, async {
+                while self.stream.next().await.is_some() {}
+            })
+            .await;
         }
         self.shared.route.remove(self.id);
         drop(self.out);

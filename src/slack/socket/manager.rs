@@ -190,7 +190,16 @@ pub fn retry_delay(e: &OpenError, failures: u32) -> Duration {
 
 fn log_failure(e: &OpenError, wait: Duration) {
     let wait_ms = wait.as_millis() as u64;
-    if e.is_configuration() {
+    if matches!(
+        e,
+        OpenError::Refused(super::protocol::DisconnectReason::LinkDisabled)
+    ) {
+        error!(
+            error = %e,
+            wait_ms,
+            "Slack refused Socket Mode: it is switched off in the app's settings (Socket Mode page, or socket_mode_enabled in the app manifest)"
+        );
+    } else if e.is_configuration() {
         error!(
             error = %e,
             key = "slack.app_token",
