@@ -100,6 +100,8 @@ fn main() -> ExitCode {
 
 struct Outcome {
     connections: usize,
+    /// Service CPU time per acknowledged envelope in the measured window (µs).
+    cpu_us_per_envelope: f64,
     acks: u64,
     seconds: f64,
     hist: Histogram<u64>,
@@ -107,6 +109,7 @@ struct Outcome {
 }
 
 fn run() -> anyhow::Result<ExitCode> {
+    slackops::telemetry::install_crypto_provider();
     let opts = parse_opts()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -332,13 +335,18 @@ async fn scenario(opts: &Opts, connections: usize) -> anyhow::Result<Outcome> {
     let service = Service::start(&opts.bin, edge.api, connections)?;
     let mut sockets = Vec::new();
     for _ in 0..connections {
-        let ws = tokio::time::timeout(Duration::from_secs(30), edge.accepted.recv())
-            .await
-            .context("the service did not connect")?
-            .context("edge stopped")?;
-        sockets.push(ws);
+        match tokio::time::timeout(Duration::from_secs(30), edge.accepted.recv()).await {
+            Ok(Some(ws)) => sockets.push(ws),
+            _ => {
+                service.stop();
+                bail!("the service did not connect");
+            }
+        }
     }
-    service.wait_ready().await?;
+    if let Err(e) = service.wait_ready().await {
+        service.stop();
+        return Err(e);
+    }
     let idle_rss_kb = if connections == 2 {
         tokio::time::sleep(Duration::from_secs_f64(opts.idle)).await;
         let kb = service.rss_kb()?;
@@ -350,6 +358,13 @@ async fn scenario(opts: &Opts, connections: usize) -> anyhow::Result<Outcome> {
     let payload = payload().to_string();
     let warm_until = Instant::now() + Duration::from_secs_f64(opts.warmup);
     let end = warm_until + Duration::from_secs_f64(opts.duration);
+    let pid = service.pid;
+    let cpu = tokio::spawn(async move {
+        tokio::time::sleep_until(warm_until.into()).await;
+        let before = cpu_ticks(pid);
+        tokio::time::sleep_until(end.into()).await;
+        before.zip(cpu_ticks(pid)).map(|(b, a)| a.saturating_sub(b))
+    });
     let tasks: Vec<_> = sockets
         .into_iter()
         .enumerate()
@@ -364,21 +379,51 @@ async fn scenario(opts: &Opts, connections: usize) -> anyhow::Result<Outcome> {
             ))
         })
         .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await);
+    }
+    let ticks = cpu.await.ok().flatten().unwrap_or(0);
+    service.stop();
     let mut hist = new_hist();
     let mut acks = 0;
-    for t in tasks {
-        let (h, n) = t.await??;
+    for r in results {
+        let (h, n) = r??;
         hist.add(&h)?;
         acks += n;
     }
-    service.stop();
+    let cpu_us_per_envelope = ticks as f64 / clock_ticks_per_sec() * 1e6 / acks.max(1) as f64;
     Ok(Outcome {
         connections,
+        cpu_us_per_envelope,
         acks,
         seconds: opts.duration,
         hist,
         idle_rss_kb,
     })
+}
+
+/// utime + stime of a process, in clock ticks (`/proc/<pid>/stat` fields 14 and 15).
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+fn clock_ticks_per_sec() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+fn load_avg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
 }
 
 fn new_hist() -> Histogram<u64> {
@@ -448,12 +493,15 @@ fn report(opts: &Opts, outcomes: &[Outcome]) -> String {
     let us = |v: u64| format!("{:.2} ms", v as f64 / 1000.0);
     let mut out = format!(
         "\n### Socket Mode: envelope → ack (release build, `cargo bench --bench socket -- --duration {} --window {}`)\n\n\
-         | connections | envelopes in flight | envelopes/s | p50 | p90 | p99 | max |\n|---|---|---|---|---|---|---|\n",
-        opts.duration, opts.window
+         Load average at the end: {}.\n\n\
+         | connections | envelopes in flight | envelopes/s | p50 | p90 | p99 | max | service CPU µs/envelope |\n|---|---|---|---|---|---|---|---|\n",
+        opts.duration,
+        opts.window,
+        load_avg()
     );
     for o in outcomes {
         out += &format!(
-            "| {} | {} | {:.0} | {} | {} | {} | {} |\n",
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {:.0} |\n",
             o.connections,
             o.connections * opts.window,
             o.acks as f64 / o.seconds,
@@ -461,6 +509,7 @@ fn report(opts: &Opts, outcomes: &[Outcome]) -> String {
             us(o.hist.value_at_quantile(0.90)),
             us(o.hist.value_at_quantile(0.99)),
             us(o.hist.max()),
+            o.cpu_us_per_envelope,
         );
     }
     if let Some(rss) = outcomes.iter().find_map(|o| o.idle_rss_kb) {

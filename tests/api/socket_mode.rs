@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
-use slackops::registry::{ActionHandler, CommandHandler, EventHandler, SlackCtx, ViewHandler};
+use slackops::registry::{
+    ActionHandler, CommandHandler, EventHandler, ShortcutHandler, SlackCtx, ViewHandler,
+};
 use slackops::slack::ack::{Ack, Reply};
 use slackops::slack::payload::{Action, EventCallback, Interaction, SlashCommand};
 use slackops::state::AppState;
@@ -90,6 +92,15 @@ impl ViewHandler for View {
     }
 }
 
+struct Shortcut(Seen);
+#[async_trait]
+impl ShortcutHandler for Shortcut {
+    async fn handle(&self, _cx: SlackCtx, i: Arc<Interaction>) -> anyhow::Result<Ack> {
+        self.0.clicks.lock().unwrap().push(format!("shortcut:{}", i.kind));
+        Ok(Ack::ephemeral("shortcut done"))
+    }
+}
+
 struct Event(Seen);
 #[async_trait]
 impl EventHandler for Event {
@@ -111,6 +122,7 @@ fn register(seen: &Seen) -> impl FnOnce(&mut slackops::registry::Registry) + Sen
         r.command("/sockettest", Command(seen.clone()))
             .action_prefix("sockettest:", Click(seen.clone()))
             .view("sockettest:view", View)
+            .shortcut("sockettest_shortcut", Shortcut(seen.clone()))
             .event("app_mention", Event(seen));
     }
 }
@@ -400,6 +412,30 @@ async fn a_view_submission_gets_its_errors_push_or_clear_in_the_ack_payload() {
         .send_interactive(json!({"type": "block_suggestion", "user": {"id": "U0BOB"}, "action_id": "x", "value": "a"}))
         .unwrap();
     assert_eq!(acked(&app, &id).await.payload, Some(json!({"options": []})));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_message_shortcut_accepts_no_payload_so_its_reply_goes_to_the_response_url() {
+    let seen = Seen::default();
+    let app = socket_app(TestDb::sqlite(), &seen).await;
+    let url = app.slack.response_url_for_channel("C0OPS");
+    let id = app
+        .socket()
+        .send_interactive(json!({
+            "type": "message_action", "callback_id": "sockettest_shortcut", "trigger_id": "1.2.3",
+            "user": {"id": "U0BOB", "team_id": "T0TEAM"}, "team": {"id": "T0TEAM"},
+            "channel": {"id": "C0OPS"}, "message": {"ts": "1.1", "text": "hi"}, "response_url": url
+        }))
+        .unwrap();
+    assert!(!app.socket().delivery(&id).unwrap().accepts_response_payload);
+    let ack = acked(&app, &id).await;
+    assert!(ack.payload.is_none() && !ack.ignored_payload, "a bare ack: {ack:?}");
+    let posts = app.slack.wait_for_response_url_posts(&url, 1, WAIT).await;
+    assert_eq!(posts[0].body["text"], "shortcut done");
+    assert_eq!(
+        *seen.clicks.lock().unwrap(),
+        vec!["shortcut:message_action".to_string()]
+    );
 }
 
 // ============================================================================================
