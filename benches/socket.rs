@@ -227,7 +227,10 @@ impl Service {
             .env("SLACKOPS_SLACK__APP_TOKEN", APP_TOKEN)
             .env("SLACKOPS_SLACK__BOT_TOKEN", "xoxb-bench-token")
             .env("SLACKOPS_SLACK__API_URL", format!("http://{api}/api"))
-            .env("SLACKOPS_SLACK__SOCKET_CONNECTIONS", connections.to_string())
+            .env(
+                "SLACKOPS_SLACK__SOCKET_CONNECTIONS",
+                connections.to_string(),
+            )
             .env("SLACKOPS_SPINNAKER__GATE_URL", format!("http://{closed}"))
             .env(
                 "SLACKOPS_DATABASE__URL",
@@ -368,16 +371,7 @@ async fn scenario(opts: &Opts, connections: usize) -> anyhow::Result<Outcome> {
     let tasks: Vec<_> = sockets
         .into_iter()
         .enumerate()
-        .map(|(i, ws)| {
-            tokio::spawn(drive(
-                ws,
-                i,
-                payload.clone(),
-                opts.window,
-                warm_until,
-                end,
-            ))
-        })
+        .map(|(i, ws)| tokio::spawn(drive(ws, i, payload.clone(), opts.window, warm_until, end)))
         .collect();
     let mut results = Vec::new();
     for t in tasks {
@@ -471,12 +465,15 @@ async fn drive(
         let Message::Text(text) = frame else { continue };
         let read = Instant::now();
         let v: Value = serde_json::from_str(&text).context("an ack that is not JSON")?;
-        let id = v["envelope_id"].as_str().context("an ack without envelope_id")?;
+        let id = v["envelope_id"]
+            .as_str()
+            .context("an ack without envelope_id")?;
         let written = sent
             .remove(id)
             .with_context(|| format!("an ack for an unknown envelope {id}"))?;
         ensure!(
-            v.get("payload").is_none_or(|p| p.as_object().is_some_and(|m| m.is_empty())),
+            v.get("payload")
+                .is_none_or(|p| p.as_object().is_some_and(|m| m.is_empty())),
             "a bare ack was expected for an unowned action: {v}"
         );
         in_flight -= 1;

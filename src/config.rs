@@ -1729,10 +1729,15 @@ mod tests {
     #[test]
     fn an_empty_file_path_in_the_environment_unsets_a_file_key() {
         // components/socket-mode unsets base/slackops.yaml's signing_secret_file this way.
-        let dir = std::env::temp_dir().join(format!("slackops-cfg-{}", uuid::Uuid::new_v4().simple()));
+        let dir =
+            std::env::temp_dir().join(format!("slackops-cfg-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("slackops.yaml");
-        std::fs::write(&file, "slack:\n  signing_secret_file: /nonexistent/signing\n").unwrap();
+        std::fs::write(
+            &file,
+            "slack:\n  signing_secret_file: /nonexistent/signing\n",
+        )
+        .unwrap();
         let env = env_from([
             ("SLACKOPS_SLACK__BOT_TOKEN", "xoxb-1-2-3"),
             ("SLACKOPS_SLACK__MODE", "socket"),

@@ -96,7 +96,11 @@ struct Shortcut(Seen);
 #[async_trait]
 impl ShortcutHandler for Shortcut {
     async fn handle(&self, _cx: SlackCtx, i: Arc<Interaction>) -> anyhow::Result<Ack> {
-        self.0.clicks.lock().unwrap().push(format!("shortcut:{}", i.kind));
+        self.0
+            .clicks
+            .lock()
+            .unwrap()
+            .push(format!("shortcut:{}", i.kind));
         Ok(Ack::ephemeral("shortcut done"))
     }
 }
@@ -429,7 +433,10 @@ async fn a_message_shortcut_accepts_no_payload_so_its_reply_goes_to_the_response
         .unwrap();
     assert!(!app.socket().delivery(&id).unwrap().accepts_response_payload);
     let ack = acked(&app, &id).await;
-    assert!(ack.payload.is_none() && !ack.ignored_payload, "a bare ack: {ack:?}");
+    assert!(
+        ack.payload.is_none() && !ack.ignored_payload,
+        "a bare ack: {ack:?}"
+    );
     let posts = app.slack.wait_for_response_url_posts(&url, 1, WAIT).await;
     assert_eq!(posts[0].body["text"], "shortcut done");
     assert_eq!(
@@ -592,14 +599,11 @@ async fn a_refresh_during_steady_traffic_loses_and_doubles_nothing() {
                 events.push(format!("EvSteady{i}"));
                 socket.send_event(mention(&format!("EvSteady{i}")));
             } else {
-                let sent = loop {
-                    match socket.send_slash_command(command_fields(&app, &format!("n{i}"))) {
-                        Ok(id) => break id,
-                        Err(DispatchFailed) => {
-                            panic!("{engine:?}: no connection to send envelope {i} to")
-                        }
-                    }
-                };
+                let sent = socket
+                    .send_slash_command(command_fields(&app, &format!("n{i}")))
+                    .unwrap_or_else(|DispatchFailed| {
+                        panic!("{engine:?}: no connection to send envelope {i} to")
+                    });
                 commands.push(sent);
             }
             tokio::time::sleep(Duration::from_millis(5)).await;

@@ -725,6 +725,8 @@ fn check_ticket(s: &Shared, req: &Request) -> Result<(String, bool), String> {
     if ok { Ok((ticket, debug)) } else { Err(ticket) }
 }
 
+// The handshake callback's error type is tungstenite's (`ErrorResponse`), not ours to shrink.
+#[allow(clippy::result_large_err)]
 async fn serve_connection(s: Shared, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let mut debug = false;

@@ -193,8 +193,11 @@ pub enum Out {
 /// written to another one: Slack accepts an ack on any connection of the app (reference §5).
 #[derive(Clone, Default)]
 pub struct AckRoute {
-    writers: Arc<Mutex<Vec<(u64, mpsc::Sender<Out>)>>>,
+    writers: Arc<Mutex<Writers>>,
 }
+
+/// Each open connection's id and writer queue.
+type Writers = Vec<(u64, mpsc::Sender<Out>)>;
 
 impl AckRoute {
     fn add(&self, id: u64, tx: mpsc::Sender<Out>) {
@@ -203,7 +206,7 @@ impl AckRoute {
     fn remove(&self, id: u64) {
         self.lock().retain(|(i, _)| *i != id);
     }
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(u64, mpsc::Sender<Out>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Writers> {
         self.writers.lock().unwrap_or_else(|p| p.into_inner())
     }
     /// Hand an ack to any open connection but `not`; false when there is none.
