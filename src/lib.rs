@@ -5,7 +5,8 @@
 //! outages. Slack stays true to what Spinnaker says. See `DESIGN.md` in the shared docs for the
 //! shape:
 //!
-//! - [`slack`]: the interaction layer (verify, parse, dispatch, ack; the Web API client);
+//! - [`slack`]: the interaction layer (verify, parse, dispatch, ack; the Web API client), over
+//!   HTTP or Socket Mode;
 //! - [`registry`] and [`features`]: where features plug their handlers in;
 //! - [`approvals`] and [`pipelines`]: Manual Judgments and the pipeline slash command;
 //! - [`oncall`]: Slack user groups kept in step with the on-call schedule;
