@@ -5,7 +5,10 @@ describes: one SQLite replica with Recreate, several PostgreSQL replicas with ro
 PodDisruptionBudget, a locked-down container, probes on /healthz and /readyz, a grace period longer
 than the graceful shutdown, secrets only through `_file` keys that exist in the Secret template;
 halconfig profiles that forward echo's events where slackops listens; and a Slack app manifest whose
-URLs are the routes src/startup.rs serves, on the host the configuration and the Ingress use; and
+URLs are the routes src/startup.rs serves, on the host the configuration and the Ingress use; a
+Socket Mode manifest with no URL at all and the same commands, events and scopes; Socket Mode
+renderings that let nothing from outside in (no Slack-facing Ingress, no ingress-controller rule
+unless the status page is exposed on its own) and read the app-level token from the Secret; and
 a Dockerfile whose image runs as the Deployment's user.
 
 Usage: deploy_checks.py DIR=RENDERED.yaml ...   (called by .ci/validate-deploy)
@@ -140,7 +143,9 @@ def check_rendering(where: str, docs: list[dict]) -> None:
         return
     keys = secret_template_keys()
     refs = list(file_keys(config))
-    refs += [(name, e["value"]) for name, e in env.items() if name.endswith("_FILE") and "value" in e]
+    # An empty `_FILE` value unsets a key of the file (components/socket-mode does so for the
+    # signing secret); it names no file.
+    refs += [(name, e["value"]) for name, e in env.items() if name.endswith("_FILE") and e.get("value")]
     for key, path in refs:
         directory, _, name = path.rpartition("/")
         if directory != mount["mountPath"].rstrip("/"):
@@ -154,6 +159,8 @@ def check_rendering(where: str, docs: list[dict]) -> None:
     for secret_key in ("signing_secret", "bot_token"):
         if secret_key in config.get("slack", {}):
             fail(where, f"slack.{secret_key} is written in the ConfigMap; use slack.{secret_key}_file")
+
+    check_slack_mode(where, by_kind, config, env, keys)
 
     # Service and NetworkPolicy reach the pods.
     for svc in by_kind.get("Service", []):
@@ -200,6 +207,45 @@ def check_rendering(where: str, docs: list[dict]) -> None:
         claim = vol and vol.get("persistentVolumeClaim", {}).get("claimName")
         if not claim or claim not in {p["metadata"]["name"] for p in by_kind.get("PersistentVolumeClaim", [])}:
             fail(where, f"the SQLite directory {db_dir} must be a mounted PersistentVolumeClaim")
+
+
+STATUS_PATHS = {"/status", "/status.json"}
+
+
+def check_slack_mode(where: str, by_kind: dict, config: dict, env: dict, keys: set) -> None:
+    """HTTP mode needs the signing secret; Socket Mode needs the app token and lets nobody in."""
+    mode = env.get("SLACKOPS_SLACK__MODE", {}).get("value") or config.get("slack", {}).get("mode", "http")
+    slack = config.get("slack", {})
+    signing_unset = env.get("SLACKOPS_SLACK__SIGNING_SECRET_FILE", {}).get("value") == ""
+    if mode == "http":
+        if signing_unset or not ("signing_secret_file" in slack or "SLACKOPS_SLACK__SIGNING_SECRET_FILE" in env):
+            fail(where, "HTTP mode needs slack.signing_secret_file")
+        return
+    if mode != "socket":
+        fail(where, f"slack.mode must be http or socket, not {mode!r}")
+        return
+    token = env.get("SLACKOPS_SLACK__APP_TOKEN_FILE", {}).get("value") or slack.get("app_token_file")
+    if not token:
+        fail(where, "Socket Mode needs slack.app_token_file (env SLACKOPS_SLACK__APP_TOKEN_FILE)")
+    elif token.rpartition("/")[2] not in keys:
+        fail(where, f"the app token file {token} is not a key of manifests/secret-template.yaml")
+    if "app_token" in slack:
+        fail(where, "slack.app_token is written in the ConfigMap; use slack.app_token_file")
+    connections = int(env.get("SLACKOPS_SLACK__SOCKET_CONNECTIONS", {}).get("value") or slack.get("socket_connections", 2))
+    replicas = by_kind["Deployment"][0]["spec"].get("replicas", 1)
+    if replicas * connections > 10:
+        fail(where, f"{replicas} replicas × {connections} Socket Mode connections exceed Slack's 10 per app")
+    ingresses = by_kind.get("Ingress", [])
+    exposed = {p.get("path") for i in ingresses for r in i["spec"].get("rules", []) for p in r.get("http", {}).get("paths", [])}
+    if exposed - STATUS_PATHS:
+        fail(where, f"Socket Mode exposes nothing but the status page through an Ingress, found {sorted(exposed - STATUS_PATHS)}")
+    from_controller = [
+        rule for np in by_kind.get("NetworkPolicy", []) for rule in np["spec"].get("ingress", [])
+        if any(f.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name") == "ingress-nginx"
+               for f in rule.get("from", []))
+    ]
+    if from_controller and not ingresses:
+        fail(where, "Socket Mode without a status-page Ingress must not let the ingress controller in")
 
 
 def check_halconfig() -> None:
@@ -289,6 +335,39 @@ def check_slack_manifest() -> None:
         fail(where, "bot event reaction_added (outage announcements) is missing")
 
 
+def check_socket_manifest() -> None:
+    """slack-app-manifest-socket.yaml: Socket Mode on, no URL anywhere, the same app otherwise."""
+    where = "slack-app-manifest-socket.yaml"
+    m = load(ROOT / where)
+    http = load(ROOT / "slack-app-manifest.yaml")
+    settings = m.get("settings", {})
+    if settings.get("socket_mode_enabled") is not True:
+        fail(where, "settings.socket_mode_enabled must be true")
+    if http.get("settings", {}).get("socket_mode_enabled") is not False:
+        fail("slack-app-manifest.yaml", "settings.socket_mode_enabled must be false (the HTTP app)")
+
+    def urls(node, path=""):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                yield from urls(v, f"{path}.{k}")
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                yield from urls(v, f"{path}[{i}]")
+        elif isinstance(node, str) and node.startswith("http"):
+            yield path
+    for p in urls({k: v for k, v in m.items() if k != "display_information"}):
+        fail(where, f"{p} is a URL; a Socket Mode app has no request URLs")
+    if settings.get("interactivity", {}).get("is_enabled") is not True:
+        fail(where, "interactivity must be enabled (buttons and modals arrive over the socket)")
+    commands = lambda d: {c["command"]: (c.get("description"), c.get("usage_hint")) for c in d.get("features", {}).get("slash_commands", [])}
+    if commands(m) != commands(http):
+        fail(where, "the slash commands differ from slack-app-manifest.yaml")
+    if settings.get("event_subscriptions", {}).get("bot_events") != http.get("settings", {}).get("event_subscriptions", {}).get("bot_events"):
+        fail(where, "the bot events differ from slack-app-manifest.yaml")
+    if m.get("oauth_config") != http.get("oauth_config"):
+        fail(where, "the scopes differ from slack-app-manifest.yaml")
+
+
 def check_dockerfile(renderings: list[list[dict]]) -> None:
     """The image runs as the user the Deployment expects, `slackops serve`, on the listen port."""
     where = "Dockerfile"
@@ -329,12 +408,13 @@ def main(argv: list[str]) -> int:
     check_dockerfile(renderings)
     check_halconfig()
     check_slack_manifest()
+    check_socket_manifest()
     for p in problems:
         print(f"FAIL {p}", file=sys.stderr)
     if problems:
         print(f"{len(problems)} problem(s)", file=sys.stderr)
         return 1
-    print(f"ok: {len(argv)} renderings, the Dockerfile, halconfig/, slack-app-manifest.yaml")
+    print(f"ok: {len(argv)} renderings, the Dockerfile, halconfig/, both Slack app manifests")
     return 0
 
 

@@ -33,7 +33,8 @@ pub enum Command {
     Version,
     /// Load and validate the configuration and print it with every secret redacted.
     CheckConfig {
-        /// Also call Slack auth.test, Gate and the database to show which integrations work.
+        /// Also call Slack auth.test, Gate and the database to show which integrations work; in
+        /// Socket Mode, also open one Slack connection and wait for its hello.
         #[arg(long)]
         probe: bool,
     },
@@ -155,6 +156,13 @@ pub async fn probe_integrations(settings: &Settings) -> (serde_json::Value, bool
     let mut probe = serde_json::Map::new();
 
     let slack = crate::slack::api::SlackApi::new(&settings.slack, http, metrics.clone());
+    if settings.slack.mode == crate::config::SlackMode::Socket {
+        let socket = crate::slack::socket::probe::probe(&slack, &settings.slack).await;
+        if socket["ok"] != true {
+            all_ok = false;
+        }
+        probe.insert("slack_socket_mode".into(), socket);
+    }
     let slack_result = match slack.auth_test().await {
         Ok(a) => {
             json!({"ok": true, "team": a.team, "team_id": a.team_id, "bot_user": a.user, "bot_user_id": a.user_id})

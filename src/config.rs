@@ -111,10 +111,23 @@ impl DatabaseSettings {
     }
 }
 
+/// How Slack's requests reach slackops (`slack.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SlackMode {
+    /// Slack POSTs signed requests to `/slack/{commands,interactions,events}` (a public URL).
+    #[default]
+    Http,
+    /// slackops opens outbound WebSockets to Slack (Socket Mode): no inbound traffic at all.
+    Socket,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SlackSettings {
-    /// Signing secret from the app's Basic Information page. Required.
+    /// `http` (default) or `socket`.
+    pub mode: SlackMode,
+    /// Signing secret from the app's Basic Information page. Required in HTTP mode.
     pub signing_secret: Secret,
     /// Bot token (`xoxb-…`). Required.
     pub bot_token: Secret,
@@ -135,6 +148,13 @@ pub struct SlackSettings {
     pub post_rate_per_channel: f64,
     /// Burst of `chat.postMessage` calls allowed per channel above the sustained rate.
     pub post_burst_per_channel: u32,
+    /// App-level token (`xapp-…`, scope `connections:write`). Required in Socket Mode.
+    pub app_token: Secret,
+    /// Socket Mode connections held per replica (Slack allows 10 per app).
+    pub socket_connections: u32,
+    /// Socket Mode: ping Slack this often; a connection whose pongs stop for four intervals is
+    /// replaced.
+    pub socket_ping_interval_ms: u64,
 }
 
 impl Default for SlackSettings {
@@ -150,6 +170,10 @@ impl Default for SlackSettings {
             max_inline_retry_after_secs: 30,
             post_rate_per_channel: 1.0,
             post_burst_per_channel: 4,
+            mode: SlackMode::Http,
+            app_token: Secret::default(),
+            socket_connections: 2,
+            socket_ping_interval_ms: 5000,
         }
     }
 }
@@ -293,7 +317,7 @@ impl ConfigError {
 }
 
 impl SlackSettings {
-    /// The signing secret and the bot token.
+    /// The bot token (the signing secret or app token depend on the mode: [`Self::mode_problems`]).
     fn credential_problems(&self) -> Vec<ConfigProblem> {
         let mut p = Vec::new();
         let mut bad = |key: &str, message: &str| {
@@ -302,12 +326,6 @@ impl SlackSettings {
                 message: message.into(),
             })
         };
-        if self.signing_secret.is_empty() {
-            bad(
-                "slack.signing_secret",
-                "required (env SLACKOPS_SLACK__SIGNING_SECRET or slack.signing_secret_file): the app's Signing Secret",
-            );
-        }
         if self.bot_token.is_empty() {
             bad(
                 "slack.bot_token",
@@ -339,6 +357,54 @@ impl SlackSettings {
         }
         if self.post_rate_per_channel <= 0.0 {
             bad("slack.post_rate_per_channel", "must be greater than 0");
+        }
+        p
+    }
+
+    /// What each transport needs: the signing secret over HTTP, the app-level token and a sane
+    /// number of connections in Socket Mode.
+    fn mode_problems(&self) -> Vec<ConfigProblem> {
+        let mut p = Vec::new();
+        let mut bad = |key: &str, message: &str| {
+            p.push(ConfigProblem {
+                key: key.into(),
+                message: message.into(),
+            })
+        };
+        match self.mode {
+            SlackMode::Http => {
+                if self.signing_secret.is_empty() {
+                    bad(
+                        "slack.signing_secret",
+                        "required (env SLACKOPS_SLACK__SIGNING_SECRET or slack.signing_secret_file): the app's Signing Secret",
+                    );
+                }
+            }
+            SlackMode::Socket => {
+                if self.app_token.is_empty() {
+                    bad(
+                        "slack.app_token",
+                        "required when slack.mode is socket (env SLACKOPS_SLACK__APP_TOKEN or slack.app_token_file): the app-level token (xapp-…) with the connections:write scope",
+                    );
+                } else if !self.app_token.expose().starts_with("xapp-") {
+                    bad(
+                        "slack.app_token",
+                        "must be an app-level token (xapp-…, Basic Information → App-Level Tokens), not a bot or user token",
+                    );
+                }
+                if !(1..=10).contains(&self.socket_connections) {
+                    bad(
+                        "slack.socket_connections",
+                        "must be between 1 and 10: Slack allows 10 connections per app",
+                    );
+                }
+                if !(100..=60_000).contains(&self.socket_ping_interval_ms) {
+                    bad(
+                        "slack.socket_ping_interval_ms",
+                        "must be between 100 and 60000",
+                    );
+                }
+            }
         }
         p
     }
@@ -515,6 +581,7 @@ impl Settings {
     /// Semantic checks beyond types. Returns every problem found.
     pub fn validate(&self) -> Vec<ConfigProblem> {
         let mut p = Vec::new();
+        p.extend(self.slack.mode_problems());
         p.extend(self.slack.credential_problems());
         p.extend(self.database.problems());
         p.extend(self.slack.limit_problems());
@@ -1114,5 +1181,65 @@ oncall:
         ] {
             assert!(err.contains(key), "{key} missing from: {err}");
         }
+    }
+
+    #[test]
+    fn socket_mode_needs_the_app_token_and_not_the_signing_secret() {
+        let socket = |extra: &[(&str, &str)]| {
+            let mut env = env_from([
+                ("SLACKOPS_SLACK__BOT_TOKEN", "xoxb-1-2-3"),
+                ("SLACKOPS_SLACK__MODE", "socket"),
+            ]);
+            env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            Settings::load(&ConfigSource { file: None, env })
+        };
+        let err = socket(&[]).unwrap_err();
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, vec!["slack.app_token"], "{err}");
+        let s = socket(&[("SLACKOPS_SLACK__APP_TOKEN", "xapp-1-A1-2-abc")]).expect("valid");
+        assert_eq!(s.slack.mode, SlackMode::Socket);
+        assert_eq!(s.slack.socket_connections, 2);
+        assert_eq!(format!("{:?}", s.slack.app_token), "[redacted]");
+        let err = socket(&[
+            ("SLACKOPS_SLACK__APP_TOKEN", "xoxb-not-an-app-token"),
+            ("SLACKOPS_SLACK__SOCKET_CONNECTIONS", "0"),
+        ])
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("slack.app_token") && text.contains("slack.socket_connections"));
+        assert!(!text.contains("xoxb-not-an-app-token"), "{text}");
+        // Over HTTP the signing secret stays required and the app token is ignored.
+        let mut env = env_from([("SLACKOPS_SLACK__BOT_TOKEN", "xoxb-1-2-3")]);
+        env.push(("SLACKOPS_SLACK__APP_TOKEN".into(), "whatever".into()));
+        let err = Settings::load(&ConfigSource { file: None, env }).unwrap_err();
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, vec!["slack.signing_secret"], "{err}");
+    }
+
+    #[test]
+    fn an_empty_file_path_in_the_environment_unsets_a_file_key() {
+        // components/socket-mode unsets base/slackops.yaml's signing_secret_file this way.
+        let dir =
+            std::env::temp_dir().join(format!("slackops-cfg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("slackops.yaml");
+        std::fs::write(
+            &file,
+            "slack:\n  signing_secret_file: /nonexistent/signing\n",
+        )
+        .unwrap();
+        let env = env_from([
+            ("SLACKOPS_SLACK__BOT_TOKEN", "xoxb-1-2-3"),
+            ("SLACKOPS_SLACK__MODE", "socket"),
+            ("SLACKOPS_SLACK__APP_TOKEN", "xapp-1-A1-2-abc"),
+            ("SLACKOPS_SLACK__SIGNING_SECRET_FILE", ""),
+        ]);
+        let s = Settings::load(&ConfigSource {
+            file: Some(file),
+            env,
+        })
+        .expect("the file key is unset, not read");
+        assert!(s.slack.signing_secret.is_empty());
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

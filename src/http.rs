@@ -19,9 +19,14 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready: the database answers and every embedded migration is applied.
+/// Ready: the database answers and every embedded migration is applied, and in Socket Mode at
+/// least one connection to Slack has received `hello` (otherwise nothing could reach slackops).
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    match state.db().readiness().await {
+    let ready = match state.db().readiness().await {
+        Ok(()) => state.socket_health().readiness().map_err(str::to_owned),
+        Err(reason) => Err(reason),
+    };
+    match ready {
         Ok(()) => Json(json!({"status": "ready"})).into_response(),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,

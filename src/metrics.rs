@@ -50,6 +50,11 @@ pub struct Kind {
     pub kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EnvelopeType {
+    pub r#type: String,
+}
+
 /// Every metric the service exports.
 pub struct Metrics {
     registry: Registry,
@@ -67,6 +72,10 @@ pub struct Metrics {
     pub gate_calls: Family<MethodOutcome, Counter>,
     pub echo_events: Family<Kind, Counter>,
     pub oncall_groups: Family<Kind, Counter>,
+    /// Socket Mode connections that received `hello` and are open (draining ones included).
+    pub socket_connections: Gauge,
+    pub socket_envelopes: Family<EnvelopeType, Counter>,
+    pub socket_reconnects: Family<Reason, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -107,9 +116,13 @@ impl Metrics {
             gate_calls: Family::<MethodOutcome, Counter>::default(),
             echo_events: Family::<Kind, Counter>::default(),
             oncall_groups: Family::<Kind, Counter>::default(),
+            socket_connections: Gauge::default(),
+            socket_envelopes: Family::<EnvelopeType, Counter>::default(),
+            socket_reconnects: Family::<Reason, Counter>::default(),
         };
         m.register_request_metrics();
         m.register_work_metrics();
+        m.register_socket_metrics();
         m
     }
 
@@ -193,6 +206,37 @@ impl Metrics {
         );
     }
 
+    /// Socket Mode: connections up, envelopes by type, reconnects by reason. Registered in
+    /// every mode (zero over HTTP) so dashboards and alert rules can always query them.
+    fn register_socket_metrics(&mut self) {
+        let r = &mut self.registry;
+        r.register(
+            "socket_connections",
+            "Socket Mode connections open and greeted by Slack's hello",
+            self.socket_connections.clone(),
+        );
+        r.register(
+            "socket_envelopes",
+            "Socket Mode envelopes received, by type (events_api, interactive, slash_commands, other)",
+            self.socket_envelopes.clone(),
+        );
+        for t in ["events_api", "interactive", "slash_commands"] {
+            let _ = self
+                .socket_envelopes
+                .get_or_create(&EnvelopeType { r#type: t.into() });
+        }
+        r.register(
+            "socket_reconnects",
+            "Socket Mode connection attempts after the first, by reason: warning, refresh_requested, closed, dropped, stale, disconnect, too_many_websockets, link_disabled, open_failed, auth_failed, handshake_failed, hello_timeout",
+            self.socket_reconnects.clone(),
+        );
+        for reason in ["warning", "refresh_requested", "dropped", "stale"] {
+            let _ = self.socket_reconnects.get_or_create(&Reason {
+                reason: reason.into(),
+            });
+        }
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -239,6 +283,22 @@ impl Metrics {
         self.oncall_groups
             .get_or_create(&Kind {
                 kind: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn socket_envelope(&self, kind: &str) {
+        self.socket_envelopes
+            .get_or_create(&EnvelopeType {
+                r#type: kind.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn socket_reconnect(&self, reason: &str) {
+        self.socket_reconnects
+            .get_or_create(&Reason {
+                reason: reason.to_string(),
             })
             .inc();
     }

@@ -2,8 +2,10 @@
 //!
 //! [`Application::build`] connects and migrates the database, registers every feature, binds the
 //! listener and reports the bound port, so tests run the real service on port 0. [`router`] is a
-//! pure function of prepared state. On SIGTERM or Ctrl-C the service stops accepting, finishes
-//! in-flight requests, background handler tasks and running jobs, bounded by
+//! pure function of prepared state. In Socket Mode it also holds the outbound connections to Slack
+//! ([`slack::socket`]). On SIGTERM or Ctrl-C the service stops accepting (and stops reading
+//! Socket Mode envelopes), finishes in-flight requests and acks, background handler tasks and
+//! running jobs, closes the sockets, bounded by
 //! `server.shutdown_timeout_secs`; jobs still running then keep their rows and are resumed by any
 //! replica once their lease expires.
 
@@ -26,7 +28,7 @@ use tower_http::trace::TraceLayer;
 use tracing::{info, info_span, warn};
 
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::Settings;
+use crate::config::{Settings, SlackMode};
 use crate::jobs::worker::Worker;
 use crate::registry::Registry;
 use crate::state::{AppState, StateParts};
@@ -172,6 +174,9 @@ impl Application {
         };
         // Every replica keeps its own status page snapshot, periodic tasks or not.
         let status_refresher = crate::status::spawn_refresher(&state, stop.clone());
+        // Socket Mode: outbound connections to Slack instead of the /slack/* routes.
+        let socket = (state.settings().slack.mode == SlackMode::Socket)
+            .then(|| tokio::spawn(slack::socket::run(state.clone(), stop.clone())));
 
         let app = router(state.clone());
         let server =
@@ -188,6 +193,9 @@ impl Application {
                 let _ = p.await;
             }
             let _ = status_refresher.await;
+            if let Some(s) = socket {
+                let _ = s.await;
+            }
             state.tasks().close();
             state.tasks().wait().await;
         })
@@ -203,13 +211,22 @@ impl Application {
     }
 }
 
+/// Slack's HTTP transport. In Socket Mode nothing calls these, so they are not mounted (404).
+fn slack_routes(mode: SlackMode) -> Router<AppState> {
+    match mode {
+        SlackMode::Http => Router::new()
+            .route("/slack/commands", post(slack::routes::commands))
+            .route("/slack/interactions", post(slack::routes::interactions))
+            .route("/slack/events", post(slack::routes::events)),
+        SlackMode::Socket => Router::new(),
+    }
+}
+
 /// The HTTP surface, as a pure function of the state.
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
-        .route("/slack/commands", post(slack::routes::commands))
-        .route("/slack/interactions", post(slack::routes::interactions))
-        .route("/slack/events", post(slack::routes::events))
+        .merge(slack_routes(state.settings().slack.mode))
         .route("/spinnaker/events", post(spinnaker::echo::receive))
         .route("/healthz", get(http::healthz))
         .route("/readyz", get(http::readyz))

@@ -19,6 +19,7 @@ use crate::config::Settings;
 use crate::jobs::JobQueue;
 use crate::metrics::{Metrics, SharedMetrics};
 use crate::slack::api::SlackApi;
+use crate::slack::socket::health::SocketHealth;
 use crate::slack::verify::SignatureVerifier;
 use crate::spinnaker::gate::GateClient;
 use crate::store::Db;
@@ -45,6 +46,8 @@ struct Inner {
     /// The status page's snapshot (per replica; see `crate::status`).
     status: Arc<crate::status::cache::StatusCache>,
     oncall: Arc<crate::oncall::clients::Oncall>,
+    /// Socket Mode connections up (always ready in HTTP mode).
+    socket: SocketHealth,
 }
 
 impl std::fmt::Debug for AppState {
@@ -80,6 +83,10 @@ impl AppState {
             std::time::Duration::from_secs(settings.approvals.membership_cache_secs),
         );
         let oncall = crate::oncall::clients::Oncall::new(&settings.oncall, parts.http.clone());
+        let socket = SocketHealth::new(
+            settings.slack.mode == crate::config::SlackMode::Socket,
+            metrics.socket_connections.clone(),
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 settings,
@@ -96,6 +103,7 @@ impl AppState {
                 http: parts.http,
                 status: Arc::new(crate::status::cache::StatusCache::new()),
                 oncall,
+                socket,
             }),
         })
     }
@@ -146,6 +154,11 @@ impl AppState {
     /// The status page's in-memory snapshot.
     pub fn status(&self) -> &crate::status::cache::StatusCache {
         &self.inner.status
+    }
+
+    /// Socket Mode's connection count, for readiness.
+    pub fn socket_health(&self) -> &SocketHealth {
+        &self.inner.socket
     }
 
     /// The on-call feature's provider clients and lookup cache.

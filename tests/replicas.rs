@@ -31,6 +31,7 @@ use tokio::process::{Child, Command};
 
 use support::fake_gate::FakeGate;
 use support::fake_slack::{FakeSlack, Message};
+use support::fake_socket_mode::{self, FakeSocketMode};
 
 const POSTGRES_ENV: &str = "SLACKOPS_TEST_POSTGRES_URL";
 const SIGNING_SECRET: &str = "replicas-signing-secret-0123456789";
@@ -127,6 +128,8 @@ struct Cluster {
     gate: FakeGate,
     db: PgDb,
     dir: tempfile::TempDir,
+    /// The fake Socket Mode edge, for replicas in Socket Mode.
+    socket: Option<FakeSocketMode>,
 }
 
 impl Cluster {
@@ -151,7 +154,40 @@ impl Cluster {
             gate,
             db,
             dir,
+            socket: None,
         }
+    }
+
+    /// A cluster whose replicas run in Socket Mode (two connections each, the app token from a
+    /// file, no signing secret) and log at debug level.
+    async fn socket_mode(db: PgDb) -> Cluster {
+        let mut cluster = Cluster::new(db).await;
+        let socket = FakeSocketMode::start().await;
+        cluster
+            .slack
+            .enable_socket_mode(fake_socket_mode::APP_TOKEN, socket.minter());
+        let dir = cluster.dir.path();
+        let token = dir.join("slack-app-token");
+        std::fs::write(&token, format!("{}\n", fake_socket_mode::APP_TOKEN)).expect("write");
+        let path = dir.join("slackops.yaml");
+        let config = std::fs::read_to_string(&path).expect("read slackops.yaml");
+        let signing_line = config
+            .lines()
+            .find(|l| l.contains("signing_secret_file"))
+            .expect("the signing secret line")
+            .to_string();
+        let config = config
+            .replace(
+                &signing_line,
+                &format!(
+                    "  mode: socket\n  app_token_file: {}\n  socket_connections: 2\n  socket_ping_interval_ms: 1000",
+                    token.display()
+                ),
+            )
+            .replace("level: info,sqlx=warn", "level: debug,sqlx=warn,hyper=info,h2=info");
+        std::fs::write(&path, config).expect("write slackops.yaml");
+        cluster.socket = Some(socket);
+        cluster
     }
 
     /// Start a replica named `name` (its job leases are owned by `<name>-<pid>-…`), and wait until
@@ -360,6 +396,42 @@ impl Replica {
         );
         let body: Value = resp.json().await.expect("judgments JSON");
         body["judgments"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// SIGTERM, as Kubernetes stops a pod: the graceful shutdown. Returns the exit code and
+    /// everything the process printed.
+    async fn terminate(mut self) -> (Option<i32>, String) {
+        let pid = self.child.id().expect("the replica is running");
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await
+            .expect("kill -TERM");
+        assert!(sent.success(), "SIGTERM sent to {}", self.name);
+        let status = tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .expect("the replica exits after SIGTERM")
+            .expect("exit status");
+        // Let the log readers drain the pipes.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let log = self.log.lock().expect("lock").join("\n");
+        (status.code(), log)
+    }
+
+    /// A metric's value from `/metrics`; 0 when absent.
+    async fn metric(&self, series: &str) -> f64 {
+        let text = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
     }
 
     /// SIGKILL: no graceful shutdown, no lease released, whatever was in flight is cut.
@@ -915,5 +987,113 @@ async fn one_oncall_sync_at_a_time_across_replicas_and_the_cli() {
 
     a.stop().await;
     b.stop().await;
+    cluster.finish().await;
+}
+
+/// Interactive and slash-command envelopes a replica received.
+async fn envelopes(r: &Replica) -> f64 {
+    r.metric("slackops_socket_envelopes_total{type=\"interactive\"}")
+        .await
+        + r.metric("slackops_socket_envelopes_total{type=\"slash_commands\"}")
+            .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn socket_mode_replicas_share_the_envelopes_send_one_patch_and_log_no_secret() {
+    let _serial = SERIAL.lock().await;
+    let Some(db) =
+        PgDb::create("socket_mode_replicas_share_the_envelopes_send_one_patch_and_log_no_secret")
+            .await
+    else {
+        return;
+    };
+    let cluster = Cluster::socket_mode(db).await;
+    let socket = cluster.socket.as_ref().expect("socket fake");
+    let a = cluster.start("replica-a").await;
+    let b = cluster.start("replica-b").await;
+    socket.wait_for_routable(4, WAIT).await;
+
+    // One judgment, announced by echo to one replica.
+    let judged = announce(&cluster, &a, 1).await;
+    let (_, stage_id, message) = &judged[0];
+
+    // Clicks from two approvers, twice each, and 20 slash commands: Slack picks a connection
+    // for each envelope, so both replicas get some.
+    let mut ids = Vec::new();
+    for user in [BOB, CAROL, BOB, CAROL] {
+        ids.push(
+            socket
+                .send_interactive(approve_click(&cluster.slack, user, message))
+                .expect("connected"),
+        );
+    }
+    for i in 0..20 {
+        let fields = json!({"command": "/nosuch", "text": format!("{i}"), "user_id": BOB,
+            "team_id": "T0FAKE", "channel_id": CHANNEL,
+            "response_url": cluster.slack.response_url_for_channel(CHANNEL)});
+        ids.push(socket.send_slash_command(fields).expect("connected"));
+    }
+    for id in &ids {
+        let ack = socket.wait_for_ack(id, WAIT).await;
+        assert!(!ack.late, "acked in time: {ack:?}");
+        assert_eq!(socket.acks_of(id).len(), 1, "acked once");
+    }
+    eventually("the judgment message to settle as approved", || async {
+        settled_approved(&cluster.slack, &message.ts).then_some(())
+    })
+    .await;
+    tokio::time::sleep(SETTLE).await;
+    let patches = cluster.gate.patches();
+    assert_eq!(patches.len(), 1, "one PATCH for the stage: {patches:#?}");
+    assert_eq!(&patches[0].stage_id, stage_id);
+    assert_eq!(judgment_messages(&cluster.slack).len(), 1, "one message");
+
+    let (on_a, on_b) = (envelopes(&a).await, envelopes(&b).await);
+    assert_eq!(
+        on_a + on_b,
+        24.0,
+        "each envelope went to one replica ({on_a} + {on_b})"
+    );
+    assert!(
+        on_a > 0.0 && on_b > 0.0,
+        "both replicas served ({on_a} + {on_b})"
+    );
+    assert_eq!(a.metric("slackops_socket_connections").await, 2.0);
+
+    // SIGTERM: both stop gracefully and close their sockets; nothing secret was ever logged.
+    let (code_a, log_a) = a.terminate().await;
+    let (code_b, log_b) = b.terminate().await;
+    assert_eq!((code_a, code_b), (Some(0), Some(0)), "graceful exits");
+    socket.wait_for_open_at_most(0, WAIT).await;
+    assert!(
+        socket
+            .connections()
+            .iter()
+            .filter(|c| c.got_hello)
+            .all(|c| c.closed_by_client),
+        "every connection closed by slackops with a close frame: {:#?}",
+        socket.connections()
+    );
+    for log in [&log_a, &log_b] {
+        assert!(
+            log.contains("Socket Mode connection up"),
+            "debug logs were captured"
+        );
+        for secret in [
+            fake_socket_mode::APP_TOKEN,
+            "xapp-1-",
+            "ticket=",
+            SIGNING_SECRET,
+            cluster.slack.token().as_str(),
+        ] {
+            assert!(
+                !log.contains(secret),
+                "the logs must not contain {secret:?}"
+            );
+        }
+        for handshake in socket.handshakes() {
+            assert!(!log.contains(&handshake.ticket), "a ticket was logged");
+        }
+    }
     cluster.finish().await;
 }

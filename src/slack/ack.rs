@@ -3,7 +3,8 @@
 //! Slack accepts different bodies per request type (reference/slack.md §2): commands and actions
 //! take an empty body or a message; a `view_submission` takes an empty body or a
 //! `response_action` (anything else breaks the modal). Handlers return an [`Ack`] and the layer
-//! renders it, so a feature cannot send the wrong shape.
+//! renders it, so a feature cannot send the wrong shape. The same body becomes the HTTP answer or
+//! the `payload` of a Socket Mode ack (reference/slack-socket-mode.md §5).
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -76,6 +77,8 @@ pub enum Ack {
     ViewPush(Value),
     /// Close every modal of the stack.
     ViewClear,
+    /// The options of an external select (`block_suggestion`).
+    Options(Vec<Value>),
 }
 
 impl Ack {
@@ -100,6 +103,7 @@ impl Ack {
             Ack::ViewUpdate(view) => Some(json!({"response_action": "update", "view": view})),
             Ack::ViewPush(view) => Some(json!({"response_action": "push", "view": view})),
             Ack::ViewClear => Some(json!({"response_action": "clear"})),
+            Ack::Options(options) => Some(json!({"options": options})),
         }
     }
 }

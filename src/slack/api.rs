@@ -29,6 +29,7 @@ use crate::secret::Secret;
 /// Methods whose arguments Slack reads only from a form or query string (JSON bodies are accepted
 /// by write methods only).
 const FORM_METHODS: &[&str] = &[
+    "apps.connections.open",
     "auth.test",
     "users.info",
     "users.lookupByEmail",
@@ -367,6 +368,8 @@ struct Inner {
     http: reqwest::Client,
     base: Url,
     token: Secret,
+    /// The app-level token (`xapp-…`): `apps.connections.open` only.
+    app_token: Secret,
     settings: SlackSettings,
     metrics: SharedMetrics,
     pacer: moka::sync::Cache<String, Arc<std::sync::Mutex<Bucket>>>,
@@ -402,6 +405,7 @@ impl SlackApi {
                 http,
                 base,
                 token: settings.bot_token.clone(),
+                app_token: settings.app_token.clone(),
                 settings: settings.clone(),
                 metrics,
                 pacer: moka::sync::Cache::builder()
@@ -464,6 +468,15 @@ impl SlackApi {
     }
 
     async fn once(&self, method: &str, args: &Value) -> Result<Value, SlackError> {
+        self.once_with(&self.inner.token, method, args).await
+    }
+
+    async fn once_with(
+        &self,
+        token: &Secret,
+        method: &str,
+        args: &Value,
+    ) -> Result<Value, SlackError> {
         let url = self
             .inner
             .base
@@ -476,7 +489,7 @@ impl SlackApi {
             .inner
             .http
             .post(url)
-            .bearer_auth(self.inner.token.expose())
+            .bearer_auth(token.expose())
             .timeout(Duration::from_millis(
                 self.inner.settings.request_timeout_ms,
             ));
@@ -803,6 +816,32 @@ impl SlackApi {
                 method: "conversations.open".into(),
                 message: "no channel.id".into(),
             })
+    }
+
+    /// A fresh Socket Mode URL (`wss://…?ticket=…`, single-use), asked with the app-level token.
+    /// One attempt, no retries here: the Socket Mode listener backs off and honours
+    /// `Retry-After` itself. The URL carries a ticket, so it comes back as a [`Secret`] that no log
+    /// line or error can print.
+    #[instrument(name = "slack.call", skip_all, fields(slack.method = "apps.connections.open"))]
+    pub async fn apps_connections_open(&self) -> Result<Secret, SlackError> {
+        let method = "apps.connections.open";
+        let result = self
+            .once_with(&self.inner.app_token, method, &json!({}))
+            .await;
+        let outcome = match &result {
+            Ok(_) => "ok".to_string(),
+            Err(e) => e.outcome(),
+        };
+        self.inner.metrics.slack_call(method, &outcome);
+        let url = result?
+            .get("url")
+            .and_then(Value::as_str)
+            .filter(|u| !u.is_empty())
+            .map(Secret::new);
+        url.ok_or_else(|| SlackError::Decode {
+            method: method.into(),
+            message: "no url in the answer".into(),
+        })
     }
 
     pub async fn auth_test(&self) -> Result<AuthTest, SlackError> {

@@ -1,9 +1,12 @@
 //! The interaction layer: the one place that talks to Slack.
 //!
-//! Inbound, every request from Slack is size-capped, verified on its raw bytes ([`verify`]),
-//! parsed into forward-compatible shapes ([`payload`]), and dispatched through the
-//! [`Registry`](crate::registry::Registry) to a feature's handler, whose typed [`ack::Ack`] reaches
-//! Slack within its 3 s ([`routes`]). Outbound, [`api::SlackApi`] is the only Web API client, with
+//! Inbound, two transports feed one dispatcher. Over HTTP ([`routes`], `slack.mode: http`) every
+//! request is size-capped and verified on its raw bytes ([`verify`]); in Socket Mode ([`socket`],
+//! `slack.mode: socket`) envelopes arrive over outbound WebSockets authenticated by the app-level
+//! token. Either way the payload is parsed into forward-compatible shapes ([`payload`]) and
+//! [`dispatch`]ed through the [`Registry`](crate::registry::Registry) to a feature's handler, whose
+//! typed [`ack::Ack`] reaches Slack within its 3 s. No feature learns which transport carried a
+//! request. Outbound, [`api::SlackApi`] is the only Web API client, with
 //! rate limits, retries and typed errors. Features never parse Slack requests or call Slack
 //! themselves; they use these pieces.
 //!
@@ -14,7 +17,9 @@
 pub mod ack;
 pub mod api;
 pub mod blocks;
+pub mod dispatch;
 pub mod html;
 pub mod payload;
 pub mod routes;
+pub mod socket;
 pub mod verify;

@@ -689,3 +689,219 @@ async fn a_numeric_looking_secret_from_the_environment_is_kept_as_written() {
         "SLACKOPS_SPINNAKER__AUTH__PASSWORD=0123456789 reaches Gate unchanged: {out:?}"
     );
 }
+
+// ------------------------------------------------------------------------------- Socket Mode
+
+/// A valid Socket Mode environment: the app token from a file, no signing secret.
+fn socket_env(
+    slack: &FakeSlack,
+    gate: &FakeGate,
+    db_url: &str,
+    dir: &Path,
+) -> Vec<(String, String)> {
+    let token = write(
+        dir,
+        "slack-app-token",
+        &format!("{}\n", crate::support::fake_socket_mode::APP_TOKEN),
+    );
+    let mut vars = valid_env(slack, gate, db_url);
+    unset(&mut vars, "SLACKOPS_SLACK__SIGNING_SECRET");
+    set(&mut vars, "SLACKOPS_SLACK__MODE", "socket");
+    set(
+        &mut vars,
+        "SLACKOPS_SLACK__APP_TOKEN_FILE",
+        token.to_str().unwrap(),
+    );
+    vars
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_mode_without_an_app_token_names_slack_app_token_and_not_the_signing_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let vars = env(&[
+        ("SLACKOPS_SLACK__MODE", "socket"),
+        ("SLACKOPS_SLACK__BOT_TOKEN", BOT_TOKEN),
+    ]);
+    let out = run(&["serve"], &vars, dir.path()).await;
+    assert!(!out.success(), "{out:?}");
+    assert!(out.stderr.contains("slack.app_token"), "{out:?}");
+    assert!(out.stderr.contains("SLACKOPS_SLACK__APP_TOKEN"), "{out:?}");
+    assert!(
+        !out.stderr.contains("slack.signing_secret"),
+        "the signing secret is optional in socket mode: {out:?}"
+    );
+
+    // A bot token where the app token goes, and too many connections: named, never printed.
+    let vars = env(&[
+        ("SLACKOPS_SLACK__MODE", "socket"),
+        ("SLACKOPS_SLACK__BOT_TOKEN", BOT_TOKEN),
+        ("SLACKOPS_SLACK__APP_TOKEN", "xoxb-wrong-Kind-5150"),
+        ("SLACKOPS_SLACK__SOCKET_CONNECTIONS", "11"),
+    ]);
+    let out = run(&["serve"], &vars, dir.path()).await;
+    assert!(!out.success(), "{out:?}");
+    assert!(out.stderr.contains("app-level token"), "{out:?}");
+    assert!(out.stderr.contains("slack.socket_connections"), "{out:?}");
+    assert!(
+        !out.all_output().contains("xoxb-wrong-Kind-5150"),
+        "{out:?}"
+    );
+
+    let vars = env(&[
+        ("SLACKOPS_SLACK__MODE", "sockets"),
+        ("SLACKOPS_SLACK__BOT_TOKEN", BOT_TOKEN),
+    ]);
+    let out = run(&["serve"], &vars, dir.path()).await;
+    assert!(!out.success(), "{out:?}");
+    assert!(
+        out.stderr.contains("slack.mode"),
+        "an unknown mode is named: {out:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn check_config_probe_in_socket_mode_opens_one_connection_and_reports_hello() {
+    let slack = FakeSlack::start().await;
+    let gate = FakeGate::start().await;
+    let socket = crate::support::fake_socket_mode::FakeSocketMode::start().await;
+    slack.enable_socket_mode(crate::support::fake_socket_mode::APP_TOKEN, socket.minter());
+    let dir = tempfile::tempdir().unwrap();
+    let vars = socket_env(&slack, &gate, &sqlite_url(dir.path()), dir.path());
+    assert!(run(&["migrate"], &vars, dir.path()).await.success());
+
+    let out = run(&["check-config", "--probe"], &vars, dir.path()).await;
+    assert!(out.success(), "{out:?}");
+    let docs = out.json();
+    assert_eq!(docs[0]["slack"]["mode"], "socket", "{out:?}");
+    assert_eq!(docs[0]["slack"]["app_token"], "[redacted]", "{out:?}");
+    let p = &docs
+        .iter()
+        .find(|d| d.get("probe").is_some())
+        .expect("a probe report")["probe"];
+    assert_eq!(p["slack_socket_mode"]["ok"], true, "{p:#}");
+    assert_eq!(p["slack_socket_mode"]["hello"], true, "{p:#}");
+    assert_eq!(p["slack_socket_mode"]["app_id"], "A0FAKE", "{p:#}");
+    assert_eq!(socket.handshakes().len(), 1, "one connection opened");
+    socket
+        .wait_for_open_at_most(0, Duration::from_secs(5))
+        .await;
+    assert!(
+        socket.connections()[0].closed_by_client,
+        "and closed cleanly"
+    );
+    let all = out.all_output();
+    assert!(
+        !all.contains(crate::support::fake_socket_mode::APP_TOKEN),
+        "{out:?}"
+    );
+    assert!(!all.contains("ticket"), "{out:?}");
+
+    // A token Slack refuses: the probe fails and says which key to fix, without printing it.
+    slack.enable_socket_mode("xapp-1-another-token", socket.minter());
+    let out = run(&["check-config", "--probe"], &vars, dir.path()).await;
+    assert!(!out.success(), "{out:?}");
+    let docs = out.json();
+    let p = &docs
+        .iter()
+        .find(|d| d.get("probe").is_some())
+        .expect("a probe report")["probe"];
+    assert_eq!(p["slack_socket_mode"]["hello"], false, "{p:#}");
+    assert!(
+        p["slack_socket_mode"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("invalid_auth"),
+        "{p:#}"
+    );
+    assert!(
+        p["slack_socket_mode"]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("slack.app_token"),
+        "{p:#}"
+    );
+    assert!(
+        !out.all_output()
+            .contains(crate::support::fake_socket_mode::APP_TOKEN)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn serve_in_socket_mode_with_a_refused_token_logs_a_configuration_error_naming_the_key() {
+    slackops::telemetry::install_crypto_provider();
+    let slack = FakeSlack::start().await;
+    let gate = FakeGate::start().await;
+    let socket = crate::support::fake_socket_mode::FakeSocketMode::start().await;
+    slack.enable_socket_mode("xapp-1-the-right-one", socket.minter());
+    let dir = tempfile::tempdir().unwrap();
+    let mut vars = socket_env(&slack, &gate, &sqlite_url(dir.path()), dir.path());
+    set(&mut vars, "SLACKOPS_SERVER__LISTEN", "127.0.0.1:0");
+    set(&mut vars, "SLACKOPS_LOG__FORMAT", "json");
+    set(
+        &mut vars,
+        "SLACKOPS_LOG__LEVEL",
+        "debug,sqlx=warn,hyper=info",
+    );
+    let mut child = command(&["serve"], &vars, dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let lines = lines.clone();
+        tokio::spawn(async move {
+            let mut r = BufReader::new(stream).lines();
+            while let Ok(Some(l)) = r.next_line().await {
+                lines.lock().unwrap().push(l);
+            }
+        });
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let error_line = loop {
+        let found = lines
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| l.contains("\"level\":\"ERROR\"") && l.contains("slack.app_token"))
+            .cloned();
+        if let Some(l) = found {
+            break l;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no configuration error logged: {:#?}",
+            lines.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(error_line.contains("invalid_auth"), "{error_line}");
+    assert!(error_line.contains("connections:write"), "{error_line}");
+    // Unready: nothing can reach this replica.
+    let address = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|l| {
+            let v: Value = serde_json::from_str(l).ok()?;
+            (v["message"] == "slackops listening")
+                .then(|| v["address"].as_str().map(str::to_owned))?
+        })
+        .expect("the listening address");
+    let ready = reqwest::get(format!("http://{address}/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    let all = lines.lock().unwrap().join("\n");
+    assert!(
+        !all.contains(crate::support::fake_socket_mode::APP_TOKEN),
+        "the token is never logged"
+    );
+    assert!(!all.contains("xapp-1-"), "no app token at all in the logs");
+    assert_eq!(socket.handshakes().len(), 0, "no URL, no handshake");
+}

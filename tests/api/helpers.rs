@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::support::fake_gate::FakeGate;
 use crate::support::fake_slack::FakeSlack;
+use crate::support::fake_socket_mode::{self, FakeSocketMode};
 
 pub const SIGNING_SECRET: &str = "test-signing-secret-0123456789";
 pub const ECHO_TOKEN: &str = "echo-token-0123456789abcdef";
@@ -129,6 +130,8 @@ type Hook = Box<dyn FnOnce(&mut Registry) + Send>;
 pub struct TestAppBuilder {
     pub slack: FakeSlack,
     pub gate: FakeGate,
+    /// The fake Socket Mode edge, when the service runs in Socket Mode.
+    pub socket: Option<FakeSocketMode>,
     pub db: TestDb,
     pub settings: Settings,
     clock: Option<SharedClock>,
@@ -146,6 +149,7 @@ impl TestAppBuilder {
         Self {
             slack,
             gate,
+            socket: None,
             db,
             settings,
             clock: None,
@@ -160,6 +164,18 @@ impl TestAppBuilder {
     }
     pub fn clock(mut self, clock: SharedClock) -> Self {
         self.clock = Some(clock);
+        self
+    }
+    /// Run in Socket Mode against a fake Socket Mode edge (`app.socket`), with quick pings.
+    pub async fn socket_mode(mut self) -> Self {
+        let socket = FakeSocketMode::start().await;
+        self.slack
+            .enable_socket_mode(fake_socket_mode::APP_TOKEN, socket.minter());
+        self.settings.slack.mode = slackops::config::SlackMode::Socket;
+        self.settings.slack.app_token = Secret::new(fake_socket_mode::APP_TOKEN);
+        self.settings.slack.signing_secret = Secret::default();
+        self.settings.slack.socket_ping_interval_ms = 500;
+        self.socket = Some(socket);
         self
     }
     pub fn register(mut self, f: impl FnOnce(&mut Registry) + Send + 'static) -> Self {
@@ -200,6 +216,7 @@ impl TestAppBuilder {
             state,
             slack: self.slack,
             gate: self.gate,
+            socket: self.socket,
             db: self.db,
             settings: self.settings,
             client: reqwest::Client::new(),
@@ -216,6 +233,8 @@ pub struct TestApp {
     pub state: AppState,
     pub slack: FakeSlack,
     pub gate: FakeGate,
+    /// The fake Socket Mode edge (Socket Mode tests only).
+    pub socket: Option<FakeSocketMode>,
     /// Keeps the test database (and a SQLite file's temp dir) alive as long as the app.
     #[allow(dead_code)]
     pub db: TestDb,
@@ -353,12 +372,27 @@ impl TestApp {
             .expect("request reaches the service")
     }
 
+    /// The fake Socket Mode edge; panics when the service runs over HTTP.
+    pub fn socket(&self) -> &FakeSocketMode {
+        self.socket
+            .as_ref()
+            .expect("this test app runs in Socket Mode (TestAppBuilder::socket_mode)")
+    }
+
     pub async fn metrics_text(&self) -> String {
         self.get("/metrics")
             .await
             .text()
             .await
             .expect("metrics body")
+    }
+
+    /// Stop gracefully and wait, keeping the fakes for inspection.
+    pub async fn shutdown(&mut self) {
+        self.stop.cancel();
+        if let Some(h) = self.handle.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(15), h).await;
+        }
     }
 
     /// Stop gracefully and wait.

@@ -18,4 +18,5 @@ mod ops;
 mod pipelines;
 mod slack_client;
 mod slack_layer;
+mod socket_mode;
 mod status;

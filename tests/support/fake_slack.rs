@@ -292,7 +292,13 @@ struct Inner {
     id_seq: u64,
     /// Added to every Web API answer (benchmarks: a realistic round trip).
     latency: Duration,
+    /// Socket Mode: the app-level token `apps.connections.open` accepts, and where its URLs come
+    /// from (the fake Socket Mode server). `None`: Socket Mode is off for this app.
+    socket_mode: Option<(String, SocketMinter)>,
 }
+
+/// Mints a fresh single-use Socket Mode URL.
+pub type SocketMinter = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// Per-request context: warnings to attach to the response.
 struct Ctx {
@@ -415,6 +421,12 @@ impl FakeSlack {
     /// Every Web API call answers after `latency` (benchmarks).
     pub fn set_latency(&self, latency: Duration) {
         self.state().latency = latency;
+    }
+
+    /// Turns Socket Mode on: `apps.connections.open` accepts `app_token` (Bearer) and answers with
+    /// a URL from `minter` (see `fake_socket_mode.rs`).
+    pub fn enable_socket_mode(&self, app_token: &str, minter: SocketMinter) {
+        self.state().socket_mode = Some((app_token.to_string(), minter));
     }
 
     /// Changes the accepted token (simulates rotation: the old token now gets `invalid_auth`).
@@ -808,6 +820,7 @@ impl Inner {
             ts_seq: 0,
             id_seq: 0,
             latency: Duration::ZERO,
+            socket_mode: None,
         }
     }
 
@@ -1063,6 +1076,7 @@ async fn apply_fault(fault: Option<Fault>) -> Option<Response> {
 /// `POST|GET /api/{method}`.
 async fn api_handler(
     State(shared): State<Shared>,
+    http_method: axum::http::Method,
     Path(method): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -1100,12 +1114,60 @@ async fn api_handler(
     if let Some(response) = apply_fault(fault).await {
         return response;
     }
+    if method == "apps.connections.open" {
+        let st = lock(&shared);
+        return apps_connections_open(&st, &http_method, authorization.as_deref());
+    }
 
     let body = {
         let mut st = lock(&shared);
         st.handle_api(&method, authorization.as_deref(), parsed, query_args)
     };
     json_response(StatusCode::OK, &body)
+}
+
+/// `apps.connections.open` (reference/slack-socket-mode.md §1 and "choices made in our fake"):
+/// POST only (`insecure_request`), the app-level token only as `Authorization: Bearer` (a `token`
+/// form or query field alone gets `not_authed`; a bot or unknown token `invalid_auth`), and the
+/// answer carries `X-OAuth-Scopes: connections:write`.
+fn apps_connections_open(
+    st: &Inner,
+    http_method: &axum::http::Method,
+    authorization: Option<&str>,
+) -> Response {
+    let fail = |code: &str| json_response(StatusCode::OK, &json!({"ok": false, "error": code}));
+    if http_method != axum::http::Method::POST {
+        return fail("insecure_request");
+    }
+    let bearer = authorization.and_then(|h| {
+        let (scheme, token) = h.trim().split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_string())
+            .filter(|t| !t.is_empty())
+    });
+    let Some(token) = bearer else {
+        return fail("not_authed");
+    };
+    let Some((app_token, minter)) = st.socket_mode.as_ref() else {
+        return fail("invalid_auth");
+    };
+    if &token != app_token {
+        return fail("invalid_auth");
+    }
+    let url = minter();
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/json; charset=utf-8"),
+            (
+                header::HeaderName::from_static("x-oauth-scopes"),
+                "connections:write",
+            ),
+        ],
+        json!({"ok": true, "url": url}).to_string(),
+    )
+        .into_response()
 }
 
 /// `POST /response/{id}` — stand-in for `https://hooks.slack.com/actions/…` /

@@ -2,3 +2,4 @@
 pub mod fake_gate;
 pub mod fake_oncall;
 pub mod fake_slack;
+pub mod fake_socket_mode;
