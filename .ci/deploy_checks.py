@@ -8,12 +8,21 @@ halconfig profiles that forward echo's events where slackops listens; and a Slac
 URLs are the routes src/startup.rs serves, on the host the configuration and the Ingress use; a
 Socket Mode manifest with no URL at all and the same commands, events and scopes; Socket Mode
 renderings that let nothing from outside in (no Slack-facing Ingress, no ingress-controller rule
-unless the status page is exposed on its own) and read the app-level token from the Secret; and
-a Dockerfile whose image runs as the Deployment's user.
+unless the status page is exposed on its own) and read the app-level token from the Secret; a
+Dockerfile whose image runs as the Deployment's user; and a monitoring component
+(manifests/components/monitoring) whose PrometheusRule and dashboard are exactly
+deploy/monitoring/'s, and whose ServiceMonitor really selects the slackops Service's port.
+
+kubernetes-validate has no schemas for the Prometheus Operator's kinds (it only warns), so every
+kind a rendering may contain is listed here: the core kinds it validates, and ServiceMonitor and
+PrometheusRule, whose wiring is checked below. Any other kind (a typo such as `Deploymnt`) fails.
 
 Usage: deploy_checks.py DIR=RENDERED.yaml ...   (called by .ci/validate-deploy)
+       deploy_checks.py --sync-monitoring        (rewrite the component's copies of deploy/monitoring/)
 Every problem is reported, then the exit code is 1 if there was any.
 """
+
+import json
 
 import re
 import sys
@@ -24,6 +33,17 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 problems: list[str] = []
+
+MONITORING = ROOT / "deploy/monitoring"
+COMPONENT = ROOT / "manifests/components/monitoring"
+RULES = MONITORING / "slackops.rules.yml"
+DASHBOARD = MONITORING / "grafana-dashboard.json"
+COMPONENT_RULE = COMPONENT / "prometheusrule.yaml"
+COMPONENT_DASHBOARD = COMPONENT / "slackops-dashboard.json"
+
+CORE_KINDS = {"Namespace", "ServiceAccount", "Deployment", "Service", "NetworkPolicy", "ConfigMap",
+              "PersistentVolumeClaim", "PodDisruptionBudget", "Ingress"}
+OPERATOR_KINDS = {"ServiceMonitor": "monitoring.coreos.com/v1", "PrometheusRule": "monitoring.coreos.com/v1"}
 
 
 def fail(where: str, message: str) -> None:
@@ -60,6 +80,8 @@ def check_rendering(where: str, docs: list[dict]) -> None:
     by_kind: dict[str, list[dict]] = {}
     for d in docs:
         by_kind.setdefault(d.get("kind", "?"), []).append(d)
+    for kind in sorted(set(by_kind) - CORE_KINDS - set(OPERATOR_KINDS)):
+        fail(where, f"kind {kind} is neither validated by kubernetes-validate nor checked here")
 
     deployments = by_kind.get("Deployment", [])
     if len(deployments) != 1:
@@ -161,6 +183,7 @@ def check_rendering(where: str, docs: list[dict]) -> None:
             fail(where, f"slack.{secret_key} is written in the ConfigMap; use slack.{secret_key}_file")
 
     check_slack_mode(where, by_kind, config, env, keys)
+    check_monitoring_rendering(where, by_kind, pod_labels)
 
     # Service and NetworkPolicy reach the pods.
     for svc in by_kind.get("Service", []):
@@ -246,6 +269,98 @@ def check_slack_mode(where: str, by_kind: dict, config: dict, env: dict, keys: s
     ]
     if from_controller and not ingresses:
         fail(where, "Socket Mode without a status-page Ingress must not let the ingress controller in")
+def prometheusrule_text() -> str:
+    """The PrometheusRule carrying deploy/monitoring/slackops.rules.yml's groups, as committed."""
+    lines = RULES.read_text().splitlines()
+    start = next(i for i, l in enumerate(lines) if l.startswith("groups:"))
+    body = "\n".join(("  " + l) if l.strip() else "" for l in lines[start:])
+    return (
+        "# Generated from deploy/monitoring/slackops.rules.yml by\n"
+        "# `python3 .ci/deploy_checks.py --sync-monitoring`: edit that file, not this one.\n"
+        "apiVersion: monitoring.coreos.com/v1\n"
+        "kind: PrometheusRule\n"
+        "metadata:\n"
+        "  name: slackops\n"
+        "  namespace: slackops\n"
+        "  labels:\n"
+        "    app.kubernetes.io/name: slackops\n"
+        "    app.kubernetes.io/part-of: slackops\n"
+        "spec:\n" + body + "\n"
+    )
+
+
+def sync_monitoring() -> None:
+    COMPONENT_RULE.write_text(prometheusrule_text())
+    COMPONENT_DASHBOARD.write_text(DASHBOARD.read_text())
+    print(f"wrote {COMPONENT_RULE.relative_to(ROOT)} and {COMPONENT_DASHBOARD.relative_to(ROOT)}")
+
+
+def check_monitoring_component() -> None:
+    """The component's copies say exactly what deploy/monitoring/ says."""
+    where = "manifests/components/monitoring"
+    how = "run `python3 .ci/deploy_checks.py --sync-monitoring`"
+    rules = load(RULES)
+    rule = load(COMPONENT_RULE)
+    if rule.get("spec", {}).get("groups") != rules.get("groups"):
+        fail(where, f"prometheusrule.yaml's groups differ from deploy/monitoring/slackops.rules.yml: {how}")
+    elif COMPONENT_RULE.read_text() != prometheusrule_text():
+        fail(where, f"prometheusrule.yaml is not as generated: {how}")
+    if json.loads(COMPONENT_DASHBOARD.read_text()) != json.loads(DASHBOARD.read_text()):
+        fail(where, f"slackops-dashboard.json differs from deploy/monitoring/grafana-dashboard.json: {how}")
+    names = [r["alert"] for g in rules.get("groups", []) for r in g.get("rules", []) if "alert" in r]
+    doc = (ROOT / "docs/monitoring.md").read_text()
+    for name in names:
+        if f"### {name}" not in doc:
+            fail("docs/monitoring.md", f"no runbook section `### {name}`")
+    for g in rules.get("groups", []):
+        for r in g.get("rules", []):
+            a = r.get("annotations", {})
+            if "alert" in r and not (a.get("summary") and a.get("description")
+                                     and a.get("runbook") == f"docs/monitoring.md#{r['alert'].lower()}"):
+                fail(str(RULES.relative_to(ROOT)), f"{r['alert']} needs a summary, a description and "
+                                                   f"runbook: docs/monitoring.md#{r['alert'].lower()}")
+
+
+def check_monitoring_rendering(where: str, by_kind: dict, pod_labels: dict) -> None:
+    """A ServiceMonitor that scrapes the slackops pods' /metrics, a PrometheusRule with our rules."""
+    monitors = by_kind.get("ServiceMonitor", [])
+    rules = by_kind.get("PrometheusRule", [])
+    if not monitors and not rules:
+        return
+    if len(monitors) != 1 or len(rules) != 1:
+        fail(where, "the monitoring component renders one ServiceMonitor and one PrometheusRule")
+        return
+    for d in monitors + rules:
+        if d.get("apiVersion") != OPERATOR_KINDS[d["kind"]]:
+            fail(where, f"{d['kind']} must be {OPERATOR_KINDS[d['kind']]}, not {d.get('apiVersion')}")
+    sm = monitors[0]
+    services = [s for s in by_kind.get("Service", [])
+                if all(pod_labels.get(k) == v for k, v in s["spec"].get("selector", {}).items())]
+    ns = sm["metadata"].get("namespace")
+    selected = [s for s in services
+                if all(s["metadata"].get("labels", {}).get(k) == v
+                       for k, v in sm["spec"].get("selector", {}).get("matchLabels", {}).items())
+                and s["metadata"].get("namespace") in sm["spec"].get("namespaceSelector", {}).get("matchNames", [ns])]
+    if len(selected) != 1:
+        fail(where, f"the ServiceMonitor must select exactly the slackops Service, selects {len(selected)}")
+        return
+    ports = {p.get("name") for p in selected[0]["spec"].get("ports", [])}
+    for ep in sm["spec"].get("endpoints", []):
+        if ep.get("port") not in ports:
+            fail(where, f"ServiceMonitor endpoint port {ep.get('port')!r} is not a port of the Service ({sorted(ports)})")
+        if ep.get("path", "/metrics") != "/metrics":
+            fail(where, f"ServiceMonitor endpoint path must be /metrics, not {ep.get('path')}")
+    if not sm["spec"].get("endpoints"):
+        fail(where, "the ServiceMonitor has no endpoint")
+    if rules[0].get("spec", {}).get("groups") != load(RULES).get("groups"):
+        fail(where, "the PrometheusRule's groups differ from deploy/monitoring/slackops.rules.yml")
+    if rules[0]["metadata"].get("namespace") != selected[0]["metadata"].get("namespace"):
+        fail(where, "the PrometheusRule must be in slackops' namespace")
+    dashboards = [c for c in by_kind.get("ConfigMap", [])
+                  if c["metadata"].get("labels", {}).get("grafana_dashboard") == "1"]
+    if len(dashboards) != 1 or json.loads(next(iter(dashboards[0].get("data", {}).values()), "{}")) \
+            != json.loads(DASHBOARD.read_text()):
+        fail(where, "expected one ConfigMap labelled grafana_dashboard: \"1\" holding deploy/monitoring/grafana-dashboard.json")
 
 
 def check_halconfig() -> None:
@@ -399,6 +514,9 @@ def check_dockerfile(renderings: list[list[dict]]) -> None:
 
 
 def main(argv: list[str]) -> int:
+    if argv == ["--sync-monitoring"]:
+        sync_monitoring()
+        return 0
     renderings = []
     for arg in argv:
         where, _, path = arg.partition("=")
@@ -409,12 +527,15 @@ def main(argv: list[str]) -> int:
     check_halconfig()
     check_slack_manifest()
     check_socket_manifest()
+    check_monitoring_component()
     for p in problems:
         print(f"FAIL {p}", file=sys.stderr)
     if problems:
         print(f"{len(problems)} problem(s)", file=sys.stderr)
         return 1
     print(f"ok: {len(argv)} renderings, the Dockerfile, halconfig/, both Slack app manifests")
+    print(f"ok: {len(argv)} renderings, the Dockerfile, halconfig/, slack-app-manifest.yaml, "
+          "the monitoring component")
     return 0
 
 

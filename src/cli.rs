@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate`, `version`, `check-config [--probe]`, `oncall sync`.
+//! The command line: `serve`, `migrate`, `version`, `openapi`, `check-config [--probe]`, `oncall sync`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +31,8 @@ pub enum Command {
     Migrate,
     /// Print the version.
     Version,
+    /// Print the OpenAPI document of /api/v1 (as committed in docs/openapi.json).
+    Openapi,
     /// Load and validate the configuration and print it with every secret redacted.
     CheckConfig {
         /// Also call Slack auth.test, Gate and the database to show which integrations work; in
@@ -51,6 +53,10 @@ pub async fn run(cli: Cli) -> ExitCode {
         println!("slackops {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
+    if let Command::Openapi = cli.command {
+        print!("{}", crate::openapi::json());
+        return ExitCode::SUCCESS;
+    }
     let settings = match Settings::load(&ConfigSource::from_process(cli.config.clone())) {
         Ok(s) => s,
         Err(e) => {
@@ -60,7 +66,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     };
     crate::telemetry::install_crypto_provider();
     match cli.command {
-        Command::Version => ExitCode::SUCCESS,
+        Command::Version | Command::Openapi => ExitCode::SUCCESS,
         Command::Serve => {
             crate::telemetry::init(&settings.log);
             let result = async {

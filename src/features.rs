@@ -29,13 +29,15 @@ pub fn register_all(registry: &mut Registry, settings: &Settings) {
     crate::oncall::register(registry, &settings.oncall);
 }
 
-/// Feature HTTP routes beyond the Slack and echo endpoints (the `/api/v1` surface).
+/// Feature HTTP routes beyond the Slack and echo endpoints (the `/api/v1` surface and its
+/// OpenAPI document, the status page).
 pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(crate::approvals::api::routes())
         .merge(crate::announcements::routes())
         .merge(crate::maintenance::routes())
         .merge(crate::status::routes())
+        .merge(crate::openapi::routes())
 }
 
 /// Start every periodic task; each runs on the replica holding its database lease and stops when

@@ -35,6 +35,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod notifiers;
 pub mod oncall;
+pub mod openapi;
 pub mod pipelines;
 pub mod policy;
 pub mod principals;

@@ -5,12 +5,14 @@
 //! (route templates, reason codes, Slack method names); never put user input or ids in a label.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -40,8 +42,9 @@ pub struct JobKind {
     pub kind: String,
 }
 
+/// A `state` label: of a job in the queue, or of a judgment.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct JobState {
+pub struct StateLabel {
     pub state: String,
 }
 
@@ -49,6 +52,19 @@ pub struct JobState {
 pub struct Kind {
     pub kind: String,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Group {
+    pub group: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Build {
+    version: String,
+}
+
+/// A gauge of seconds with a fraction.
+pub type Seconds = Gauge<f64, AtomicU64>;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EnvelopeType {
@@ -65,13 +81,21 @@ pub struct Metrics {
     pub slack_dispatch: Family<Kind, Counter>,
     pub slack_late_acks: Counter,
     pub slack_duplicate_events: Counter,
-    pub jobs_depth: Family<JobState, Gauge>,
+    pub jobs_depth: Family<StateLabel, Gauge>,
     pub jobs_attempt_failures: Family<JobKind, Counter>,
     pub jobs_exhausted: Family<JobKind, Counter>,
     pub jobs_succeeded: Family<JobKind, Counter>,
     pub gate_calls: Family<MethodOutcome, Counter>,
     pub echo_events: Family<Kind, Counter>,
     pub oncall_groups: Family<Kind, Counter>,
+    // Sampled when `/metrics` is scraped (see `http::metrics`):
+    pub ready: Gauge,
+    pub jobs_due: Gauge,
+    pub jobs_oldest_due_age: Seconds,
+    pub judgments: Family<StateLabel, Gauge>,
+    pub oncall_last_sync: Family<Group, Gauge>,
+    pub oncall_interval: Gauge,
+    pub status_snapshot_age: Seconds,
     /// Socket Mode connections that received `hello` and are open (draining ones included).
     pub socket_connections: Gauge,
     pub socket_envelopes: Family<EnvelopeType, Counter>,
@@ -92,7 +116,7 @@ impl Default for Metrics {
 
 fn latency_histogram() -> Histogram {
     Histogram::new([
-        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 3.0, 5.0,
     ])
 }
 
@@ -109,19 +133,27 @@ impl Metrics {
             slack_dispatch: Family::<Kind, Counter>::default(),
             slack_late_acks: Counter::default(),
             slack_duplicate_events: Counter::default(),
-            jobs_depth: Family::<JobState, Gauge>::default(),
+            jobs_depth: Family::<StateLabel, Gauge>::default(),
             jobs_attempt_failures: Family::<JobKind, Counter>::default(),
             jobs_exhausted: Family::<JobKind, Counter>::default(),
             jobs_succeeded: Family::<JobKind, Counter>::default(),
             gate_calls: Family::<MethodOutcome, Counter>::default(),
             echo_events: Family::<Kind, Counter>::default(),
             oncall_groups: Family::<Kind, Counter>::default(),
+            ready: Gauge::default(),
+            jobs_due: Gauge::default(),
+            jobs_oldest_due_age: Seconds::default(),
+            judgments: Family::<StateLabel, Gauge>::default(),
+            oncall_last_sync: Family::<Group, Gauge>::default(),
+            oncall_interval: Gauge::default(),
+            status_snapshot_age: Seconds::default(),
             socket_connections: Gauge::default(),
             socket_envelopes: Family::<EnvelopeType, Counter>::default(),
             socket_reconnects: Family::<Reason, Counter>::default(),
         };
         m.register_request_metrics();
         m.register_work_metrics();
+        m.register_sampled_metrics();
         m.register_socket_metrics();
         m
     }
@@ -206,6 +238,82 @@ impl Metrics {
         );
     }
 
+    /// Gauges sampled when Prometheus scrapes (readiness, the due backlog, judgments, on-call
+    /// sync times, the status snapshot's age) and the build's version.
+    fn register_sampled_metrics(&mut self) {
+        let r = &mut self.registry;
+        r.register(
+            "ready",
+            "1 when this replica is ready (the database answers and is migrated), else 0; sampled at scrape",
+            self.ready.clone(),
+        );
+        r.register(
+            "jobs_due",
+            "Pending jobs whose time has come and that no worker has claimed yet, sampled at scrape",
+            self.jobs_due.clone(),
+        );
+        r.register(
+            "jobs_oldest_due_age_seconds",
+            "How long the oldest due pending job has waited past its run time (0 when none), sampled at scrape",
+            self.jobs_oldest_due_age.clone(),
+        );
+        r.register(
+            "judgments",
+            "Manual Judgments in the database by state, sampled at scrape",
+            self.judgments.clone(),
+        );
+        r.register(
+            "oncall_group_last_sync_timestamp_seconds",
+            "When each configured on-call group was last synced successfully (Unix seconds; 0 = never), from the database, sampled at scrape",
+            self.oncall_last_sync.clone(),
+        );
+        r.register(
+            "oncall_sync_interval_seconds",
+            "oncall.interval_secs while the periodic on-call sync is on (groups configured), else 0",
+            self.oncall_interval.clone(),
+        );
+        r.register(
+            "status_snapshot_age_seconds",
+            "Age of the status page snapshot this replica serves (since start when none has loaded), sampled at scrape",
+            self.status_snapshot_age.clone(),
+        );
+        r.register(
+            "build",
+            "The running slackops version",
+            Info::new(Build {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            }),
+        );
+    }
+
+    /// Export labelled counters at 0 before their first event, so a rule's `increase()` sees the
+    /// first failure of a kind (a series that appears at 1 has no earlier sample to compare with).
+    pub fn preset(&self, presets: &LabelPresets<'_>) {
+        for kind in &presets.job_kinds {
+            let labels = JobKind {
+                kind: kind.to_string(),
+            };
+            let _ = self.jobs_succeeded.get_or_create(&labels);
+            let _ = self.jobs_attempt_failures.get_or_create(&labels);
+            let _ = self.jobs_exhausted.get_or_create(&labels);
+        }
+        for reason in presets.signature_failures {
+            let _ = self.signature_failures.get_or_create(&Reason {
+                reason: reason.to_string(),
+            });
+        }
+        for outcome in presets.oncall_outcomes {
+            let _ = self.oncall_groups.get_or_create(&Kind {
+                kind: outcome.to_string(),
+            });
+        }
+        for state in presets.judgment_states {
+            let _ = self.judgments.get_or_create(&StateLabel {
+                state: state.to_string(),
+            });
+        }
+    }
+
     /// Socket Mode: connections up, envelopes by type, reconnects by reason. Registered in
     /// every mode (zero over HTTP) so dashboards and alert rules can always query them.
     fn register_socket_metrics(&mut self) {
@@ -235,6 +343,22 @@ impl Metrics {
                 reason: reason.into(),
             });
         }
+    }
+
+    pub fn socket_envelope(&self, kind: &str) {
+        self.socket_envelopes
+            .get_or_create(&EnvelopeType {
+                r#type: kind.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn socket_reconnect(&self, reason: &str) {
+        self.socket_reconnects
+            .get_or_create(&Reason {
+                reason: reason.to_string(),
+            })
+            .inc();
     }
 
     /// The Prometheus text exposition.
@@ -287,22 +411,6 @@ impl Metrics {
             .inc();
     }
 
-    pub fn socket_envelope(&self, kind: &str) {
-        self.socket_envelopes
-            .get_or_create(&EnvelopeType {
-                r#type: kind.to_string(),
-            })
-            .inc();
-    }
-
-    pub fn socket_reconnect(&self, reason: &str) {
-        self.socket_reconnects
-            .get_or_create(&Reason {
-                reason: reason.to_string(),
-            })
-            .inc();
-    }
-
     pub fn echo_event(&self, kind: &str) {
         self.echo_events
             .get_or_create(&Kind {
@@ -310,6 +418,15 @@ impl Metrics {
             })
             .inc();
     }
+}
+
+/// The closed label sets exported at 0 from the start (see [`Metrics::preset`]).
+#[derive(Debug, Default)]
+pub struct LabelPresets<'a> {
+    pub job_kinds: Vec<&'a str>,
+    pub signature_failures: &'a [&'a str],
+    pub oncall_outcomes: &'a [&'a str],
+    pub judgment_states: &'a [&'a str],
 }
 
 pub type SharedMetrics = Arc<Metrics>;

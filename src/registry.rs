@@ -218,6 +218,12 @@ impl Registry {
     pub fn commands(&self) -> impl Iterator<Item = &str> {
         self.commands.keys().map(String::as_str)
     }
+    /// Every registered job kind, sorted.
+    pub fn job_kinds(&self) -> Vec<&str> {
+        let mut kinds: Vec<&str> = self.jobs.keys().map(String::as_str).collect();
+        kinds.sort_unstable();
+        kinds
+    }
 }
 
 /// `command` with its leading slash, as [`Registry::command`] keys it, and `word` in lower case.

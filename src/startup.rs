@@ -95,6 +95,7 @@ impl ApplicationBuilder {
             registry: Arc::new(registry),
             http,
         })?;
+        http::preset_metrics(&state);
         let listener = TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen} (server.listen)"))?;

@@ -9,35 +9,51 @@
 //! The same validation as the modal ([`model::validate`]) and the same write path
 //! ([`changes`]), so the same Slack messages follow; a bad body is a 400 naming the field
 //! (`summary`, `impact.sales.affected`, …), found with `serde_path_to_error` for type errors.
+//! Each handler's `#[utoipa::path]` is its part of the OpenAPI document ([`crate::openapi`]),
+//! registered with its route in [`api`], so the document never describes a route that is not
+//! served.
 
 use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::changes::{self, Change, ChangeError, Kind};
-use super::model::{self, Fields, Impact, Outage, Resolution};
-use crate::error::{ApiError, require_api_token};
+use super::model::{self, Fields, HistoryEntry, Impact, Outage, OutageView, Resolution};
+use crate::error::{
+    ApiError, ApiPath, ApiQuery, BadRequestBody, ErrorBody, ErrorCode, refuse_nul,
+    require_api_token,
+};
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/announcements", get(list).post(create))
-        .route("/api/v1/announcements/{id}", get(one).patch(patch))
+    api().split_for_parts().0
+}
+
+/// The routes with their OpenAPI operations.
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(one, patch))
 }
 
 /// Parse a JSON body, naming the field that is wrong.
 fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("body", "a JSON object is required"));
+    }
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) {
+        refuse_nul(&v)?;
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
@@ -85,7 +101,7 @@ fn first_problem(problems: Vec<(String, String)>) -> ApiError {
 fn conflict(message: &str) -> Response {
     (
         StatusCode::CONFLICT,
-        Json(json!({"error": "conflict", "message": message})),
+        Json(ErrorBody::new(ErrorCode::Conflict, message)),
     )
         .into_response()
 }
@@ -100,17 +116,39 @@ fn actor(by: Option<&str>) -> String {
     format!("api:{}", if name.is_empty() { "api" } else { &name })
 }
 
-#[derive(Debug, Deserialize)]
+/// A new outage. The same checks as the `/announce` form apply.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "summary": "Checkout fails for card payments",
+    "systems": ["payments"],
+    "impact": {"sales": {"affected": "yes", "details": "no new orders"}},
+    "severity": "critical",
+    "eta": "2h",
+    "resolution_assignee": "U0123ABCD",
+    "communication_assignee": "U0456EFGH",
+    "public": true,
+    "by": "alertmanager"
+}))]
 struct NewAnnouncement {
+    /// What is broken, as users see it (1 to 3000 characters, not only spaces).
+    #[schema(min_length = 1, max_length = 3000)]
     summary: String,
+    /// Ids from `announcements.systems`.
+    #[schema(min_items = 1)]
     systems: Vec<String>,
+    /// By audience (`announcements.audiences`); audiences left out are `unknown`.
     #[serde(default)]
     impact: BTreeMap<String, Impact>,
+    /// One of `announcements.severities`.
     severity: String,
+    #[schema(schema_with = model::eta_schema)]
     eta: String,
+    /// A Slack user id (an active member).
     resolution_assignee: String,
+    /// A Slack user id (an active member).
     communication_assignee: String,
+    /// Show it on the public status page.
     #[serde(default)]
     public: bool,
     /// Who is announcing (a tool's name), recorded as `api:<by>`.
@@ -118,6 +156,26 @@ struct NewAnnouncement {
     by: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/announcements",
+    operation_id = "announce",
+    tag = "announcements",
+    summary = "Announce an outage",
+    description = "Posts one message in `announcements.channel`, pins it, and tells the audiences \
+                   answered \"yes\", exactly as the `/announce` form does.",
+    request_body = NewAnnouncement,
+    responses(
+        (status = 201, description = "Announced", body = OutageView, links(
+            ("GetAnnouncement" = (operation_id = "getAnnouncement", parameters(("id" = "$response.body#/id")),
+                                  description = "The outage and its history")),
+            ("ChangeAnnouncement" = (operation_id = "changeAnnouncement", parameters(("id" = "$response.body#/id")),
+                                     description = "Update, resolve or reopen it")),
+        )),
+        (status = 400, description = "A field is wrong (or outage announcements are not configured: \
+                                      field `announcements.channel`); nothing was announced", body = BadRequestBody),
+    )
+)]
 async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -162,44 +220,94 @@ async fn create(
     Ok((StatusCode::CREATED, Json(outage.to_json())).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+/// How it was resolved.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ResolutionIn {
+    /// What fixed it (1 to 3000 characters, not only spaces).
+    #[schema(min_length = 1, max_length = 3000)]
     summary: String,
     #[serde(default)]
     postmortem: bool,
     #[serde(default)]
     report_url: Option<String>,
-    /// Milliseconds since the epoch (default: now).
+    /// Milliseconds since the epoch, between the outage's start and now (default: now).
     #[serde(default)]
     resolved_at: Option<i64>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A change: fields with a `reason`, or `"state": "resolved"` with a `resolution`, or
+/// `"state": "open"` to reopen. State changes come alone, without field changes.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PatchAnnouncement {
+    #[schema(min_length = 1, max_length = 3000)]
     summary: Option<String>,
+    #[schema(min_items = 1)]
     systems: Option<Vec<String>>,
     /// Audiences given here replace theirs; others keep their answer.
     impact: Option<BTreeMap<String, Impact>>,
     severity: Option<String>,
+    #[schema(schema_with = eta_change_schema)]
     eta: Option<String>,
     resolution_assignee: Option<String>,
     communication_assignee: Option<String>,
     public: Option<bool>,
     /// `resolved` or `open`.
+    #[schema(schema_with = state_change_schema)]
     state: Option<String>,
     resolution: Option<ResolutionIn>,
+    /// Why (required with field changes; posted in the thread with the change).
+    #[schema(max_length = 1000)]
     reason: Option<String>,
+    /// Who is changing it (a tool's name), recorded as `api:<by>`.
     by: Option<String>,
     /// The version the caller saw; a different current version is a 409.
     version: Option<i64>,
 }
 
+fn eta_change_schema() -> utoipa::openapi::Object {
+    nullable(model::eta_schema())
+}
+
+fn state_change_schema() -> utoipa::openapi::Object {
+    nullable(model::state_schema())
+}
+
+/// The same enumeration, or null (an optional field of a PATCH may be null: unchanged).
+fn nullable(mut o: utoipa::openapi::Object) -> utoipa::openapi::Object {
+    o.schema_type = utoipa::openapi::schema::SchemaType::from_iter([
+        utoipa::openapi::Type::String,
+        utoipa::openapi::Type::Null,
+    ]);
+    if let Some(values) = o.enum_values.as_mut() {
+        values.push(serde_json::Value::Null);
+    }
+    o
+}
+
+#[utoipa::path(
+    patch,
+    path = "/api/v1/announcements/{id}",
+    operation_id = "changeAnnouncement",
+    tag = "announcements",
+    summary = "Update, reassign, resolve or reopen an outage",
+    description = "Field changes need a `reason` and are posted as one thread reply listing what \
+                   changed. With `version`, a change based on a stale read is refused with 409.",
+    params(("id" = String, Path, description = "The outage id")),
+    request_body = PatchAnnouncement,
+    responses(
+        (status = 200, description = "Changed", body = OutageView),
+        (status = 400, description = "A field is wrong, or nothing would change; nothing was changed", body = BadRequestBody),
+        (status = 404, description = "No such outage", body = ErrorBody),
+        (status = 409, description = "The outage changed meanwhile (`version`), or it is resolved \
+                                      and must be reopened first", body = ErrorBody),
+    )
+)]
 async fn patch(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     require_api_token(&state, &headers)?;
@@ -411,17 +519,48 @@ fn applied(result: Result<Outage, ChangeError>, id: &str) -> Result<Response, Ap
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only outages in this state.
+    #[param(schema_with = model::state_schema)]
     state: Option<String>,
+    /// At most this many, newest first (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
+/// Outages, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+struct AnnouncementList {
+    announcements: Vec<OutageView>,
+}
+
+/// An outage with its history.
+#[derive(Debug, Serialize, ToSchema)]
+struct OutageDetail {
+    #[serde(flatten)]
+    outage: OutageView,
+    history: Vec<HistoryEntry>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/announcements",
+    operation_id = "listAnnouncements",
+    tag = "announcements",
+    summary = "List outages",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "Outages, newest first", body = AnnouncementList),
+        (status = 400, description = "A query parameter is wrong", body = BadRequestBody),
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<AnnouncementList>, ApiError> {
     require_api_token(&state, &headers)?;
     if let Some(s) = q.state.as_deref()
         && s != model::OPEN
@@ -434,24 +573,38 @@ async fn list(
         return Err(ApiError::bad_request("limit", "must be between 1 and 1000"));
     }
     let outages = model::list(state.db().pool(), q.state.as_deref(), limit).await?;
-    Ok(Json(
-        json!({"announcements": outages.iter().map(|o| o.to_json()).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(AnnouncementList {
+        announcements: outages.iter().map(model::Outage::view).collect(),
+    }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/announcements/{id}",
+    operation_id = "getAnnouncement",
+    tag = "announcements",
+    summary = "One outage with its history",
+    params(("id" = String, Path, description = "The outage id")),
+    responses(
+        (status = 200, description = "The outage and every change to it", body = OutageDetail),
+        (status = 400, description = "The id is malformed (field `id`)", body = BadRequestBody),
+        (status = 404, description = "No such outage", body = ErrorBody),
+    )
+)]
 async fn one(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<OutageDetail>, ApiError> {
     require_api_token(&state, &headers)?;
     let Some(o) = model::load(state.db().pool(), &id).await? else {
         return Err(ApiError::NotFound(format!("no outage {id}")));
     };
     let history = model::history(state.db().pool(), &id).await?;
-    let mut v = o.to_json();
-    v["history"] = json!(history.iter().map(|h| h.to_json()).collect::<Vec<_>>());
-    Ok(Json(v))
+    Ok(Json(OutageDetail {
+        outage: o.view(),
+        history: history.iter().map(model::HistoryRow::view).collect(),
+    }))
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::announcements::settings::AnnouncementsSettings;
 use crate::slack::blocks::mention;
@@ -45,12 +46,15 @@ pub fn eta_duration(eta: &str) -> Option<i64> {
 }
 
 /// One audience's impact.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Impact {
     /// `yes`, `no` or `unknown`.
+    #[schema(schema_with = affected_schema)]
     pub affected: String,
+    /// At most 500 characters.
     #[serde(default)]
+    #[schema(max_length = 500)]
     pub details: String,
 }
 
@@ -63,8 +67,15 @@ impl Default for Impact {
     }
 }
 
+fn affected_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(AFFECTED.iter().map(|(id, _)| *id)))
+        .build()
+}
+
 /// How an outage was resolved.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, ToSchema)]
 pub struct Resolution {
     pub summary: String,
     pub postmortem: bool,
@@ -134,31 +145,90 @@ impl Outage {
     }
 
     /// The outage as the API (and webhook events) show it.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "id": self.id,
-            "summary": self.fields.summary,
-            "systems": self.fields.systems,
-            "impact": self.fields.impact,
-            "severity": self.fields.severity,
-            "eta": self.fields.eta,
-            "eta_deadline": self.eta_deadline(),
-            "resolution_assignee": self.fields.resolution_assignee,
-            "communication_assignee": self.fields.communication_assignee,
-            "public": self.fields.public,
-            "state": self.state,
-            "announced_by": self.announced_by,
-            "started_at": self.started_at,
-            "resolved_at": self.resolved_at,
-            "resolution": self.resolution,
-            "channel": self.channel,
-            "permalink": self.permalink,
-            "incident_channel": self.incident_channel,
-            "version": self.version,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-        })
+    pub fn view(&self) -> OutageView {
+        OutageView {
+            id: self.id.clone(),
+            summary: self.fields.summary.clone(),
+            systems: self.fields.systems.clone(),
+            impact: self.fields.impact.clone(),
+            severity: self.fields.severity.clone(),
+            eta: self.fields.eta.clone(),
+            eta_deadline: self.eta_deadline(),
+            resolution_assignee: self.fields.resolution_assignee.clone(),
+            communication_assignee: self.fields.communication_assignee.clone(),
+            public: self.fields.public,
+            state: self.state.clone(),
+            announced_by: self.announced_by.clone(),
+            started_at: self.started_at,
+            resolved_at: self.resolved_at,
+            resolution: self.resolution.clone(),
+            channel: self.channel.clone(),
+            permalink: self.permalink.clone(),
+            incident_channel: self.incident_channel.clone(),
+            version: self.version,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
     }
+
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self.view()).unwrap_or(Value::Null)
+    }
+}
+
+/// An outage as the API and webhook events show it. Times are milliseconds since the epoch.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Outage)]
+pub struct OutageView {
+    pub id: String,
+    pub summary: String,
+    /// Ids from `announcements.systems`.
+    pub systems: Vec<String>,
+    /// By audience (`announcements.audiences`).
+    pub impact: BTreeMap<String, Impact>,
+    /// One of `announcements.severities`.
+    pub severity: String,
+    #[schema(schema_with = eta_schema)]
+    pub eta: String,
+    /// When the ETA runs out; null when it is `unknown`.
+    pub eta_deadline: Option<i64>,
+    /// A Slack user id.
+    pub resolution_assignee: String,
+    /// A Slack user id.
+    pub communication_assignee: String,
+    /// Shown on the public status page.
+    pub public: bool,
+    #[schema(schema_with = state_schema)]
+    pub state: String,
+    /// A Slack user id, or `api:<by>` when announced through the API.
+    pub announced_by: String,
+    pub started_at: i64,
+    pub resolved_at: Option<i64>,
+    pub resolution: Option<Resolution>,
+    /// The channel of the announcement message (null until it is posted).
+    pub channel: Option<String>,
+    pub permalink: Option<String>,
+    pub incident_channel: Option<String>,
+    /// Moves on with every change; send it back in a PATCH to refuse a stale write (409).
+    pub version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// The ETA choices, as the API takes and shows them.
+pub fn eta_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(ETAS.iter().map(|(id, _, _)| *id)))
+        .build()
+}
+
+/// `open` or `resolved`.
+pub fn state_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some([OPEN, RESOLVED]))
+        .build()
 }
 
 /// The stored row.
@@ -248,20 +318,34 @@ impl HistoryRow {
     pub fn changes(&self) -> Vec<FieldChange> {
         serde_json::from_str(&self.changes).unwrap_or_default()
     }
-    pub fn to_json(&self) -> Value {
-        json!({
-            "seq": self.seq,
-            "at": self.at,
-            "by": self.by_user,
-            "kind": self.kind,
-            "changes": self.changes(),
-            "reason": self.reason,
-        })
+    pub fn view(&self) -> HistoryEntry {
+        HistoryEntry {
+            seq: self.seq,
+            at: self.at,
+            by: self.by_user.clone(),
+            kind: self.kind.clone(),
+            changes: self.changes(),
+            reason: self.reason.clone(),
+        }
     }
 }
 
+/// One entry of an outage's history (never rewritten).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HistoryEntry {
+    pub seq: i64,
+    /// Milliseconds since the epoch.
+    pub at: i64,
+    /// A Slack user id or `api:<by>`.
+    pub by: String,
+    /// `announced`, `updated`, `reassigned`, `resolved`, `reopened`, …
+    pub kind: String,
+    pub changes: Vec<FieldChange>,
+    pub reason: Option<String>,
+}
+
 /// One changed field, with both values as people read them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FieldChange {
     pub field: String,
     pub label: String,

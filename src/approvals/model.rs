@@ -31,7 +31,7 @@ pub fn is_open(state: &str) -> bool {
 }
 
 /// What the message shows about a stage, taken from the execution when the judgment starts.
-#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, utoipa::ToSchema)]
 pub struct StageInfo {
     pub application: String,
     pub pipeline_name: String,
@@ -47,6 +47,8 @@ pub struct StageInfo {
     /// The trigger's user (usually an email) or the execution's authenticated user.
     pub trigger_user: Option<String>,
     pub trigger_detail: Option<String>,
+    /// `[name, value]` pairs.
+    #[schema(value_type = Vec<Vec<String>>)]
     pub parameters: Vec<(String, String)>,
     pub artifacts: Vec<String>,
 }
@@ -299,8 +301,8 @@ pub fn stage_outcome(stage: &Value) -> StageOutcome {
     }
 }
 
-/// One judgment row.
-#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+/// One judgment row. Times are milliseconds since the epoch.
+#[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
 pub struct Judgment {
     pub id: String,
     pub execution_id: String,
@@ -459,6 +461,13 @@ impl Db {
         .bind(stage_id)
         .fetch_optional(self.pool())
         .await
+    }
+
+    /// How many judgments are in each state (for `/metrics`).
+    pub async fn judgment_counts(&self) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        sqlx::query_as("SELECT state, COUNT(*) FROM judgments GROUP BY state")
+            .fetch_all(self.pool())
+            .await
     }
 
     pub async fn judgments_in_state(

@@ -130,6 +130,10 @@ pub struct QueueDepth {
     pub pending: i64,
     pub running: i64,
     pub failed: i64,
+    /// Pending jobs whose `run_at` has come (the backlog; the rest are scheduled for later).
+    pub due: i64,
+    /// The `run_at` of the oldest due job (clock milliseconds).
+    pub oldest_due_at: Option<i64>,
 }
 
 /// A stored job as inspection tools see it.
@@ -394,6 +398,12 @@ impl JobQueue {
                 _ => {}
             }
         }
+        (d.due, d.oldest_due_at) = sqlx::query_as(
+            "SELECT COUNT(*), MIN(run_at) FROM jobs WHERE state = 'pending' AND run_at <= $1",
+        )
+        .bind(self.clock.now_ms())
+        .fetch_one(self.db.pool())
+        .await?;
         Ok(d)
     }
 

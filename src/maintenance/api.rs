@@ -8,26 +8,94 @@
 //! - `PATCH /api/v1/maintenances/{id}` with any of those fields → 200;
 //! - `POST /api/v1/maintenances/{id}/cancel` → 200;
 //! - `GET /api/v1/maintenances[?limit=N]`, `GET /api/v1/maintenances/{id}`.
+//!
+//! Each handler's `#[utoipa::path]` is its part of the OpenAPI document ([`crate::openapi`]),
+//! registered with its route in [`api`]. The bodies are read field by field (so each message
+//! says exactly what is wrong); [`NewMaintenance`] and [`MaintenanceChanges`] describe them for
+//! the document, and a test keeps their fields equal to `FIELDS`.
 
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::ChangeError;
-use super::model::Draft;
-use crate::error::{ApiError, require_api_token};
+use super::model::{Draft, MaintenanceView};
+use crate::error::{
+    ApiError, ApiPath, ApiQuery, BadRequestBody, ErrorBody, refuse_nul, require_api_token,
+};
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/maintenances", post(create).get(list))
-        .route("/api/v1/maintenances/{id}", get(one).patch(change))
-        .route("/api/v1/maintenances/{id}/cancel", post(cancel))
+    api().split_for_parts().0
+}
+
+/// The routes with their OpenAPI operations.
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(one, change))
+        .routes(routes!(cancel))
+}
+
+/// A new maintenance window (`POST`). Unknown fields are refused.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "title": "Database upgrade",
+    "summary": "Writes pause for a few seconds.",
+    "systems": ["payments"],
+    "starts_at": "2099-12-01T22:00:00Z",
+    "ends_at": "2099-12-01T23:00:00Z",
+    "public": true
+}))]
+#[allow(dead_code)] // Describes the body `create` reads field by field.
+pub struct NewMaintenance {
+    /// What is being maintained (1 to 150 characters, not only spaces).
+    #[schema(min_length = 1, max_length = 150)]
+    title: String,
+    /// Details (at most 3000 characters).
+    #[schema(max_length = 3000)]
+    summary: Option<String>,
+    /// Ids from `announcements.systems` (at least one when a catalogue is configured).
+    systems: Option<Vec<String>>,
+    /// RFC 3339, e.g. `2026-12-01T22:00:00Z`; not in the past.
+    #[schema(format = DateTime)]
+    starts_at: String,
+    /// RFC 3339, after `starts_at`.
+    #[schema(format = DateTime)]
+    ends_at: String,
+    /// Show it on the public status page (default true).
+    public: Option<bool>,
+}
+
+/// A change to a maintenance window (`PATCH`): any of the fields; null or absent keeps a field.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Describes the body `change` reads field by field.
+pub struct MaintenanceChanges {
+    #[schema(min_length = 1, max_length = 150)]
+    title: Option<String>,
+    #[schema(max_length = 3000)]
+    summary: Option<String>,
+    systems: Option<Vec<String>>,
+    #[schema(format = DateTime)]
+    starts_at: Option<String>,
+    #[schema(format = DateTime)]
+    ends_at: Option<String>,
+    public: Option<bool>,
+}
+
+/// Maintenance windows, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MaintenanceList {
+    maintenances: Vec<MaintenanceView>,
 }
 
 /// Who the API acts as in announcements and the audit log.
@@ -45,6 +113,7 @@ const FIELDS: &[&str] = &[
 fn body_object(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request("body", format!("not valid JSON: {e}")))?;
+    refuse_nul(&v)?;
     let Value::Object(map) = v else {
         return Err(ApiError::bad_request("body", "must be a JSON object"));
     };
@@ -123,11 +192,32 @@ fn change_error(e: ChangeError) -> ApiError {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/maintenances",
+    operation_id = "scheduleMaintenance",
+    tag = "maintenances",
+    summary = "Schedule a maintenance window",
+    description = "Announced in `announcements.channel` at once; its start and end are announced \
+                   in the message's thread when they come.",
+    request_body = NewMaintenance,
+    responses(
+        (status = 201, description = "Scheduled", body = MaintenanceView, links(
+            ("GetMaintenance" = (operation_id = "getMaintenance", parameters(("id" = "$response.body#/id")),
+                                 description = "The window")),
+            ("ChangeMaintenance" = (operation_id = "changeMaintenance", parameters(("id" = "$response.body#/id")),
+                                    description = "Change it")),
+            ("CancelMaintenance" = (operation_id = "cancelMaintenance", parameters(("id" = "$response.body#/id")),
+                                    description = "Cancel it")),
+        )),
+        (status = 400, description = "A field is wrong; nothing was scheduled", body = BadRequestBody),
+    )
+)]
 async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<MaintenanceView>), ApiError> {
     require_api_token(&state, &headers)?;
     let map = body_object(&body)?;
     let draft = Draft {
@@ -141,15 +231,31 @@ async fn create(
     let m = super::create(&state, draft, API_ACTOR)
         .await
         .map_err(change_error)?;
-    Ok((StatusCode::CREATED, Json(m.to_json(state.now_ms()))))
+    Ok((StatusCode::CREATED, Json(m.view(state.now_ms()))))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/maintenances/{id}",
+    operation_id = "changeMaintenance",
+    tag = "maintenances",
+    summary = "Change a maintenance window",
+    description = "The change is announced in the window's thread.",
+    params(("id" = String, Path, description = "The maintenance window id")),
+    request_body = MaintenanceChanges,
+    responses(
+        (status = 200, description = "Changed", body = MaintenanceView),
+        (status = 400, description = "A field is wrong, or the window can no longer change \
+                                      (field `id`); nothing was changed", body = BadRequestBody),
+        (status = 404, description = "No such maintenance window", body = ErrorBody),
+    )
+)]
 async fn change(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MaintenanceView>, ApiError> {
     require_api_token(&state, &headers)?;
     let map = body_object(&body)?;
     let (title, summary, systems, starts_at, ends_at, public) = (
@@ -182,45 +288,86 @@ async fn change(
     })
     .await
     .map_err(change_error)?;
-    Ok(Json(m.to_json(state.now_ms())))
+    Ok(Json(m.view(state.now_ms())))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/maintenances/{id}/cancel",
+    operation_id = "cancelMaintenance",
+    tag = "maintenances",
+    summary = "Cancel a maintenance window",
+    params(("id" = String, Path, description = "The maintenance window id")),
+    responses(
+        (status = 200, description = "Canceled (announced in the window's thread)", body = MaintenanceView),
+        (status = 400, description = "Already canceled or finished, or a malformed id (field `id`)", body = BadRequestBody),
+        (status = 404, description = "No such maintenance window", body = ErrorBody),
+    )
+)]
 async fn cancel(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<MaintenanceView>, ApiError> {
     require_api_token(&state, &headers)?;
     let m = super::cancel(&state, &id, API_ACTOR)
         .await
         .map_err(change_error)?;
-    Ok(Json(m.to_json(state.now_ms())))
+    Ok(Json(m.view(state.now_ms())))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/maintenances/{id}",
+    operation_id = "getMaintenance",
+    tag = "maintenances",
+    summary = "One maintenance window",
+    params(("id" = String, Path, description = "The maintenance window id")),
+    responses(
+        (status = 200, description = "The window", body = MaintenanceView),
+        (status = 400, description = "The id is malformed (field `id`)", body = BadRequestBody),
+        (status = 404, description = "No such maintenance window", body = ErrorBody),
+    )
+)]
 async fn one(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<MaintenanceView>, ApiError> {
     require_api_token(&state, &headers)?;
     let m = state
         .db()
         .maintenance(&id)
         .await?
         .ok_or_else(|| ApiError::NotFound("no such maintenance window".into()))?;
-    Ok(Json(m.to_json(state.now_ms())))
+    Ok(Json(m.view(state.now_ms())))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// At most this many, newest first (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/maintenances",
+    operation_id = "listMaintenances",
+    tag = "maintenances",
+    summary = "List maintenance windows",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "Windows, newest first", body = MaintenanceList),
+        (status = 400, description = "A query parameter is wrong", body = BadRequestBody),
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<MaintenanceList>, ApiError> {
     require_api_token(&state, &headers)?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
@@ -228,7 +375,37 @@ async fn list(
     }
     let now = state.now_ms();
     let list = state.db().maintenances_recent(limit).await?;
-    Ok(Json(json!({
-        "maintenances": list.iter().map(|m| m.to_json(now)).collect::<Vec<_>>()
-    })))
+    Ok(Json(MaintenanceList {
+        maintenances: list.iter().map(|m| m.view(now)).collect(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::PartialSchema;
+    use utoipa::openapi::{RefOr, Schema};
+
+    use super::*;
+
+    fn properties(schema: RefOr<Schema>) -> (Vec<String>, Vec<String>) {
+        let RefOr::T(Schema::Object(o)) = schema else {
+            panic!("an object schema")
+        };
+        (o.properties.keys().cloned().collect(), o.required.clone())
+    }
+
+    /// The documented bodies are the ones the handlers read.
+    #[test]
+    fn the_documented_bodies_have_exactly_the_fields_the_handlers_read() {
+        let mut fields: Vec<String> = FIELDS.iter().map(|f| f.to_string()).collect();
+        fields.sort();
+        let (mut new, required) = properties(NewMaintenance::schema());
+        new.sort();
+        assert_eq!(new, fields);
+        assert_eq!(required, ["title", "starts_at", "ends_at"]);
+        let (mut change, required) = properties(MaintenanceChanges::schema());
+        change.sort();
+        assert_eq!(change, fields);
+        assert!(required.is_empty(), "{required:?}");
+    }
 }

@@ -3,7 +3,8 @@
 //! from the clock, so every replica and the status page agree without anyone acting.
 
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::settings::MaintenanceSettings;
 use crate::announcements::settings::SystemEntry;
@@ -88,7 +89,7 @@ const COLUMNS: &str = "id, title, summary, systems, starts_at, ends_at, public, 
      canceled_at, announced_start, announced_end, channel, message_ts, version, created_at, updated_at";
 
 /// Where a window stands at a given time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     Upcoming,
@@ -120,24 +121,58 @@ impl Maintenance {
     }
 
     /// The window as the API, webhooks and the status JSON show it.
-    pub fn to_json(&self, now: i64) -> Value {
-        json!({
-            "id": self.id,
-            "title": self.title,
-            "summary": self.summary,
-            "systems": self.systems,
-            "starts_at": rfc3339(self.starts_at),
-            "ends_at": rfc3339(self.ends_at),
-            "public": self.public,
-            "state": self.state,
-            "phase": self.phase(now),
-            "created_by": self.created_by,
-            "canceled_at": self.canceled_at.map(rfc3339),
-            "created_at": rfc3339(self.created_at),
-            "updated_at": rfc3339(self.updated_at),
-            "version": self.version,
-        })
+    pub fn view(&self, now: i64) -> MaintenanceView {
+        MaintenanceView {
+            id: self.id.clone(),
+            title: self.title.clone(),
+            summary: self.summary.clone(),
+            systems: self.systems.clone(),
+            starts_at: rfc3339(self.starts_at),
+            ends_at: rfc3339(self.ends_at),
+            public: self.public,
+            state: self.state.clone(),
+            phase: self.phase(now),
+            created_by: self.created_by.clone(),
+            canceled_at: self.canceled_at.map(rfc3339),
+            created_at: rfc3339(self.created_at),
+            updated_at: rfc3339(self.updated_at),
+            version: self.version,
+        }
     }
+
+    pub fn to_json(&self, now: i64) -> Value {
+        serde_json::to_value(self.view(now)).unwrap_or(Value::Null)
+    }
+}
+
+/// A maintenance window as the API and webhook events show it. Times are RFC 3339 in UTC.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Maintenance)]
+pub struct MaintenanceView {
+    pub id: String,
+    pub title: String,
+    pub summary: String,
+    /// Ids from `announcements.systems`.
+    pub systems: Vec<String>,
+    #[schema(format = DateTime)]
+    pub starts_at: String,
+    #[schema(format = DateTime)]
+    pub ends_at: String,
+    /// Shown on the public status page.
+    pub public: bool,
+    /// `scheduled` or `canceled`.
+    pub state: String,
+    /// Where the window stands now.
+    pub phase: Phase,
+    /// A Slack user id, or `api`.
+    pub created_by: String,
+    #[schema(format = DateTime)]
+    pub canceled_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+    pub version: i64,
 }
 
 /// Milliseconds as RFC 3339 in UTC (`2026-11-21T18:00:00Z`).

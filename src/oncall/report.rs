@@ -29,6 +29,27 @@ pub enum Outcome {
     Failed,
 }
 
+impl Outcome {
+    /// The outcomes a real (not dry) run counts in `slackops_oncall_group_syncs_total`.
+    pub const COUNTED: [Outcome; 4] = [
+        Outcome::Updated,
+        Outcome::Unchanged,
+        Outcome::KeptEmpty,
+        Outcome::Failed,
+    ];
+
+    /// The metrics label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Updated => "updated",
+            Outcome::WouldUpdate => "would_update",
+            Outcome::Unchanged => "unchanged",
+            Outcome::KeptEmpty => "kept_empty",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
 /// The plan (and result) for one group.
 #[derive(Debug, Clone, Serialize)]
 pub struct GroupPlan {

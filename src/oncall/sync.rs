@@ -196,13 +196,10 @@ async fn plan_groups(
 /// audit row and the ops channel's alert; log people missing in Slack.
 async fn account(state: &AppState, p: &mut GroupPlan, opts: &SyncOptions) {
     if !opts.dry_run {
-        state.metrics().oncall_group(match p.outcome {
-            Outcome::Updated => "updated",
-            Outcome::WouldUpdate => "would_update",
-            Outcome::Unchanged => "unchanged",
-            Outcome::KeptEmpty => "kept_empty",
-            Outcome::Failed => "failed",
-        });
+        state.metrics().oncall_group(p.outcome.label());
+        if p.outcome == Outcome::KeptEmpty {
+            touch_synced(state, &p.handle).await;
+        }
     }
     if p.outcome == Outcome::Failed {
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
@@ -552,6 +549,39 @@ fn member(id: &str, labels: &BTreeMap<String, String>) -> Member {
 
 fn members(ids: &[String], labels: &BTreeMap<String, String>) -> Vec<Member> {
     ids.iter().map(|id| member(id, labels)).collect()
+}
+
+/// A run that kept a group's members because nobody is on call still synced it: move
+/// `synced_at` on (the group's row exists once a run has recorded it).
+async fn touch_synced(state: &AppState, handle: &str) {
+    let handle = handle.trim_start_matches('@').to_ascii_lowercase();
+    if let Err(e) = sqlx::query("UPDATE oncall_groups SET synced_at = $1 WHERE handle = $2")
+        .bind(state.now_ms())
+        .bind(&handle)
+        .execute(state.db().pool())
+        .await
+    {
+        warn!(oncall.group = %handle, error = %crate::store::short_db_error(&e), "recording the sync time failed");
+    }
+}
+
+/// When each configured group was last synced (clock ms; 0 when never), for `/metrics`.
+pub async fn last_syncs(state: &AppState) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT handle, synced_at FROM oncall_groups")
+        .fetch_all(state.db().pool())
+        .await?;
+    let synced: HashMap<String, i64> = rows.into_iter().collect();
+    Ok(state
+        .settings()
+        .oncall
+        .groups
+        .iter()
+        .map(|g| {
+            let handle = g.handle.trim_start_matches('@').to_ascii_lowercase();
+            let at = synced.get(&handle).copied().unwrap_or(0);
+            (handle, at)
+        })
+        .collect())
 }
 
 /// Record the group's members; when they differ from what was last announced, move the

@@ -236,6 +236,8 @@ impl SlackError {
         match self {
             SlackError::Api { code, .. } => code.as_str().to_string(),
             SlackError::RateLimited { .. } => "ratelimited".into(),
+            // A response_url answers 429 without the Web API's Retry-After contract.
+            SlackError::Server { status: 429, .. } => "ratelimited".into(),
             SlackError::Server { .. } => "http_5xx".into(),
             SlackError::Timeout { .. } => "timeout".into(),
             SlackError::Transport { .. } => "transport".into(),

@@ -19,6 +19,9 @@ use super::dispatch::{self, EventAnswer};
 use super::payload::{EventEnvelope, Interaction, SlashCommand};
 use crate::state::AppState;
 
+/// The refusal reason counted for a body over `slack.max_body_bytes`.
+pub const TOO_LARGE: &str = "too_large";
+
 /// Refusals before dispatch.
 #[derive(Debug)]
 pub enum Refusal {
@@ -82,7 +85,7 @@ async fn verified(
     let bytes = match read_capped(headers, body, cap).await {
         Ok(b) => b,
         Err(e) => {
-            state.metrics().signature_failure("too_large");
+            state.metrics().signature_failure(TOO_LARGE);
             return Err(e);
         }
     };

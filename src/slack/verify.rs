@@ -40,6 +40,18 @@ pub enum VerifyError {
 }
 
 impl VerifyError {
+    /// Every reason, so each is exported from the start (see `Metrics::preset`).
+    pub const ALL: [VerifyError; 8] = [
+        VerifyError::MissingTimestamp,
+        VerifyError::MissingSignature,
+        VerifyError::MalformedTimestamp,
+        VerifyError::MalformedSignature,
+        VerifyError::UnknownVersion,
+        VerifyError::Stale,
+        VerifyError::Future,
+        VerifyError::BadSignature,
+    ];
+
     pub fn reason(&self) -> &'static str {
         match self {
             VerifyError::MissingTimestamp => "missing_timestamp",
@@ -150,6 +162,31 @@ mod tests {
 
     use super::*;
     use crate::clock::ManualClock;
+
+    /// `ALL` lists every variant once: a new variant fails to compile here until it has an
+    /// index, and then fails the assertion until `ALL` has it.
+    #[test]
+    fn all_lists_every_reason_once() {
+        let index = |e: VerifyError| match e {
+            VerifyError::MissingTimestamp => 0,
+            VerifyError::MissingSignature => 1,
+            VerifyError::MalformedTimestamp => 2,
+            VerifyError::MalformedSignature => 3,
+            VerifyError::UnknownVersion => 4,
+            VerifyError::Stale => 5,
+            VerifyError::Future => 6,
+            VerifyError::BadSignature => 7,
+        };
+        let mut seen: Vec<usize> = VerifyError::ALL.iter().map(|e| index(*e)).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        // 8 = the number of arms above.
+        assert_eq!(
+            seen,
+            (0..8).collect::<Vec<_>>(),
+            "VerifyError::ALL must list every variant once"
+        );
+    }
 
     const KAT1_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
     const KAT1_TS: i64 = 1531420618;

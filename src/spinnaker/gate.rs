@@ -58,6 +58,9 @@ impl GateError {
             GateError::BadRequest(_) => "bad_request",
             GateError::Unauthorized => "unauthorized",
             GateError::Forbidden(_) => "forbidden",
+            // Gate's own rate limiter (and a proxy's) answers 429.
+            GateError::Server { status: 429, .. } => "ratelimited",
+            GateError::Server { status, .. } if *status < 500 => "http_4xx",
             GateError::Server { .. } => "http_5xx",
             GateError::Timeout => "timeout",
             GateError::Unreachable(_) => "unreachable",

@@ -74,6 +74,12 @@ impl StatusCache {
         })
     }
 
+    /// How old the snapshot served is at `now` (clock ms); `None` before the first load.
+    pub fn age_ms(&self, now: i64) -> Option<i64> {
+        let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        g.snapshot.as_ref().map(|s| (now - s.loaded_at).max(0))
+    }
+
     /// Why the last refresh failed, while it fails.
     pub fn last_error(&self) -> Option<String> {
         let g = self.inner.read().unwrap_or_else(|e| e.into_inner());

@@ -23,15 +23,17 @@ pub struct AuditEntry<'a> {
 }
 
 /// A stored entry, as the API returns it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AuditRecord {
     pub id: String,
+    /// Milliseconds since the epoch.
     pub at: i64,
     pub feature: String,
     pub action: String,
     pub actor: String,
     pub subject: String,
     pub outcome: String,
+    /// Structured detail, as a JSON text.
     pub detail: Option<String>,
 }
 

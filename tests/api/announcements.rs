@@ -1485,3 +1485,34 @@ async fn only_announcers_may_schedule_maintenance() {
         "{listed}"
     );
 }
+
+#[tokio::test]
+async fn the_api_answers_with_exactly_the_fields_its_openapi_document_lists() {
+    use crate::openapi::{keys, schema_fields};
+    let app = spawn(TestDb::sqlite()).await;
+    let (status, created) = api(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/announcements",
+        Some(api_body("2h")),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(keys(&created), schema_fields("Outage"));
+    let id = created["id"].as_str().unwrap().to_string();
+    let (status, one) = api(
+        &app,
+        reqwest::Method::GET,
+        &format!("/api/v1/announcements/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(keys(&one), schema_fields("OutageDetail"));
+    assert_eq!(keys(&one["history"][0]), schema_fields("HistoryEntry"));
+    let (status, list) = api(&app, reqwest::Method::GET, "/api/v1/announcements", None).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(keys(&list), schema_fields("AnnouncementList"));
+    assert_eq!(keys(&list["announcements"][0]), schema_fields("Outage"));
+    app.stop().await;
+}

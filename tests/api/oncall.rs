@@ -913,3 +913,71 @@ async fn the_oncall_command_names_opsgenie_s_next_people_without_a_time() {
     );
     app.stop().await;
 }
+
+/// The sample of one series in a `/metrics` text, if exported.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_last_successful_sync_of_each_group_is_exported_and_a_kept_group_counts_as_synced() {
+    for db in TestDb::all("oncall::the_last_successful_sync_of_each_group_is_exported").await {
+        let start = now();
+        let clock = ManualClock::at_secs(start / 1000);
+        let (app, oncall) = spawn(db, Some(clock.clone()), |s| {
+            s.oncall.interval_secs = 300;
+        })
+        .await;
+        let last_sync =
+            format!("slackops_oncall_group_last_sync_timestamp_seconds{{group=\"{HANDLE}\"}}");
+        let m = app.metrics_text().await;
+        assert_eq!(sample(&m, &last_sync), Some(0.0), "never synced: {m}");
+        assert_eq!(
+            sample(&m, "slackops_oncall_sync_interval_seconds"),
+            Some(300.0),
+            "the rules compare the age with the interval: {m}"
+        );
+        assert_eq!(
+            sample(&m, "slackops_oncall_group_syncs_total{kind=\"failed\"}"),
+            Some(0.0),
+            "exported before the first failure, so increase() sees it: {m}"
+        );
+
+        on_call_now(&oncall, "PBOB", "bob@example.com");
+        assert_eq!(
+            plan(&run(&app, false).await, HANDLE).outcome,
+            Outcome::Updated
+        );
+        let synced = (start / 1000) as f64;
+        let m = app.metrics_text().await;
+        assert_eq!(sample(&m, &last_sync), Some(synced), "{m}");
+
+        // Nobody on call ten minutes later: the members are kept, and the group was synced.
+        clock.advance_ms(600_000);
+        oncall.pd_clear();
+        assert_eq!(
+            plan(&run(&app, false).await, HANDLE).outcome,
+            Outcome::KeptEmpty
+        );
+        let m = app.metrics_text().await;
+        assert_eq!(sample(&m, &last_sync), Some(synced + 600.0), "{m}");
+
+        // A failing source leaves the time where it was, and counts the failure.
+        clock.advance_ms(600_000);
+        oncall.fail_next("pagerduty", OncallFault::Server(500), 10);
+        assert_eq!(
+            plan(&run(&app, false).await, HANDLE).outcome,
+            Outcome::Failed
+        );
+        let m = app.metrics_text().await;
+        assert_eq!(sample(&m, &last_sync), Some(synced + 600.0), "{m}");
+        assert_eq!(
+            sample(&m, "slackops_oncall_group_syncs_total{kind=\"failed\"}"),
+            Some(1.0),
+            "{m}"
+        );
+        app.stop().await;
+    }
+}

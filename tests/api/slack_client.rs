@@ -449,3 +449,36 @@ async fn metrics_count_slack_api_calls_by_method_and_outcome() {
         1.0
     );
 }
+
+#[tokio::test]
+async fn a_response_url_answering_429_is_counted_as_ratelimited_not_as_a_server_error() {
+    // Arrange: Slack's edge answers 429, then 500, then accepts (reference/slack.md, response_url).
+    let app = TestAppBuilder::new(TestDb::sqlite()).await.spawn().await;
+    let url = app.slack.response_url();
+    let key = crate::support::fake_slack::RESPONSE_URL_METHOD;
+    app.slack.fail_next(key, Fault::ServerError(429), 1);
+    app.slack.fail_next(key, Fault::ServerError(500), 1);
+
+    // Act: the client retries transient answers.
+    let posted = app
+        .state
+        .slack()
+        .respond(&url, &json!({"text": "done"}))
+        .await;
+    let metrics = app.metrics_text().await;
+
+    // Assert
+    assert!(posted.is_ok(), "{posted:?}");
+    let name = "slackops_slack_api_calls_total";
+    for outcome in ["ratelimited", "http_5xx", "ok"] {
+        assert_eq!(
+            metric(
+                &metrics,
+                name,
+                &[("method", "response_url"), ("outcome", outcome)]
+            ),
+            1.0,
+            "{outcome}: {metrics}"
+        );
+    }
+}
