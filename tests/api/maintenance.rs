@@ -399,6 +399,12 @@ async fn the_maintenance_api_answers_400_naming_the_field_of_a_bad_body() {
     )
     .await;
     let path = format!("/api/v1/maintenances/{}", m["id"].as_str().unwrap());
+    // The notice renders the maintenance as it is when its job runs: wait for it
+    // so that the change below is announced as a change, whatever the load.
+    eventually(Duration::from_secs(10), "the scheduled notice", || async {
+        (count(&app, "Scheduled maintenance: Upgrade") == 1).then_some(())
+    })
+    .await;
     let (status, v) = api(
         &app,
         "PATCH",
