@@ -41,6 +41,12 @@ async fn target(state: &AppState, execution_id: &str) -> Result<(String, String,
                     .into(),
             );
         }
+        Err(e) if e.operator_check().is_some() => {
+            return Err(format!(
+                "Spinnaker refused slackops: {}. Nothing was canceled.",
+                escape(&e.to_string())
+            ));
+        }
         Err(e) => {
             return Err(format!(
                 "Gate did not answer ({}); nothing was canceled.",
