@@ -23,6 +23,24 @@ pub struct Identity {
     pub email: Option<String>,
     pub name: String,
     pub tz: Option<String>,
+    /// Deactivated in the workspace (`deleted` in `users.info`).
+    pub deactivated: bool,
+    /// A bot or an app user (`is_bot`, `is_app_user`): not a person.
+    pub bot: bool,
+}
+
+impl Identity {
+    /// Why this user cannot be given work (be an assignee, receive reminders): `None` for an
+    /// active human member.
+    pub fn not_a_person(&self) -> Option<&'static str> {
+        if self.deactivated {
+            Some("is deactivated in this workspace")
+        } else if self.bot {
+            Some("is a bot or an app, not a person")
+        } else {
+            None
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -79,10 +97,27 @@ impl Authz {
                     email: u.profile.email.map(|e| e.to_ascii_lowercase()),
                     name,
                     tz: u.tz,
+                    deactivated: u.deleted,
+                    bot: u.is_bot || u.is_app_user,
                 }))
             })
             .await
             .map_err(arc_err)
+    }
+
+    /// Whether `user_id` is an active human member of the workspace: `Ok(Err(why))` when not
+    /// (unknown, deactivated, a bot or an app), `Err` when Slack could not be asked.
+    pub async fn active_person(&self, user_id: &str) -> Result<Result<(), String>, SlackError> {
+        match self.identity(user_id).await {
+            Ok(who) => Ok(match who.not_a_person() {
+                Some(why) => Err(format!("{user_id} {why}.")),
+                None => Ok(()),
+            }),
+            Err(e) if e.code() == Some(&crate::slack::api::SlackErrorCode::UserNotFound) => Ok(
+                Err(format!("No member of this workspace has the ID {user_id}.")),
+            ),
+            Err(e) => Err(e),
+        }
     }
 
     /// A group's ID from its handle (`release-managers`, `@release-managers`) or ID (`S…`).

@@ -201,7 +201,10 @@ async fn create(
         public: b.public,
     };
     model::complete_impact(settings, &mut fields);
-    let problems = model::validate(settings, &fields);
+    let mut problems = model::validate(settings, &fields);
+    if problems.is_empty() {
+        problems = changes::assignee_problems(&state, &fields, None).await?;
+    }
     if !problems.is_empty() {
         return Err(first_problem(problems));
     }

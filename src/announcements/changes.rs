@@ -271,6 +271,44 @@ pub struct Change {
     pub resolution: Option<(Resolution, i64)>,
 }
 
+/// Assignees must be active human members: a bot, an app, a deactivated or unknown user could
+/// never receive the reminders and nudges (users.info: `deleted`, `is_bot`, `is_app_user`).
+/// Checks the assignees of `fields` that differ from `before` (all of them for a new outage), so
+/// an outage whose assignee left can still be edited and reassigned. Field-named problems, or
+/// `Err` when Slack could not be asked.
+pub async fn assignee_problems(
+    state: &AppState,
+    fields: &Fields,
+    before: Option<&Fields>,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let mut problems = Vec::new();
+    for (field, user, old) in [
+        (
+            "resolution_assignee",
+            &fields.resolution_assignee,
+            before.map(|b| &b.resolution_assignee),
+        ),
+        (
+            "communication_assignee",
+            &fields.communication_assignee,
+            before.map(|b| &b.communication_assignee),
+        ),
+    ] {
+        if old == Some(user) {
+            continue;
+        }
+        if let Err(why) = state
+            .authz()
+            .active_person(user)
+            .await
+            .map_err(|e| anyhow::anyhow!("could not check {field} with Slack: {e}"))?
+        {
+            problems.push((field.to_string(), format!("Choose an active person: {why}")));
+        }
+    }
+    Ok(problems)
+}
+
 /// Apply a change: validate, write it with its history row, queue the message update, the
 /// thread reply, new audience posts and the webhook event. Returns the outage after the change.
 pub async fn apply(state: &AppState, id: &str, change: Change) -> Result<Outage, ChangeError> {
@@ -285,6 +323,10 @@ pub async fn apply(state: &AppState, id: &str, change: Change) -> Result<Outage,
     let (mut new, changes) = changed(settings, &old, &change, now)?;
     if changes.is_empty() {
         return Err(ChangeError::NothingChanged);
+    }
+    let people = assignee_problems(state, &new.fields, Some(&old.fields)).await?;
+    if !people.is_empty() {
+        return Err(ChangeError::Invalid(people));
     }
     new.version = old.version + 1;
     new.updated_at = now;

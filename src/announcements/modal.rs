@@ -379,7 +379,10 @@ impl ViewHandler for NewView {
         let view = interaction.view.clone().unwrap_or_default();
         let mut fields = fields_from_view(settings, &view, Mode::New, &Fields::default());
         model::complete_impact(settings, &mut fields);
-        let problems = model::validate(settings, &fields);
+        let mut problems = model::validate(settings, &fields);
+        if problems.is_empty() {
+            problems = changes::assignee_problems(state, &fields, None).await?;
+        }
         if !problems.is_empty() {
             let known = block_ids(&form_view(
                 settings,

@@ -79,8 +79,10 @@ impl AnnouncementsSettings {
                 message: message.into(),
             })
         };
+        // Ids travel as menu option values, which Block Kit caps at 150 characters.
         let slug = |s: &str| {
             !s.is_empty()
+                && s.len() <= 150
                 && s.bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
         };
@@ -95,7 +97,7 @@ impl AnnouncementsSettings {
             if !slug(&s.id) {
                 bad(
                     format!("announcements.systems[{i}].id"),
-                    "required: lowercase letters, digits, - or _",
+                    "required: lowercase letters, digits, - or _ (at most 150)",
                 );
             } else if !seen.insert(s.id.clone()) {
                 bad(format!("announcements.systems[{i}].id"), "is not unique");
@@ -106,7 +108,7 @@ impl AnnouncementsSettings {
             if !slug(&a.id) {
                 bad(
                     format!("announcements.audiences[{i}].id"),
-                    "required: lowercase letters, digits, - or _",
+                    "required: lowercase letters, digits, - or _ (at most 150)",
                 );
             } else if !seen.insert(a.id.clone()) {
                 bad(format!("announcements.audiences[{i}].id"), "is not unique");
@@ -115,7 +117,7 @@ impl AnnouncementsSettings {
         if self.severities.is_empty() || self.severities.iter().any(|s| !slug(s)) {
             bad(
                 "announcements.severities".into(),
-                "must list at least one severity, each lowercase letters, digits, - or _",
+                "must list at least one severity, each lowercase letters, digits, - or _ (at most 150)",
             );
         }
         if self.reaction_emoji.is_empty()

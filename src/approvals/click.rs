@@ -20,7 +20,8 @@ use crate::authz::Identity;
 use crate::jobs::NewJob;
 use crate::registry::{ActionHandler, SlackCtx};
 use crate::slack::ack::Ack;
-use crate::slack::blocks::{escape, mention};
+use crate::slack::blocks::{escape, mention, truncate};
+use crate::slack::choices;
 use crate::slack::payload::{Action, Interaction};
 use crate::state::AppState;
 
@@ -176,12 +177,16 @@ fn chosen_input(
     };
     match (&chosen, inputs.is_empty()) {
         (_, true) => Ok(None),
-        (Some(c), false) if inputs.contains(c) => Ok(Some(c.clone())),
-        (Some(c), false) => Err(Ack::ephemeral(format!(
-            "`{}` is not one of this stage's judgment inputs ({}). Choose one from the list, then press the button again.",
-            escape(c),
-            listed()
-        ))),
+        // The option carries a reference to the input (see `message::input_select`); the exact
+        // text of the input is what reaches Gate.
+        (Some(c), false) => match choices::resolve(c, inputs) {
+            Some(input) => Ok(Some(input.to_string())),
+            None => Err(Ack::ephemeral(format!(
+                "`{}` is not one of this stage's judgment inputs ({}). Choose one from the list, then press the button again.",
+                escape(&truncate(c, 150)),
+                listed()
+            ))),
+        },
         (None, false) if decision == "continue" => Err(Ack::ephemeral(format!(
             "This stage asks for a judgment input. Choose one of {} in the message, then press Approve.",
             listed()

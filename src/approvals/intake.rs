@@ -37,13 +37,39 @@ impl EchoHandler for StageEvents {
         match kind {
             "orca:stage:starting" => stage_starting(&state, &content).await,
             "orca:stage:complete" | "orca:stage:failed" | "orca:stage:skipped" => {
-                stage_ended(&state, &content).await
+                if execution_of(&content).is_some() {
+                    stage_ended(&state, &content).await
+                } else {
+                    let stage = content.get("stageId").and_then(Value::as_str);
+                    if stage.is_some() && has_open_judgment(&state, &content, stage).await? {
+                        fetch_later(&state, kind, &content).await?;
+                    }
+                    Ok(())
+                }
             }
             "orca:pipeline:complete" | "orca:pipeline:failed" => {
-                pipeline_ended(&state, &content).await
+                if execution_of(&content).is_some() {
+                    pipeline_ended(&state, &content).await
+                } else {
+                    // Without the execution the stages' outcomes are unknown: read them rather
+                    // than report every open judgment as merely ended.
+                    if has_open_judgment(&state, &content, None).await? {
+                        fetch_later(&state, kind, &content).await?;
+                    }
+                    Ok(())
+                }
             }
             _ => Ok(()),
         }
+    }
+}
+
+/// Handle an ended-stage or ended-pipeline event whose execution was read from Gate.
+async fn replay(state: &AppState, kind: &str, content: &Value) -> anyhow::Result<()> {
+    if kind.starts_with("orca:pipeline:") {
+        pipeline_ended(state, content).await
+    } else {
+        stage_ended(state, content).await
     }
 }
 
@@ -89,26 +115,66 @@ async fn stage_starting(state: &AppState, content: &Value) -> anyhow::Result<()>
             }
             Ok(())
         }
-        None => {
-            // echo.events.includeFullExecution is off: read the execution from Gate in a job.
-            let Some(execution_id) = content.get("executionId").and_then(Value::as_str) else {
-                return Ok(());
-            };
-            let f = Fetch {
-                execution_id: execution_id.to_string(),
-                stage_id: stage_id.to_string(),
-                start,
-            };
-            state
-                .jobs()
-                .enqueue(NewJob::new(JOB_FETCH, &f).dedup(format!(
-                    "{JOB_FETCH}:{execution_id}:{stage_id}:{}",
-                    start.unwrap_or(0)
-                )))
-                .await?;
-            Ok(())
-        }
+        // echo.events.includeFullExecution is off: read the execution from Gate in a job.
+        None => fetch_later(state, STARTING, content).await,
     }
+}
+
+const STARTING: &str = "orca:stage:starting";
+
+/// echo sent an event without its execution (`echo.events.includeFullExecution: false`): queue a
+/// job that reads the execution from Gate and handles the event as if it had come whole, so a
+/// stage judged or a pipeline ended in Deck reaches the message at once instead of waiting for
+/// the reconciler. One job per event (kind, execution, stage run).
+async fn fetch_later(state: &AppState, kind: &str, content: &Value) -> anyhow::Result<()> {
+    let Some(execution_id) = content.get("executionId").and_then(Value::as_str) else {
+        return Ok(());
+    };
+    let stage_id = content
+        .get("stageId")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let start = content.get("startTime").and_then(Value::as_i64);
+    // Jobs queued for starts keep the key they always had.
+    let key = if kind == STARTING {
+        format!(
+            "{JOB_FETCH}:{execution_id}:{stage_id}:{}",
+            start.unwrap_or(0)
+        )
+    } else {
+        format!(
+            "{JOB_FETCH}:{kind}:{execution_id}:{stage_id}:{}",
+            start.unwrap_or(0)
+        )
+    };
+    let f = Fetch {
+        execution_id: execution_id.to_string(),
+        stage_id: stage_id.to_string(),
+        start,
+        kind: (kind != STARTING).then(|| kind.to_string()),
+        content: (kind != STARTING).then(|| content.clone()),
+    };
+    state
+        .jobs()
+        .enqueue(NewJob::new(JOB_FETCH, &f).dedup(key))
+        .await?;
+    Ok(())
+}
+
+/// Whether slackops has an open judgment that an event without its execution may settle; only
+/// then is the execution worth reading (echo sends an event for every stage of every pipeline).
+async fn has_open_judgment(
+    state: &AppState,
+    content: &Value,
+    stage_id: Option<&str>,
+) -> anyhow::Result<bool> {
+    let Some(execution_id) = content.get("executionId").and_then(Value::as_str) else {
+        return Ok(false);
+    };
+    let open = state.db().open_judgments_of(execution_id).await?;
+    Ok(open
+        .iter()
+        .any(|j| stage_id.is_none_or(|s| j.stage_id == s)))
 }
 
 /// The outcome to record for a stage that left RUNNING.
@@ -221,7 +287,7 @@ async fn stage_ended(state: &AppState, content: &Value) -> anyhow::Result<()> {
         return Ok(());
     };
     let Some(exec) = execution_of(content) else {
-        // Without the execution the stage type is unknown; the reconciler catches up.
+        // Events without their execution are read from Gate first (`fetch_later`).
         return Ok(());
     };
     let Some(stage) = find_stage(exec, stage_id) else {
@@ -306,12 +372,18 @@ async fn pipeline_ended(state: &AppState, content: &Value) -> anyhow::Result<()>
     Ok(())
 }
 
-/// A stage start whose execution must be read from Gate first.
+/// An echo event whose execution must be read from Gate first.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Fetch {
     pub execution_id: String,
     pub stage_id: String,
     pub start: Option<i64>,
+    /// The event type; `None` for a stage start (and in jobs queued before other kinds were).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The event's content (an ended stage's final context), for kinds other than a start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<Value>,
 }
 
 pub struct FetchJob;
@@ -322,9 +394,14 @@ impl JobHandler for FetchJob {
         let f: Fetch = job.payload().map_err(JobError::Permanent)?;
         let exec = match state.gate().execution(&f.execution_id).await {
             Ok(e) => e,
+            // A vanished execution: the reconciler closes its judgments.
             Err(GateError::NotFound(_)) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
+        if let (Some(kind), Some(mut content)) = (f.kind, f.content) {
+            content["execution"] = exec;
+            return replay(state, &kind, &content).await.map_err(JobError::from);
+        }
         if let Some(info) = StageInfo::from_execution(&exec, &f.stage_id, f.start) {
             let running = find_stage(&exec, &f.stage_id)
                 .map(|s| stage_outcome(s) == StageOutcome::Waiting)

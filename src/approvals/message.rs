@@ -12,6 +12,7 @@ use url::Url;
 
 use super::model::{self, Judgment, StageInfo};
 use crate::slack::blocks::{self, escape, link, mention, truncate, truncate_with};
+use crate::slack::choices;
 use crate::slack::html::to_mrkdwn;
 use crate::spinnaker::deck_url;
 
@@ -162,22 +163,42 @@ fn details(info: &StageInfo, deck_link: &str) -> Vec<SlackBlock> {
     out
 }
 
+/// The judgment-input menu. Each option carries a reference to its input, never the input's
+/// text (Block Kit cuts an option value at 150 characters, so a long input could not be matched
+/// back): the click handler resolves it to the exact text Deck would send. Over 100 inputs are
+/// grouped, so every one stays choosable.
+fn input_select(inputs: &[String]) -> SlackBlockStaticSelectElement {
+    let item = |i: usize, v: &String| {
+        SlackBlockChoiceItem::new(blocks::plain(v, 75), choices::option_ref(i, v))
+    };
+    let select = SlackBlockStaticSelectElement::new()
+        .with_action_id(SlackActionId(ACTION_INPUT.into()))
+        .with_placeholder(blocks::plain("Choose a judgment input", 150));
+    if inputs.len() <= choices::SELECT_OPTIONS_MAX {
+        return select.with_options(inputs.iter().enumerate().map(|(i, v)| item(i, v)).collect());
+    }
+    let groups = inputs
+        .chunks(choices::SELECT_OPTIONS_MAX)
+        .enumerate()
+        .map(|(g, chunk)| {
+            let first = g * choices::SELECT_OPTIONS_MAX;
+            SlackBlockOptionGroup::new(
+                blocks::plain(&format!("{}–{}", first + 1, first + chunk.len()), 75),
+                chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| item(first + i, v))
+                    .collect(),
+            )
+        })
+        .collect();
+    select.with_option_groups(groups)
+}
+
 fn decision_block(j: &Judgment, info: &StageInfo) -> SlackBlock {
     let mut elements: Vec<SlackActionBlockElement> = Vec::new();
     if !info.judgment_inputs.is_empty() {
-        let options: Vec<SlackBlockChoiceItem<SlackBlockPlainTextOnly>> = info
-            .judgment_inputs
-            .iter()
-            .take(100)
-            .map(|v| SlackBlockChoiceItem::new(blocks::plain(v, 75), truncate(v, 150)))
-            .collect();
-        elements.push(
-            SlackBlockStaticSelectElement::new()
-                .with_action_id(SlackActionId(ACTION_INPUT.into()))
-                .with_placeholder(blocks::plain("Choose a judgment input", 150))
-                .with_options(options)
-                .into(),
-        );
+        elements.push(input_select(&info.judgment_inputs).into());
     }
     let target = format!(
         "*{}* › *{}*",
@@ -392,6 +413,27 @@ mod tests {
             action_ids(&b),
             vec![ACTION_INPUT, ACTION_APPROVE, ACTION_REJECT]
         );
+    }
+
+    #[test]
+    fn a_judgment_input_of_any_length_is_offered_by_reference() {
+        let long = format!("{}-end", "x".repeat(300));
+        let inputs = [long.as_str(), "rollback"];
+        let (_, b) = render(&judgment("awaiting", &inputs), &deck());
+        let options = b
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|bl| bl["elements"].as_array().cloned().unwrap_or_default())
+            .find(|e| e["action_id"] == ACTION_INPUT)
+            .map(|e| e["options"].as_array().cloned().unwrap())
+            .unwrap();
+        let all: Vec<String> = inputs.iter().map(|s| s.to_string()).collect();
+        for (o, want) in options.iter().zip(inputs) {
+            let value = o["value"].as_str().unwrap();
+            assert!(value.chars().count() <= 150, "{value}");
+            assert_eq!(choices::resolve(value, &all), Some(want));
+        }
     }
 
     #[test]

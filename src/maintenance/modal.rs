@@ -47,22 +47,32 @@ pub fn view(state: &AppState, now: i64) -> Value {
     ];
     let catalogue = &state.settings().announcements.systems;
     if !catalogue.is_empty() {
+        // System ids are at most 150 characters (checked at start-up), so they fit an option
+        // value whole; a catalogue over 100 systems is grouped, never cut.
         let options: Vec<Value> = catalogue
             .iter()
-            .take(100)
             .map(|s| {
                 let label = match &s.group {
                     Some(g) => format!("{} ({g})", s.name),
                     None => s.name.clone(),
                 };
-                json!({"text": plain(&label, 75), "value": truncate(&s.id, 150)})
+                json!({"text": plain(&label, 75), "value": s.id})
             })
             .collect();
-        blocks.push(
-            json!({"type": "input", "block_id": B_SYSTEMS, "label": plain("Affected systems", 2000),
-               "element": {"type": "multi_static_select", "action_id": A_VALUE,
-                           "placeholder": plain("Choose systems", 150), "options": options}}),
-        );
+        let mut element = json!({"type": "multi_static_select", "action_id": A_VALUE,
+                                 "placeholder": plain("Choose systems", 150)});
+        if options.len() <= 100 {
+            element["options"] = json!(options);
+        } else {
+            let groups: Vec<Value> = options
+                .chunks(100)
+                .enumerate()
+                .map(|(g, chunk)| json!({"label": plain(&format!("{}–{}", g * 100 + 1, g * 100 + chunk.len()), 75), "options": chunk}))
+                .collect();
+            element["option_groups"] = json!(groups);
+        }
+        blocks.push(json!({"type": "input", "block_id": B_SYSTEMS,
+                           "label": plain("Affected systems", 2000), "element": element}));
     }
     let public = json!({"text": plain("Show on the public status page", 75), "value": "public"});
     blocks.push(json!({"type": "input", "block_id": B_PUBLIC, "optional": true, "label": plain("Status page", 2000),

@@ -69,10 +69,10 @@ impl Oncall {
         let key = email.trim().to_ascii_lowercase();
         self.lookups
             .try_get_with(key.clone(), async move {
-                slack
-                    .lookup_by_email(&key)
-                    .await
-                    .map(|u| u.filter(|u| !u.deleted && !u.is_bot).map(|u| u.id))
+                slack.lookup_by_email(&key).await.map(|u| {
+                    u.filter(|u| !u.deleted && !u.is_bot && !u.is_app_user)
+                        .map(|u| u.id)
+                })
             })
             .await
     }

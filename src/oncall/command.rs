@@ -10,8 +10,9 @@ use super::model::{Person, Shift};
 use super::settings::GroupSettings;
 use crate::clock::Millis;
 use crate::registry::{CommandHandler, SlackCtx};
-use crate::slack::ack::Ack;
-use crate::slack::blocks::{date, escape, mention};
+use crate::slack::ack::{Ack, Reply};
+use crate::slack::blocks::{self, date, escape, mention, truncate};
+use crate::slack::choices;
 use crate::slack::payload::SlashCommand;
 use crate::state::AppState;
 
@@ -67,10 +68,14 @@ impl CommandHandler for OncallCommand {
             .buffered(settings.concurrency.max(1))
             .collect()
             .await;
-        Ok(Ack::ephemeral(crate::slack::blocks::truncate(
-            &sections.join("\n\n"),
-            39_000,
-        )))
+        // Every group in the blocks (split into sections, none dropped without saying so); the
+        // text is the notification fallback.
+        let entries: Vec<String> = sections.iter().map(|s| format!("{s}\n")).collect();
+        let hint = format!("Ask for one group: `{} <group>`.", settings.command);
+        let b = choices::list_blocks("", &entries, &hint);
+        Ok(Ack::Message(
+            Reply::ephemeral(truncate(&sections.join("\n\n"), 39_000)).blocks(blocks::to_json(&b)),
+        ))
     }
 }
 

@@ -41,6 +41,12 @@ async fn target(state: &AppState, execution_id: &str) -> Result<(String, String,
                     .into(),
             );
         }
+        Err(e) if e.operator_check().is_some() => {
+            return Err(format!(
+                "Spinnaker refused slackops: {}. Nothing was canceled.",
+                escape(&e.to_string())
+            ));
+        }
         Err(e) => {
             return Err(format!(
                 "Gate did not answer ({}); nothing was canceled.",
@@ -81,6 +87,20 @@ pub async fn cancel_command(
     execution_id: &str,
     reason: Option<String>,
 ) -> anyhow::Result<Ack> {
+    // The confirmation button carries the request; Block Kit caps a button value at 2000
+    // characters, and a cut value could never be read back.
+    let carried = serde_json::to_string(&CancelRequest {
+        execution_id: execution_id.to_string(),
+        reason: reason.clone(),
+    })
+    .unwrap_or_default();
+    if carried.chars().count() > blocks::BUTTON_VALUE_MAX {
+        return Ok(Ack::ephemeral(format!(
+            "The reason is too long ({} characters): shorten it to about {} characters and run the command again. Nothing was canceled.",
+            reason.as_deref().unwrap_or_default().chars().count(),
+            blocks::BUTTON_VALUE_MAX - 100
+        )));
+    }
     let (app, name, exec) = match target(state, execution_id).await {
         Ok(t) => t,
         Err(text) => return Ok(Ack::ephemeral(text)),

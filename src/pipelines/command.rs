@@ -13,6 +13,7 @@ use super::{StartRequest, cancel, deck_link, start};
 use crate::registry::{CommandHandler, SlackCtx};
 use crate::slack::ack::{Ack, Reply};
 use crate::slack::blocks::{self, escape, link};
+use crate::slack::choices;
 use crate::slack::payload::SlashCommand;
 use crate::spinnaker::gate::GateError;
 use crate::state::AppState;
@@ -126,9 +127,10 @@ async fn status(
         .iter()
         .map(|e| execution_line(state, application, e, now))
         .collect();
-    let text = format!("Latest executions of {scope}:\n{}", lines.join("\n"));
-    Ok(Ack::Message(
-        Reply::ephemeral(text.clone()).blocks(blocks::to_json(&[blocks::section(&text)])),
+    Ok(list_reply(
+        &format!("Latest executions of {scope}:"),
+        &lines,
+        "See the application in Deck for the rest.",
     ))
 }
 
@@ -226,14 +228,19 @@ async fn pipelines(state: &AppState, application: &str) -> anyhow::Result<Ack> {
         .iter()
         .map(|(n, note)| format!("• *{}* — {note}", escape(n)))
         .collect();
-    Ok(Ack::ephemeral(blocks::truncate(
-        &format!(
-            "Pipelines of *{}*:\n{}",
-            escape(application),
-            lines.join("\n")
-        ),
-        3900,
-    )))
+    let heading = format!("Pipelines of *{}* ({}):", escape(application), lines.len());
+    Ok(list_reply(
+        &heading,
+        &lines,
+        "See the application in Deck for the rest.",
+    ))
+}
+
+/// A list as an ephemeral reply: every line in sections (none cut, none dropped without saying
+/// so), and the heading as the notification text.
+fn list_reply(heading: &str, lines: &[String], more_hint: &str) -> Ack {
+    let b = choices::list_blocks(heading, lines, more_hint);
+    Ack::Message(Reply::ephemeral(heading).blocks(blocks::to_json(&b)))
 }
 
 async fn pending(state: &AppState, application: Option<&str>) -> anyhow::Result<Ack> {

@@ -20,6 +20,7 @@ use crate::pipelines::settings::PipelineRule;
 use crate::registry::{ActionHandler, SlackCtx, ViewHandler};
 use crate::slack::ack::{Ack, Reply};
 use crate::slack::blocks::{self, escape, message_view, modal_title, truncate};
+use crate::slack::choices;
 use crate::slack::payload::{Action, Interaction, SlashCommand};
 use crate::spinnaker::gate::GateError;
 use crate::state::AppState;
@@ -115,6 +116,15 @@ pub fn validate(specs: &[ParamSpec], given: &BTreeMap<String, String>) -> Result
                 escape(k)
             ));
         };
+        // `name=` with nothing for a required parameter without a default opens the form
+        // (`missing`); anything else blank would reach Gate as a value.
+        if spec.required && is_blank(v) && (!v.is_empty() || spec.default.is_some()) {
+            return Err(format!(
+                "`{}` is required and cannot be blank: give it a value, e.g. `{}=…`.",
+                escape(k),
+                escape(k)
+            ));
+        }
         if !spec.options.is_empty() && !spec.options.contains(v) {
             return Err(format!(
                 "`{}={}` is not allowed: `{}` must be one of {}.",
@@ -132,12 +142,37 @@ pub fn validate(specs: &[ParamSpec], given: &BTreeMap<String, String>) -> Result
     Ok(())
 }
 
+/// A value that is empty or only spaces: not a value (Gate would take it as given).
+pub fn is_blank(v: &str) -> bool {
+    v.trim().is_empty()
+}
+
+/// One field of the submitted form: the exact value to send (`None`: not given, Gate applies the
+/// default), or the field error. A select's value is a reference to one of the options.
+fn submitted_value(s: &ParamSpec, raw: Option<String>) -> Result<Option<String>, String> {
+    match raw.filter(|v| !is_blank(v)) {
+        Some(v) if !s.options.is_empty() => match choices::resolve(&v, &s.options) {
+            Some(o) => Ok(Some(o.to_string())),
+            None => Err(truncate(
+                &format!("Choose one of: {}", s.options.join(", ")),
+                2000,
+            )),
+        },
+        Some(v) => Ok(Some(v)),
+        None if s.required && s.default.is_none() => {
+            Err("Required: enter a value (spaces alone are not a value).".to_string())
+        }
+        None => Ok(None),
+    }
+}
+
 /// Required parameters with no default that were not given.
 pub fn missing<'a>(specs: &'a [ParamSpec], given: &BTreeMap<String, String>) -> Vec<&'a ParamSpec> {
     specs
         .iter()
         .filter(|s| {
             s.required && s.default.is_none() && given.get(&s.name).is_none_or(|v| v.is_empty())
+            // A value of only spaces is refused by `validate`; `missing` asks for real gaps.
         })
         .collect()
 }
@@ -180,15 +215,17 @@ pub fn form_view(req: &StartRequest, specs: &[ParamSpec]) -> Value {
             }
             e
         } else {
-            let option = |v: &str| json!({"text": {"type": "plain_text", "text": truncate(v, 75)}, "value": truncate(v, 150)});
+            // Options carry references, not their text (a value over 150 characters would be
+            // cut by Block Kit and never match); more than 100 are grouped, none left out.
+            let (key, options) = choices::select_options(&s.options);
             let mut e = json!({
                 "type": "static_select",
                 "action_id": "value",
                 "placeholder": {"type": "plain_text", "text": "Choose a value"},
-                "options": s.options.iter().take(100).map(|o| option(o)).collect::<Vec<_>>()
             });
-            if let Some(v) = given.filter(|v| s.options.contains(v)) {
-                e["initial_option"] = option(&v);
+            e[key] = options;
+            if let Some(i) = given.and_then(|v| s.options.iter().position(|o| *o == v)) {
+                e["initial_option"] = choices::options_json(&s.options)[i].clone();
             }
             e
         };
@@ -493,17 +530,12 @@ impl ViewHandler for StartView {
         let mut params = BTreeMap::new();
         for s in &p.specs {
             let bid = block_id(&s.name);
-            match view.input(&bid, "value").filter(|v| !v.is_empty()) {
-                Some(v) if !s.options.is_empty() && !s.options.contains(&v) => {
-                    errors.push((bid, format!("Choose one of: {}", s.options.join(", "))));
-                }
-                Some(v) => {
+            match submitted_value(s, view.input(&bid, "value")) {
+                Ok(Some(v)) => {
                     params.insert(s.name.clone(), v);
                 }
-                None if s.required && s.default.is_none() => {
-                    errors.push((bid, "Required".to_string()))
-                }
-                None => {}
+                Ok(None) => {}
+                Err(e) => errors.push((bid, e)),
             }
         }
         if !errors.is_empty() {
@@ -637,6 +669,26 @@ mod tests {
     }
 
     #[test]
+    fn blank_required_values_are_refused_and_blank_optional_ones_are_not_sent() {
+        let specs = specs(&config());
+        let ticket = specs.iter().find(|s| s.name == "ticket").unwrap();
+        assert!(submitted_value(ticket, Some("   ".into())).is_err());
+        assert!(submitted_value(ticket, None).is_err());
+        assert_eq!(
+            submitted_value(ticket, Some(" CHG-1 ".into())),
+            Ok(Some(" CHG-1 ".into()))
+        );
+        let given = [("ticket".to_string(), "  ".to_string())]
+            .into_iter()
+            .collect();
+        assert!(
+            validate(&specs, &given)
+                .unwrap_err()
+                .contains("cannot be blank")
+        );
+    }
+
+    #[test]
     fn the_form_prefills_given_values_and_defaults() {
         let req = StartRequest {
             application: "app".into(),
@@ -650,7 +702,19 @@ mod tests {
         assert_eq!(v["callback_id"], VIEW_START);
         let blocks = v["blocks"].as_array().unwrap();
         assert_eq!(blocks[1]["block_id"], "param:env");
-        assert_eq!(blocks[1]["element"]["initial_option"]["value"], "prod");
+        assert_eq!(
+            blocks[1]["element"]["initial_option"]["text"]["text"],
+            "prod"
+        );
+        let value = blocks[1]["element"]["initial_option"]["value"]
+            .as_str()
+            .unwrap();
+        let env = &specs(&config())[0];
+        assert_eq!(
+            submitted_value(env, Some(value.into())),
+            Ok(Some("prod".into()))
+        );
+        assert!(submitted_value(env, Some("qa".into())).is_err());
         assert_eq!(blocks[2]["element"]["initial_value"], "latest");
         assert_eq!(blocks[4]["optional"], true);
         let meta: StartRequest =

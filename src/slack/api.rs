@@ -159,6 +159,37 @@ impl SlackErrorCode {
         }
     }
 
+    /// For a refusal of slackops' token or app: what the operator should check. `None` for
+    /// other errors.
+    pub fn operator_check(&self) -> Option<&'static str> {
+        use SlackErrorCode::*;
+        match self {
+            NotAuthed | InvalidAuth | TokenRevoked | AccountInactive => Some(
+                "Slack refuses the bot token: check slack.bot_token (or bot_token_file) against the app's OAuth page; reinstall the app if it was uninstalled or the token revoked",
+            ),
+            MissingScope => Some(
+                "the bot token lacks a scope this method needs: add it to the Slack app (README lists the scopes per feature) and reinstall",
+            ),
+            PermissionDenied => Some(
+                "the workspace does not let the app do this (e.g. manage user groups): check the workspace's permission settings",
+            ),
+            Other(code)
+                if matches!(
+                    code.as_str(),
+                    "no_permission"
+                        | "not_allowed_token_type"
+                        | "team_access_not_granted"
+                        | "ekm_access_denied"
+                ) =>
+            {
+                Some(
+                    "Slack refuses this token for the method: check the token type (a bot token, xoxb-) and the app's installation in this workspace",
+                )
+            }
+            _ => None,
+        }
+    }
+
     /// The token or app configuration is wrong: retrying cannot help until an operator acts.
     pub fn is_configuration(&self) -> bool {
         use SlackErrorCode::*;
@@ -244,6 +275,14 @@ impl SlackError {
             SlackError::Decode { .. } => "decode".into(),
             SlackError::ResponseUrlExhausted => "response_url_exhausted".into(),
         }
+    }
+}
+
+/// Log a refusal of slackops' token or app (once per call, whoever called) with what the
+/// operator should check; never the token or the request.
+fn log_refusal(method: &str, e: &SlackError) {
+    if let Some(check) = e.code().and_then(SlackErrorCode::operator_check) {
+        warn!(slack.method = method, slack.error = %e, check, "Slack refused slackops");
     }
 }
 
@@ -345,6 +384,9 @@ pub struct User {
     pub deleted: bool,
     #[serde(default)]
     pub is_bot: bool,
+    /// Workflow and app users: not a person either.
+    #[serde(default)]
+    pub is_app_user: bool,
     #[serde(default)]
     pub profile: UserProfile,
 }
@@ -452,6 +494,7 @@ impl SlackApi {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
+            log_refusal(method, &err);
             if attempt >= max || !err.is_transient() {
                 return Err(err);
             }
@@ -835,6 +878,9 @@ impl SlackApi {
             Err(e) => e.outcome(),
         };
         self.inner.metrics.slack_call(method, &outcome);
+        if let Err(e) = &result {
+            log_refusal(method, e);
+        }
         let url = result?
             .get("url")
             .and_then(Value::as_str)

@@ -17,6 +17,7 @@
 pub mod ack;
 pub mod api;
 pub mod blocks;
+pub mod choices;
 pub mod dispatch;
 pub mod html;
 pub mod payload;

@@ -13,7 +13,7 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tracing::instrument;
+use tracing::{instrument, warn};
 use url::Url;
 
 use crate::config::{GateAuthKind, SpinnakerSettings};
@@ -26,9 +26,13 @@ pub enum GateError {
     NotFound(String),
     #[error("rejected: {0}")]
     BadRequest(String),
-    #[error("Gate refused slackops' credentials (HTTP 401)")]
+    #[error(
+        "Gate refused slackops' credentials (HTTP 401); an operator must check slackops' Gate credentials (spinnaker.auth)"
+    )]
     Unauthorized,
-    #[error("access denied: {0}")]
+    #[error(
+        "access denied (HTTP 403): {0}; an operator must check the Spinnaker permissions of slackops' Gate account (and of the acting person's email with spinnaker.auth.impersonate)"
+    )]
     Forbidden(String),
     #[error("Gate answered HTTP {status}: {message}")]
     Server { status: u16, message: String },
@@ -52,6 +56,23 @@ impl GateError {
             GateError::Server { .. } | GateError::Timeout | GateError::Unreachable(_)
         )
     }
+    /// For a refusal (Gate would not let slackops in, or not do this): what the operator should
+    /// check. `None` for other failures.
+    pub fn operator_check(&self) -> Option<&'static str> {
+        match self {
+            GateError::Unauthorized => Some(
+                "Gate does not accept slackops' credentials: check spinnaker.auth (kind, and the token, password or client certificate it names) against Gate's authentication settings",
+            ),
+            GateError::Forbidden(_) => Some(
+                "Gate authenticated slackops but refused the operation: check the Fiat permissions of slackops' Spinnaker account on the application (with spinnaker.auth.impersonate, those of the acting person's email, and that Gate trusts X-SPINNAKER-USER)",
+            ),
+            GateError::Empty => Some(
+                "Gate answered 200 with an empty body, which is how it hides an orca refusal: check the read permissions of slackops' Spinnaker account on the application",
+            ),
+            _ => None,
+        }
+    }
+
     fn outcome(&self) -> &'static str {
         match self {
             GateError::NotFound(_) => "not_found",
@@ -211,49 +232,91 @@ impl GateClient {
         Ok(req)
     }
 
+    /// One call, counted and (when refused) logged.
     async fn send(
         &self,
         op: &'static str,
         req: RequestBuilder,
     ) -> Result<(StatusCode, bytes::Bytes), GateError> {
-        let result = async {
-            let resp = req.send().await.map_err(|e| {
-                if e.is_timeout() {
-                    GateError::Timeout
-                } else {
-                    GateError::Unreachable(e.without_url().to_string())
-                }
-            })?;
-            let status = resp.status();
-            let body = resp.bytes().await.map_err(|e| {
-                if e.is_timeout() {
-                    GateError::Timeout
-                } else {
-                    GateError::Unreachable(e.without_url().to_string())
-                }
-            })?;
-            if status.is_success() {
-                return Ok((status, body));
+        let (path, result) = self.exchange(req).await;
+        self.record(op, &path, &result);
+        result
+    }
+
+    /// One call: its path (for the log), and the body of a 2xx answer or the error keyed on
+    /// the status.
+    async fn exchange(
+        &self,
+        req: RequestBuilder,
+    ) -> (String, Result<(StatusCode, bytes::Bytes), GateError>) {
+        let req = match req.build() {
+            Ok(r) => r,
+            Err(e) => {
+                return (
+                    String::new(),
+                    Err(GateError::Decode(e.without_url().to_string())),
+                );
             }
-            let message = spring_message(&body)
-                .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string());
-            Err(match status.as_u16() {
-                400 | 422 => GateError::BadRequest(message),
-                401 => GateError::Unauthorized,
-                403 => GateError::Forbidden(message),
-                404 => GateError::NotFound(message),
-                s => GateError::Server { status: s, message },
-            })
+        };
+        let path = req.url().path().to_string();
+        (path, self.execute(req).await)
+    }
+
+    async fn execute(
+        &self,
+        req: reqwest::Request,
+    ) -> Result<(StatusCode, bytes::Bytes), GateError> {
+        let resp = self.http.execute(req).await.map_err(|e| {
+            if e.is_timeout() {
+                GateError::Timeout
+            } else {
+                GateError::Unreachable(e.without_url().to_string())
+            }
+        })?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|e| {
+            if e.is_timeout() {
+                GateError::Timeout
+            } else {
+                GateError::Unreachable(e.without_url().to_string())
+            }
+        })?;
+        if status.is_success() {
+            return Ok((status, body));
         }
-        .await;
+        let message = spring_message(&body)
+            .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string());
+        Err(match status.as_u16() {
+            400 | 422 => GateError::BadRequest(message),
+            401 => GateError::Unauthorized,
+            403 => GateError::Forbidden(message),
+            404 => GateError::NotFound(message),
+            s => GateError::Server { status: s, message },
+        })
+    }
+
+    /// Count every call by outcome, and log every refusal (once, here, whoever called) with what
+    /// the operator should check. Never the credentials, the request or the response body.
+    fn record<T>(&self, op: &'static str, path: &str, result: &Result<T, GateError>) {
         self.metrics.gate_call(
             op,
-            match &result {
+            match result {
                 Ok(_) => "ok",
                 Err(e) => e.outcome(),
             },
         );
-        result
+        if let Err(e) = result
+            && let Some(check) = e.operator_check()
+        {
+            warn!(
+                gate.operation = op,
+                gate.path = path,
+                gate.outcome = e.outcome(),
+                auth.kind = ?self.settings.auth.kind,
+                check,
+                "Gate refused slackops"
+            );
+        }
     }
 
     async fn json<T: DeserializeOwned>(
@@ -261,11 +324,17 @@ impl GateClient {
         op: &'static str,
         req: RequestBuilder,
     ) -> Result<T, GateError> {
-        let (_, body) = self.send(op, req).await?;
-        if body.iter().all(u8::is_ascii_whitespace) {
-            return Err(GateError::Empty);
-        }
-        serde_json::from_slice(&body).map_err(|e| GateError::Decode(e.to_string()))
+        let (path, result) = self.exchange(req).await;
+        let result = match result {
+            // An empty 200 is how Gate hides an orca refusal.
+            Ok((_, body)) if body.iter().all(u8::is_ascii_whitespace) => Err(GateError::Empty),
+            Ok((_, body)) => {
+                serde_json::from_slice(&body).map_err(|e| GateError::Decode(e.to_string()))
+            }
+            Err(e) => Err(e),
+        };
+        self.record(op, &path, &result);
+        result
     }
 
     /// `GET /pipelines/{id}`: the execution.

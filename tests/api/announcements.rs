@@ -1516,3 +1516,99 @@ async fn the_api_answers_with_exactly_the_fields_its_openapi_document_lists() {
     assert_eq!(keys(&list["announcements"][0]), schema_fields("Outage"));
     app.stop().await;
 }
+
+/// Assignees are who reminders and nudges go to, so only active human members may be assignees
+/// (users.info: `deleted`, `is_bot`, `is_app_user`; an unknown ID is `user_not_found`). The API
+/// answers 400 naming the field, the modal a field error, and nothing is announced or changed.
+#[tokio::test]
+async fn bots_apps_deactivated_and_unknown_users_cannot_be_assignees() {
+    for db in TestDb::all("assignees_must_be_active_people").await {
+        let engine = db.engine;
+        let app = spawn(db).await;
+        app.slack.add_bot_user("U0ROBOT", "deploybot");
+        app.slack.add_app_user("U0FLOW", "workflow");
+        app.slack
+            .add_user("U0GONE", "gone", "gone@example.com", "UTC");
+        app.slack.deactivate_user("U0GONE");
+        let refused = [
+            ("U0ROBOT", "bot"),
+            ("U0FLOW", "app"),
+            ("U0GONE", "deactivated"),
+            ("U0NOBODY", "No member"),
+            (BOT_USER_ID, "bot"),
+        ];
+
+        // The API, on each assignee field.
+        for (field, (user, why)) in [
+            ("resolution_assignee", refused[0]),
+            ("communication_assignee", refused[1]),
+            ("resolution_assignee", refused[2]),
+            ("communication_assignee", refused[3]),
+            ("resolution_assignee", refused[4]),
+        ] {
+            let mut body = api_body("2h");
+            body[field] = json!(user);
+            let (status, v) = api(
+                &app,
+                reqwest::Method::POST,
+                "/api/v1/announcements",
+                Some(body),
+            )
+            .await;
+            assert_eq!(status, 400, "{engine:?}: {user} as {field}: {v}");
+            assert_eq!(v["field"], field, "{engine:?}: the field is named: {v}");
+            assert!(
+                v["message"].as_str().unwrap_or_default().contains(why),
+                "{engine:?}: says why ({why}): {v}"
+            );
+        }
+        assert!(
+            outages(&app).await.is_empty(),
+            "{engine:?}: nothing announced"
+        );
+
+        // The modal: a field error on the assignee, nothing announced.
+        let resp = app.command("/announce", "pay", ALICE).await;
+        assert_eq!(resp.status(), 200);
+        let view = last_view(&app, "announcements:new");
+        let mut values = valid_values();
+        values["communication_assignee"] = user_value("U0GONE");
+        let ack = post(&app, &submission(&app, ALICE, &view, values)).await;
+        assert_eq!(ack["response_action"], "errors", "{engine:?}: {ack}");
+        assert!(
+            ack["errors"]["communication_assignee"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("deactivated"),
+            "{engine:?}: {ack}"
+        );
+        assert!(
+            outages(&app).await.is_empty(),
+            "{engine:?}: nothing announced"
+        );
+
+        // Reassigning an announced outage to a bot through the API: 400, nothing changed.
+        let (status, o) = api(
+            &app,
+            reqwest::Method::POST,
+            "/api/v1/announcements",
+            Some(api_body("2h")),
+        )
+        .await;
+        assert_eq!(status, 201, "{engine:?}: active people are accepted: {o}");
+        let path = format!("/api/v1/announcements/{}", o["id"].as_str().unwrap());
+        let (status, v) = api(
+            &app,
+            reqwest::Method::PATCH,
+            &path,
+            Some(json!({"resolution_assignee": "U0ROBOT", "reason": "hand over"})),
+        )
+        .await;
+        assert_eq!(status, 400, "{engine:?}: {v}");
+        assert_eq!(v["field"], "resolution_assignee", "{engine:?}: {v}");
+        let now = outages(&app).await;
+        assert_eq!(now[0].fields.resolution_assignee, ALICE, "{engine:?}");
+        assert_eq!(now[0].version, 1, "{engine:?}: unchanged");
+        app.stop().await;
+    }
+}

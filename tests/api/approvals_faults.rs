@@ -1074,3 +1074,214 @@ async fn the_poller_posts_a_running_judgment_once() {
         app.stop().await;
     }
 }
+
+// ============================================================================================
+// Telling the truth quickly: events without their execution, Gate refusals, long inputs
+// ============================================================================================
+
+/// The event echo sends with `echo.events.includeFullExecution: false`: no `content.execution`.
+fn without_execution(mut event: Value) -> Value {
+    if let Some(c) = event["content"].as_object_mut() {
+        c.remove("execution");
+    }
+    event
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn events_without_their_execution_update_the_message_at_once() {
+    for db in TestDb::all("approvals_faults::events_without_execution").await {
+        let engine = db.engine;
+        // No periodic tasks: the reconciler never runs, so only the event can settle it.
+        let app = approvals_builder(db).await.spawn().await;
+        for (decision, event, verb) in [
+            ("continue", "orca:stage:complete", "Approved in Spinnaker"),
+            ("stop", "orca:stage:failed", "Rejected in Spinnaker"),
+        ] {
+            let p = post_judgment(&app, &app.slack, &app.gate).await;
+            app.gate
+                .complete_stage(&p.exec, &p.stage, decision, "dave@example.com");
+            let execution = app.gate.execution(&p.exec);
+            let r = app
+                .echo(&without_execution(stage_event(event, &execution, &p.stage)))
+                .await;
+            assert_eq!(r.status(), 200, "[{engine:?}] {event} is accepted");
+            let m = wait_message(&app.slack, &p.ts, &format!("{verb} in the message"), |m| {
+                status_of(m).contains(verb)
+            })
+            .await;
+            assert!(
+                action_ids(&m).is_empty(),
+                "[{engine:?}] {decision}: no buttons left: {:?}",
+                action_ids(&m)
+            );
+            assert!(
+                status_of(&m).contains("dave@example.com"),
+                "[{engine:?}] {decision}: names the judge: {}",
+                status_of(&m)
+            );
+        }
+
+        // A pipeline canceled in Deck, its event without the execution: the message says what
+        // happened (canceled, by whom, why), not merely that it ended.
+        let p = post_judgment(&app, &app.slack, &app.gate).await;
+        let r = reqwest::Client::new()
+            .put(format!("{}/pipelines/{}/cancel", app.gate.url(), p.exec))
+            .query(&[("reason", "release postponed")])
+            .header("X-SPINNAKER-USER", "erin@example.com")
+            .send()
+            .await
+            .expect("fake gate answers");
+        assert_eq!(r.status(), 200);
+        let execution = app.gate.execution(&p.exec);
+        let r = app
+            .echo(&without_execution(pipeline_event(
+                "orca:pipeline:failed",
+                &execution,
+            )))
+            .await;
+        assert_eq!(r.status(), 200);
+        let m = wait_message(&app.slack, &p.ts, "the message to say canceled", |m| {
+            status_of(m).contains("anceled")
+        })
+        .await;
+        assert!(action_ids(&m).is_empty(), "[{engine:?}] no buttons left");
+        let s = status_of(&m);
+        assert!(
+            s.contains("erin@example.com") && s.contains("release postponed"),
+            "[{engine:?}] who canceled and why: {s}"
+        );
+        assert_eq!(
+            app.gate.patch_count(),
+            0,
+            "[{engine:?}] slackops judged nothing"
+        );
+        app.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_gate_refusal_while_judging_is_logged_counted_and_told_to_the_judge() {
+    use crate::support::fake_gate::Auth;
+    use slackops::config::{GateAuthKind, Secret};
+    for db in TestDb::all("approvals_faults::gate_refusal_while_judging").await {
+        let engine = db.engine;
+        let app = approvals_builder(db)
+            .await
+            .settings(|s| {
+                s.spinnaker.auth.kind = GateAuthKind::Bearer;
+                s.spinnaker.auth.token = Secret::new("wrong-gate-token-4242");
+            })
+            .spawn()
+            .await;
+
+        // 401: Gate no longer accepts slackops' token.
+        let p = post_judgment(&app, &app.slack, &app.gate).await;
+        app.gate.require_auth(Auth::Bearer("the-real-token".into()));
+        click(&app, &app.slack, APPROVER, ACTION_APPROVE, &p).await;
+        let note = wait_thread_note(&app.slack, &p.ts, "spinnaker.auth").await;
+        assert!(
+            note.text.contains(&format!("<@{APPROVER}>")),
+            "[{engine:?}] the judge is told: {}",
+            note.text
+        );
+        wait_message(&app.slack, &p.ts, "the buttons to come back", has_buttons).await;
+        app.gate.require_auth(Auth::None);
+
+        // 403: Gate knows slackops but refuses the read.
+        let q = post_judgment(&app, &app.slack, &app.gate).await;
+        app.gate.fail_next(1, 403);
+        click(&app, &app.slack, APPROVER, ACTION_APPROVE, &q).await;
+        let note = wait_thread_note(&app.slack, &q.ts, "permissions").await;
+        assert!(
+            note.text.contains(&format!("<@{APPROVER}>")),
+            "[{engine:?}] the judge is told: {}",
+            note.text
+        );
+        wait_message(&app.slack, &q.ts, "the buttons to come back", has_buttons).await;
+        assert_eq!(app.gate.patch_count(), 0, "[{engine:?}] nothing judged");
+
+        // Counted, by outcome.
+        let metrics = app.metrics_text().await;
+        for outcome in ["unauthorized", "forbidden"] {
+            let series = format!(
+                "slackops_gate_calls_total{{method=\"get_execution\",outcome=\"{outcome}\"}}"
+            );
+            assert!(
+                crate::monitoring::sample(&metrics, &series).unwrap_or(0.0) >= 1.0,
+                "[{engine:?}] {series} counted"
+            );
+        }
+
+        // Logged as a warning with what to check, never with the token.
+        for (exec, check) in [(&p.exec, "spinnaker.auth"), (&q.exec, "Fiat permissions")] {
+            let Some(lines) = crate::helpers::logged(exec) else {
+                continue;
+            };
+            assert!(
+                lines.iter().any(|l| l["level"] == "WARN"
+                    && l["check"].as_str().unwrap_or_default().contains(check)),
+                "[{engine:?}] a warning says to check {check}: {lines:#?}"
+            );
+            assert!(
+                !lines
+                    .iter()
+                    .any(|l| l.to_string().contains("wrong-gate-token-4242")),
+                "[{engine:?}] the token is never logged"
+            );
+        }
+        app.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_judgment_input_longer_than_150_characters_can_be_chosen_and_reaches_gate_whole() {
+    for db in TestDb::all("approvals_faults::long_judgment_input").await {
+        let engine = db.engine;
+        let app = approvals_builder(db).await.spawn().await;
+        let long = format!(
+            "deploy to every region once the canary passes, {}then stop",
+            "keep the old version warm for an hour, ".repeat(5)
+        );
+        assert!(long.chars().count() > 150);
+        let (exec, stage) = fresh_ids();
+        add_mj(&app.gate, &exec, &stage);
+        app.gate
+            .set_judgment_inputs(&exec, &stage, &[long.as_str(), "rollback"]);
+        let execution = app.gate.execution(&exec);
+        let p = announce(&app, &app.slack, &execution, &stage).await;
+        let m = app.slack.message(CHANNEL, &p.ts).expect("the message");
+        let select = m
+            .blocks
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|b| b["elements"].as_array().cloned().unwrap_or_default())
+            .find(|e| e["action_id"] == "approvals:input")
+            .expect("a judgment-input menu");
+        let option = select["options"][0].clone();
+        assert!(
+            option["value"].as_str().unwrap_or_default().chars().count() <= 150,
+            "[{engine:?}] within Block Kit's limit: {option}"
+        );
+
+        // Slack sends the chosen option back as the message offered it.
+        let mut payload =
+            click_payload(&app, APPROVER, ACTION_APPROVE, &p.id, CHANNEL, &p.ts, None);
+        payload["state"]["values"]["approvals_decide"]["approvals:input"] =
+            json!({"type": "static_select", "selected_option": option});
+        let r = app.interaction(&payload).await;
+        assert_eq!(r.status(), 200);
+        wait_message(&app.slack, &p.ts, "the approval in the message", |m| {
+            status_of(m).contains("Approved")
+        })
+        .await;
+        let patches = app.gate.patches();
+        assert_eq!(patches.len(), 1, "[{engine:?}] one judgment");
+        assert_eq!(
+            patches[0].body["judgmentInput"],
+            long.as_str(),
+            "[{engine:?}] the exact input reaches Gate"
+        );
+        app.stop().await;
+    }
+}

@@ -775,11 +775,12 @@ async fn approve_without_a_chosen_input_is_explained_and_with_one_sends_it() {
             select["type"], "static_select",
             "{engine:?}: a select for the input"
         );
+        // Each option shows its input; its value is a reference the click resolves.
         let options: Vec<&str> = select["options"]
             .as_array()
             .expect("options")
             .iter()
-            .filter_map(|o| o["value"].as_str())
+            .filter_map(|o| o["text"]["text"].as_str())
             .collect();
         assert_eq!(options, vec!["deploy", "rollback"], "{engine:?}");
         element(&elements, APPROVE);

@@ -32,9 +32,54 @@ static TRACING: LazyLock<()> = LazyLock::new(|| {
             level: "debug,sqlx=warn,hyper=info".into(),
             ..Default::default()
         });
+    } else {
+        // Keep the service's warnings and errors (JSON lines, with their spans' fields) so tests
+        // can check what an operator would read.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("warn,sqlx=error"))
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_writer(|| LogWriter)
+            .try_init();
     }
     slackops::telemetry::install_crypto_provider();
 });
+
+/// The warnings and errors every service of this test binary logged (see `TRACING`).
+static LOGS: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Warning and error lines logged so far that contain `needle` (e.g. an execution id), as JSON.
+/// `None` when `TEST_LOG` is set (the logs go to the terminal instead, and cannot be checked).
+pub fn logged(needle: &str) -> Option<Vec<Value>> {
+    if std::env::var("TEST_LOG").is_ok() {
+        eprintln!("TEST_LOG is set: log lines are printed, not captured; skipping log checks");
+        return None;
+    }
+    let logs = LOGS.lock().unwrap_or_else(|e| e.into_inner());
+    Some(
+        String::from_utf8_lossy(&logs)
+            .lines()
+            .filter(|l| l.contains(needle))
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect(),
+    )
+}
 
 /// Which database engine a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

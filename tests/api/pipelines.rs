@@ -155,10 +155,39 @@ fn ephemeral_text(sent: &Sent) -> String {
         "only the caller sees this: {}",
         sent.body
     );
-    sent.body["text"]
+    let text = sent.body["text"]
         .as_str()
         .unwrap_or_else(|| panic!("the ack has a text: {}", sent.body))
-        .to_string()
+        .to_string();
+    // With blocks, the blocks are what people see and `text` is the notification.
+    match sent.body.get("blocks") {
+        Some(b) => format!("{text}\n{}", block_texts(b)),
+        None => text,
+    }
+}
+
+/// Every section and context text of a message's blocks, in order.
+fn block_texts(blocks: &Value) -> String {
+    blocks
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|b| {
+            let mut t: Vec<String> = b
+                .pointer("/text/text")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .into_iter()
+                .collect();
+            for e in b["elements"].as_array().into_iter().flatten() {
+                if let Some(x) = e["text"].as_str() {
+                    t.push(x.to_string());
+                }
+            }
+            t
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Send a command whose answer must be an ephemeral message; returns its text.
@@ -808,11 +837,11 @@ async fn missing_parameters_open_a_modal_that_refuses_an_empty_required_field_th
             .as_array()
             .expect("options")
             .iter()
-            .filter_map(|o| o["value"].as_str())
+            .filter_map(|o| o["text"]["text"].as_str())
             .collect();
         assert_eq!(options, vec!["staging", "prod"], "{engine:?}");
         assert_eq!(
-            env["element"]["initial_option"]["value"], "prod",
+            env["element"]["initial_option"]["text"]["text"], "prod",
             "{engine:?}: the value given in the command wins over the default"
         );
 
@@ -1789,4 +1818,136 @@ async fn pending_lists_waiting_judgments_with_links_to_their_approval_messages()
         );
         app.stop().await;
     }
+}
+
+// ------------------------------------------------------------------ input that must be refused
+
+#[tokio::test]
+async fn a_required_parameter_of_only_spaces_is_refused_in_the_command_and_in_the_form() {
+    for db in TestDb::all("blank_required_parameters").await {
+        let engine = db.engine;
+        let app = pipelines_app(db).await;
+        // `ticket` is required without a default, `version` required with one.
+        for (text, name) in [
+            (r#"start myapp release ticket="   ""#, "ticket"),
+            (r#"start myapp deploy env=prod version="  ""#, "version"),
+            ("start myapp deploy env=prod version=", "version"),
+        ] {
+            let t = ephemeral(&app, text, TRIGGER_USER).await;
+            assert!(
+                t.contains(&format!("`{name}` is required and cannot be blank")),
+                "{engine:?}: {text}: {t}"
+            );
+        }
+        assert_nothing_triggered(&app, "blank required values on the command line");
+
+        // The form: a value of spaces is a field error, like an empty one.
+        let sent = send(&app, "start myapp release env=prod", TRIGGER_USER).await;
+        assert_eq!(sent.status, 200);
+        let view = app.slack.views()[0].view.clone();
+        let blank = json!({
+            "param:env": {"value": {"type": "static_select", "selected_option": {"text": {"type": "plain_text", "text": "prod"}, "value": "prod"}}},
+            "param:ticket": {"value": {"type": "plain_text_input", "value": "   "}},
+            "param:note": {"value": {"type": "plain_text_input", "value": "from slack"}}
+        });
+        let ack = submit(&app, &submission(&app, TRIGGER_USER, &view, blank)).await;
+        assert_eq!(ack["response_action"], "errors", "{engine:?}: {ack}");
+        assert!(
+            ack["errors"]["param:ticket"].as_str().is_some(),
+            "{engine:?}: the error is on the field: {ack}"
+        );
+        assert_nothing_triggered(&app, "a blank required field in the form");
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_parameter_option_longer_than_150_characters_can_be_chosen_and_reaches_gate_whole() {
+    let app = pipelines_app(TestDb::sqlite()).await;
+    let long = format!("eu-west-1,{}ap-south-1", "us-east-1,us-west-2,".repeat(9));
+    assert!(long.chars().count() > 150);
+    app.gate.add_pipeline_config(
+        APP,
+        json!({"name": "regions", "parameterConfig": [
+            {"name": "targets", "label": "Targets", "required": true, "hasOptions": true,
+             "options": [{"value": long}, {"value": "eu-west-1"}]}
+        ]}),
+    );
+    let sent = send(&app, "start myapp regions", TRIGGER_USER).await;
+    assert_eq!(sent.status, 200);
+    let view = app.slack.views()[0].view.clone();
+    let element = input_block(&view, "param:targets")["element"].clone();
+    let option = element["options"][0].clone();
+    assert!(
+        option["value"].as_str().unwrap_or_default().chars().count() <= 150,
+        "within Block Kit's limit: {option}"
+    );
+    let values =
+        json!({"param:targets": {"value": {"type": "static_select", "selected_option": option}}});
+    let ack = submit(&app, &submission(&app, TRIGGER_USER, &view, values)).await;
+    assert_eq!(ack["response_action"], "update", "{ack}");
+    let triggers = app.gate.triggers();
+    assert_eq!(triggers.len(), 1, "one start");
+    assert_eq!(
+        triggers[0].body["parameters"]["targets"],
+        long.as_str(),
+        "the exact option reaches Gate"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_cancel_reason_too_long_for_its_confirmation_is_refused_plainly() {
+    let app = pipelines_app(TestDb::sqlite()).await;
+    let reason = "the canary is failing ".repeat(100);
+    let t = ephemeral(
+        &app,
+        &format!("cancel 01J6STATUS0000000000000001 {reason}"),
+        TRIGGER_USER,
+    )
+    .await;
+    assert!(t.contains("The reason is too long"), "{t}");
+    assert!(cancel_requests(&app).is_empty(), "nothing canceled");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn pipelines_of_a_large_application_lists_every_name_whole() {
+    let app = pipelines_app(TestDb::sqlite()).await;
+    app.gate.add_application("bigapp");
+    let names: Vec<String> = (0..60)
+        .map(|i| format!("deploy-{i:02}-payments-service-blue-green-canary-region"))
+        .collect();
+    for n in &names {
+        app.gate.add_pipeline_config(
+            "bigapp",
+            json!({"name": n, "parameterConfig": [
+                {"name": "version", "required": true}, {"name": "region"}, {"name": "ticket"}
+            ]}),
+        );
+    }
+    let sent = send(&app, "pipelines bigapp", OUTSIDER).await;
+    let text = ephemeral_text(&sent);
+    for n in &names {
+        assert!(
+            text.contains(&format!(
+                "• *{n}* — parameters: `version`, `region`, `ticket`"
+            )),
+            "{n} is listed whole: {text}"
+        );
+    }
+    let blocks = sent.body["blocks"].as_array().expect("blocks");
+    assert!(
+        blocks.len() > 1 && blocks.len() <= 50,
+        "{} blocks",
+        blocks.len()
+    );
+    for b in blocks {
+        let t = b
+            .pointer("/text/text")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        assert!(t.chars().count() <= 3000, "a section within Slack's limit");
+    }
+    app.stop().await;
 }

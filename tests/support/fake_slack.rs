@@ -246,6 +246,12 @@ struct User {
     name: String,
     email: String,
     tz: String,
+    /// A deactivated member: users.info still answers, with `deleted: true`.
+    deleted: bool,
+    /// A bot user (`is_bot: true`, with `profile.bot_id`).
+    is_bot: bool,
+    /// A workflow/app user (`is_app_user: true`).
+    is_app_user: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -477,8 +483,38 @@ impl FakeSlack {
                 name: name.to_string(),
                 email: email.to_string(),
                 tz: tz.to_string(),
+                deleted: false,
+                is_bot: false,
+                is_app_user: false,
             },
         );
+    }
+
+    /// Adds a bot user: users.info answers it with `is_bot: true` and a `profile.bot_id`, and no
+    /// email, as Slack does for bot users.
+    pub fn add_bot_user(&self, id: &str, name: &str) {
+        self.add_user(id, name, "", "UTC");
+        self.state().users.get_mut(id).expect("just added").is_bot = true;
+    }
+
+    /// Adds an app (workflow) user: users.info answers `is_app_user: true`.
+    pub fn add_app_user(&self, id: &str, name: &str) {
+        self.add_user(id, name, "", "UTC");
+        self.state()
+            .users
+            .get_mut(id)
+            .expect("just added")
+            .is_app_user = true;
+    }
+
+    /// Deactivates a member: users.info keeps answering, with `deleted: true` (Slack never
+    /// forgets a deactivated account). Panics if unknown.
+    pub fn deactivate_user(&self, id: &str) {
+        self.state()
+            .users
+            .get_mut(id)
+            .unwrap_or_else(|| panic!("fake slack: no user {id}"))
+            .deleted = true;
     }
 
     /// Adds a user group (`handle` without `@`; its `name` is the handle).
@@ -2114,7 +2150,21 @@ fn channel_json(c: &Channel) -> Value {
 impl Inner {
     fn users_info(&mut self, args: &Args) -> ApiResult {
         let id = arg_str(args, "user").ok_or_else(|| err("user_not_found"))?;
-        let user = self.users.get(&id).ok_or_else(|| err("user_not_found"))?;
+        // The token's own bot user is a workspace member too, answered as a bot.
+        let own_bot = User {
+            id: BOT_USER_ID.to_string(),
+            name: "slackops".to_string(),
+            email: String::new(),
+            tz: "UTC".to_string(),
+            deleted: false,
+            is_bot: true,
+            is_app_user: false,
+        };
+        let user = match self.users.get(&id) {
+            Some(u) => u,
+            None if id == BOT_USER_ID => &own_bot,
+            None => return Err(err("user_not_found")),
+        };
         let mut user_json = user_json(user);
         if arg_bool(args, "include_locale") {
             user_json["locale"] = json!("en-US");
@@ -2128,7 +2178,7 @@ impl Inner {
         let user = self
             .users
             .values()
-            .find(|u| u.email.eq_ignore_ascii_case(&email))
+            .find(|u| !u.email.is_empty() && u.email.eq_ignore_ascii_case(&email))
             .ok_or_else(|| err("users_not_found"))?;
         Ok(obj(json!({ "user": user_json(user) })))
     }
@@ -2191,7 +2241,7 @@ fn user_json(u: &User) -> Value {
         "id": u.id,
         "team_id": TEAM_ID,
         "name": u.name,
-        "deleted": false,
+        "deleted": u.deleted,
         "color": "9f69e7",
         "real_name": u.name,
         "tz": u.tz,
@@ -2208,11 +2258,20 @@ fn user_json(u: &User) -> Value {
         "is_primary_owner": false,
         "is_restricted": false,
         "is_ultra_restricted": false,
-        "is_bot": false,
-        "is_app_user": false,
+        "is_bot": u.is_bot,
+        "is_app_user": u.is_app_user,
         "updated": TS_EPOCH_SECS,
         "has_2fa": false,
     });
+    // Bot users carry their bot id and no email; deactivated members keep their profile.
+    if u.is_bot {
+        v["profile"]["bot_id"] = json!(format!("B{}", u.id.trim_start_matches('U')));
+    }
+    if u.email.is_empty()
+        && let Some(p) = v["profile"].as_object_mut()
+    {
+        p.remove("email");
+    }
     // Standard-time offsets of a few zones (no DST), as a stand-in for Slack's computation.
     if let Some(offset) = tz_offset(&u.tz) {
         v["tz_offset"] = json!(offset);
@@ -2627,19 +2686,33 @@ fn check_element(el: &Value, p: &str, errors: &mut Vec<String>) {
         check_max_len(e, "url", 3000, p, errors);
     }
     if let Some(options) = e.get("options").and_then(Value::as_array) {
-        if options.len() > 100 {
+        check_options(options, &format!("{p}/options"), errors);
+    }
+    // A select holds `options` or `option_groups` (≤ 100 groups, label ≤ 75, each ≤ 100
+    // options), never both.
+    if let Some(groups) = e.get("option_groups").and_then(Value::as_array) {
+        if e.contains_key("options") {
             errors.push(format!(
-                "no more than 100 items allowed [json-pointer:{p}/options]"
+                "options and option_groups cannot both be set [json-pointer:{p}]"
             ));
         }
-        for (i, o) in options.iter().enumerate() {
-            let op = format!("{p}/options/{i}");
-            if let Some(t) = o.get("text") {
-                check_text_object(t, 75, &format!("{op}/text"), false, errors);
+        if groups.len() > 100 {
+            errors.push(format!(
+                "no more than 100 items allowed [json-pointer:{p}/option_groups]"
+            ));
+        }
+        for (g, group) in groups.iter().enumerate() {
+            let gp = format!("{p}/option_groups/{g}");
+            match group.get("label") {
+                Some(t) => check_text_object(t, 75, &format!("{gp}/label"), true, errors),
+                None => errors.push(format!("missing required field: label [json-pointer:{gp}]")),
             }
-            if let Some(map) = o.as_object() {
-                check_max_len(map, "value", 150, &op, errors);
-            }
+            let options = group.get("options").and_then(Value::as_array);
+            check_options(
+                options.map(Vec::as_slice).unwrap_or_default(),
+                &format!("{gp}/options"),
+                errors,
+            );
         }
     }
     if let Some(confirm) = e.get("confirm") {
@@ -2648,6 +2721,22 @@ fn check_element(el: &Value, p: &str, errors: &mut Vec<String>) {
             if let Some(t) = confirm.get(key) {
                 check_text_object(t, max, &format!("{cp}/{key}"), key != "text", errors);
             }
+        }
+    }
+}
+
+/// A list of options: ≤ 100, each text ≤ 75 and value ≤ 150.
+fn check_options(options: &[Value], p: &str, errors: &mut Vec<String>) {
+    if options.len() > 100 {
+        errors.push(format!("no more than 100 items allowed [json-pointer:{p}]"));
+    }
+    for (i, o) in options.iter().enumerate() {
+        let op = format!("{p}/{i}");
+        if let Some(t) = o.get("text") {
+            check_text_object(t, 75, &format!("{op}/text"), false, errors);
+        }
+        if let Some(map) = o.as_object() {
+            check_max_len(map, "value", 150, &op, errors);
         }
     }
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rand::Rng;
 use serde_json::Value;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::settings::{OncallSettings, ProviderKind, SourceSettings};
 use crate::clock::Millis;
@@ -205,6 +205,7 @@ impl Http {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
+            log_refusal(&err);
             if attempt >= self.max_attempts || !err.is_transient() {
                 return Err(err);
             }
@@ -286,6 +287,30 @@ impl Http {
             provider,
             message: format!("HTTP {status}, body is not JSON"),
         })
+    }
+}
+
+/// Log a provider's refusal of slackops' credentials (401, 403) once per call, with what the
+/// operator should check; the sync counts it as a failed group (`oncall_group_syncs{kind="failed"}`).
+/// Never the token or a body.
+fn log_refusal(err: &ProviderError) {
+    if let ProviderError::Refused {
+        provider,
+        status: status @ (401 | 403),
+        ..
+    } = err
+    {
+        let check = if *status == 401 {
+            "the provider does not accept slackops' API token: check oncall.<provider>.token (or token_file) and that the key is still active"
+        } else {
+            "the provider accepted the token but refused the read: give the API key read access to schedules, on-calls and users"
+        };
+        warn!(
+            provider = *provider,
+            status = *status,
+            check,
+            "on-call provider refused slackops"
+        );
     }
 }
 
