@@ -1293,4 +1293,64 @@ oncall:
         assert!(s.slack.signing_secret.is_empty());
         let _ = std::fs::remove_dir_all(dir);
     }
+
+    // The `pager` section, loaded through the whole configuration with its cross-section checks.
+    #[test]
+    fn pager_secrets_come_one_per_line_and_routes_are_checked_against_other_sections() {
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = dir.path().join("pd-secrets");
+        std::fs::write(&secrets, "old-secret\nnew-secret\n").unwrap();
+        let yaml = format!(
+            r#"
+oncall:
+  pagerduty:
+    token: pd-write-token
+announcements:
+  systems: [{{id: checkout, name: Checkout}}]
+pager:
+  pagerduty:
+    webhook_secrets_file: {}
+  routes:
+    - {{provider: pagerduty, service: Checkout API, channel: C0PAGES, oncall_group: S0ONCALL, systems: [checkout]}}
+  responders:
+    groups: [sre]
+"#,
+            secrets.display()
+        );
+        let s = load_yaml(&yaml, base_env()).expect("valid");
+        let got: Vec<&str> = s
+            .pager
+            .pagerduty
+            .webhook_secrets
+            .iter()
+            .map(Secret::expose)
+            .collect();
+        assert_eq!(got, ["old-secret", "new-secret"]);
+        let printed = crate::config::redacted_view(&s).to_string();
+        assert!(!printed.contains("new-secret"), "{printed}");
+
+        let bad = r#"
+pager:
+  opsgenie:
+    webhook_token: og-webhook-token-0123456789
+  routes:
+    - {provider: opsgenie, service: ops, channel: C0PAGES, systems: [nope]}
+"#;
+        let err = load_yaml(bad, base_env()).unwrap_err();
+        assert!(
+            err.contains("pager.routes[0].provider") && err.contains("oncall.opsgenie.token"),
+            "{err}"
+        );
+        assert!(err.contains("pager.routes[0].systems[0]"), "{err}");
+        let mut env = base_env();
+        env.push((
+            "SLACKOPS_PAGER__GRAFANA_ONCALL__WEBHOOK_TOKEN".into(),
+            "gf-token-0123456789abcdef".into(),
+        ));
+        let s = Settings::load(&ConfigSource { file: None, env }).expect("valid");
+        assert_eq!(
+            s.pager.grafana_oncall.webhook_token.expose(),
+            "gf-token-0123456789abcdef"
+        );
+    }
 }

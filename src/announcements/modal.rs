@@ -583,3 +583,20 @@ impl ViewHandler for ChangeView {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::with_incident_link;
+
+    #[test]
+    fn an_announcement_started_from_a_page_keeps_its_link() {
+        let url = "https://acme.pagerduty.com/incidents/P1";
+        assert_eq!(
+            with_incident_link("Checkout down", Some(url)),
+            format!("Checkout down\nIncident: {url}")
+        );
+        let edited = format!("Checkout down, see {url}");
+        assert_eq!(with_incident_link(&edited, Some(url)), edited);
+        assert_eq!(with_incident_link("x", None), "x");
+    }
+}

@@ -41,8 +41,14 @@ enum Stop {
     Tell(String),
     /// A transient failure (429, 5xx, timeout, the database): the queue tries again.
     Retry(String),
-    /// The incident is already where the click wanted it, or further.
+    /// Our own earlier attempt got there before its answer was lost: show it, quietly.
     Already { status: &'static str, at: i64 },
+    /// The incident moved on elsewhere: show its state and tell them why nothing was sent.
+    Moved {
+        status: &'static str,
+        at: i64,
+        why: String,
+    },
 }
 
 /// The provider's view of the incident: its state and when it got there.
@@ -116,12 +122,16 @@ fn check(current: &'static str, at: i64, verb: &str, retry: bool) -> Result<(), 
     match (current, verb) {
         // Our own earlier attempt may have acted before its answer was lost.
         (c, v) if retry && c == target(v) => Err(Stop::Already { status: c, at }),
-        (model::RESOLVED, _) => Err(Stop::Tell(
-            "This incident was already resolved elsewhere, so nothing was sent (acknowledging it would reopen it).".into(),
-        )),
-        (model::ACKNOWLEDGED, model::ACKNOWLEDGE) => Err(Stop::Tell(
-            "This incident was already acknowledged elsewhere. Nothing was sent.".into(),
-        )),
+        (model::RESOLVED, _) => Err(Stop::Moved {
+            status: current,
+            at,
+            why: "This incident was already resolved elsewhere, so nothing was sent (acknowledging it would have reopened it).".into(),
+        }),
+        (model::ACKNOWLEDGED, model::ACKNOWLEDGE) => Err(Stop::Moved {
+            status: current,
+            at,
+            why: "This incident was already acknowledged elsewhere. Nothing was sent.".into(),
+        }),
         _ => Ok(()),
     }
 }
@@ -161,27 +171,38 @@ impl JobHandler for ActJob {
             // Opsgenie accepted the request; the follow job decides.
             Ok(None) => Ok(()),
             Err(Stop::Already { status, at }) => {
-                let by = Actor::default();
-                let r = Reported {
-                    status,
-                    at,
-                    by: &by,
-                };
-                let now = state.now_ms();
-                let db = state.db();
-                db.pager_report(db.pool(), &inc.id, &r, now)
-                    .await
-                    .map_err(db_err)?;
-                let tell = (job.attempts <= 1).then(|| {
-                    format!("This incident is already {status}. Nothing was sent for your click.")
-                });
-                finish(state, &inc, &req, &verb, None, tell).await
+                show(state, &inc, status, at).await?;
+                finish(state, &inc, &req, &verb, None, None).await
+            }
+            Err(Stop::Moved { status, at, why }) => {
+                show(state, &inc, status, at).await?;
+                finish(state, &inc, &req, &verb, None, Some(why)).await
             }
             Err(Stop::Tell(why)) => finish(state, &inc, &req, &verb, None, Some(why)).await,
             Err(Stop::Retry(why)) => Err(JobError::from(anyhow::anyhow!("{why}"))),
         }
         .or_else(|e| retry_or_give_up(state, job, &inc, &req, &verb, e))
     }
+}
+
+/// Record the state the provider showed (it reached it elsewhere, by whom is not known).
+async fn show(
+    state: &AppState,
+    inc: &Incident,
+    status: &'static str,
+    at: i64,
+) -> Result<(), JobError> {
+    let by = Actor::default();
+    let r = Reported {
+        status,
+        at,
+        by: &by,
+    };
+    let db = state.db();
+    db.pager_report(db.pool(), &inc.id, &r, state.now_ms())
+        .await
+        .map_err(db_err)?;
+    Ok(())
 }
 
 /// A transient failure: retried, or on the last attempt the claim ends and the person is told.

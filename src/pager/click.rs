@@ -94,7 +94,11 @@ fn not_actionable(inc: &Incident, verb: &str) -> Option<Ack> {
             doing(inc.claim_action.as_deref().unwrap_or(verb))
         )));
     }
-    let line = || status_line(inc, &Default::default());
+    let people = super::message::People {
+        assignees: Vec::new(),
+        status_by: inc.status_by_slack.as_deref().map(mention),
+    };
+    let line = || status_line(inc, &people);
     match inc.status.as_str() {
         model::RESOLVED => Some(Ack::ephemeral(format!(
             "This incident is already resolved ({}). Nothing was sent.",
