@@ -431,21 +431,21 @@ fn fault(s: &Shared, product: &str) -> Option<u16> {
         .and_then(VecDeque::pop_front)
 }
 
-fn pd_auth(h: &HeaderMap) -> Result<bool, Response> {
+fn pd_auth(h: &HeaderMap) -> Result<bool, Box<Response>> {
     match h.get("authorization").and_then(|v| v.to_str().ok()) {
         Some(v) if v == format!("Token token={PD_TOKEN}") => Ok(true),
         Some(v) if v == format!("Token token={PD_READ_ONLY_TOKEN}") => Ok(false),
-        _ => Err(pd_error(
+        _ => Err(Box::new(pd_error(
             StatusCode::UNAUTHORIZED,
             "Authentication failed",
             2006,
-        )),
+        ))),
     }
 }
 
 async fn pd_get(State(s): State<Shared>, h: HeaderMap, Path(id): Path<String>) -> Response {
     if let Err(r) = pd_auth(&h) {
-        return r;
+        return *r;
     }
     record(&s, "GET", format!("/incidents/{id}"), None, Value::Null);
     match lock(&s).pd.get(&id) {
@@ -456,7 +456,7 @@ async fn pd_get(State(s): State<Shared>, h: HeaderMap, Path(id): Path<String>) -
 
 async fn pd_user(State(s): State<Shared>, h: HeaderMap, Path(id): Path<String>) -> Response {
     if let Err(r) = pd_auth(&h) {
-        return r;
+        return *r;
     }
     match lock(&s).pd_users.get(&id) {
         Some((email, name)) => {
@@ -475,7 +475,7 @@ async fn pd_put(
 ) -> Response {
     let write = match pd_auth(&h) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let from = h
         .get("from")
@@ -564,11 +564,11 @@ async fn pd_put(
     axum::Json(json!({"incident": answer})).into_response()
 }
 
-fn og_auth(h: &HeaderMap) -> Result<(), Response> {
+fn og_auth(h: &HeaderMap) -> Result<(), Box<Response>> {
     if h.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("GenieKey {OG_KEY}")) {
         Ok(())
     } else {
-        Err((StatusCode::UNAUTHORIZED, axum::Json(json!({"message": "Could not authenticate", "took": 0.0, "requestId": uuid::Uuid::new_v4().to_string()}))).into_response())
+        Err(Box::new((StatusCode::UNAUTHORIZED, axum::Json(json!({"message": "Could not authenticate", "took": 0.0, "requestId": uuid::Uuid::new_v4().to_string()}))).into_response()))
     }
 }
 
@@ -637,7 +637,7 @@ async fn og_send_events(s: &Shared, events: Vec<(OgAlert, String, String)>) {
 
 async fn og_get(State(s): State<Shared>, h: HeaderMap, Path(id): Path<String>) -> Response {
     if let Err(r) = og_auth(&h) {
-        return r;
+        return *r;
     }
     record(&s, "GET", format!("/v2/alerts/{id}"), None, Value::Null);
     let events = og_process(&s);
@@ -657,7 +657,7 @@ async fn og_action(
     body: Bytes,
 ) -> Response {
     if let Err(r) = og_auth(&h) {
-        return r;
+        return *r;
     }
     let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     record(
@@ -707,7 +707,7 @@ async fn og_action(
 
 async fn og_request(State(s): State<Shared>, h: HeaderMap, Path(rid): Path<String>) -> Response {
     if let Err(r) = og_auth(&h) {
-        return r;
+        return *r;
     }
     let events = og_process(&s);
     og_send_events(&s, events).await;
@@ -721,15 +721,17 @@ async fn og_request(State(s): State<Shared>, h: HeaderMap, Path(rid): Path<Strin
     }
 }
 
-fn gf_auth(h: &HeaderMap) -> Result<(), Response> {
+fn gf_auth(h: &HeaderMap) -> Result<(), Box<Response>> {
     if h.get("authorization").and_then(|v| v.to_str().ok()) == Some(GF_TOKEN) {
         Ok(())
     } else {
-        Err((
-            StatusCode::UNAUTHORIZED,
-            axum::Json(json!({"detail": "Invalid token."})),
-        )
-            .into_response())
+        Err(Box::new(
+            (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(json!({"detail": "Invalid token."})),
+            )
+                .into_response(),
+        ))
     }
 }
 
@@ -758,7 +760,7 @@ fn gf_webhook(g: &GfGroup, event_type: &str, user_email: Option<&str>) -> Value 
 
 async fn gf_get(State(s): State<Shared>, h: HeaderMap, Path(id): Path<String>) -> Response {
     if let Err(r) = gf_auth(&h) {
-        return r;
+        return *r;
     }
     record(
         &s,
@@ -783,7 +785,7 @@ async fn gf_action(
     Path((id, action)): Path<(String, String)>,
 ) -> Response {
     if let Err(r) = gf_auth(&h) {
-        return r;
+        return *r;
     }
     record(
         &s,
