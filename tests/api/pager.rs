@@ -16,6 +16,8 @@ use crate::support::fake_pager::{
 use crate::support::fake_slack::Message;
 
 const CHANNEL: &str = "C0PAGE";
+/// Where outages are announced.
+const OUTAGES: &str = "C0OUTAGE";
 const ONCALL_GROUP: &str = "S0ONCALL";
 /// On call (in the group), a PagerDuty user.
 const BOB: &str = "U0BOB";
@@ -78,7 +80,7 @@ async fn pager_app() -> Pager {
                 users: vec![DAVE.into()],
                 ..Principals::default()
             };
-            s.announcements.channel = Some("C0OUTAGE".into());
+            s.announcements.channel = Some(OUTAGES.into());
             s.announcements.systems = vec![SystemEntry {
                 id: "checkout".into(),
                 name: "Checkout".into(),
@@ -88,6 +90,7 @@ async fn pager_app() -> Pager {
             s.slack.post_burst_per_channel = 1000;
         });
     b.slack.add_channel(CHANNEL, "pages");
+    b.slack.add_channel(OUTAGES, "outages");
     b.slack.add_user(BOB, "bob", BOB_EMAIL, "UTC");
     b.slack.add_user(CAROL, "carol", CAROL_EMAIL, "UTC");
     b.slack.add_user(DAVE, "dave", "dave@example.com", "UTC");
@@ -762,6 +765,44 @@ async fn announce_outage_opens_the_form_prefilled_and_the_announcement_links_bac
     assert_eq!(
         meta["i"], "https://acme.pagerduty.com/incidents/PINC11",
         "the link travels with the form"
+    );
+
+    // The person rewrites the summary, dropping the link; the announcement still links back.
+    let text = |v: &str| json!({"value": {"type": "plain_text_input", "value": v}});
+    let select =
+        |v: &str| json!({"value": {"type": "static_select", "selected_option": {"value": v}}});
+    let user = |u: &str| json!({"value": {"type": "users_select", "selected_user": u}});
+    let values = json!({
+        "summary": text("Checkout fails for everyone"),
+        "systems": {"value": {"type": "multi_static_select", "selected_options": [{"value": "checkout"}]}},
+        "severity": select("major"),
+        "eta": select("2h"),
+        "resolution_assignee": user(BOB),
+        "communication_assignee": user(BOB),
+        "public": {"value": {"type": "checkboxes", "selected_options": []}}
+    });
+    let v = &view.view;
+    let submission = json!({
+        "type": "view_submission",
+        "user": {"id": BOB, "username": "bob", "team_id": "T0FAKE"},
+        "team": {"id": "T0FAKE", "domain": "fake"},
+        "api_app_id": "A0APP",
+        "trigger_id": p.app.slack.trigger_id(),
+        "view": {"id": v["id"], "team_id": "T0FAKE", "type": "modal", "callback_id": v["callback_id"],
+                 "private_metadata": v["private_metadata"], "hash": v["hash"], "root_view_id": v["id"],
+                 "previous_view_id": null, "state": {"values": values}},
+        "response_urls": []
+    });
+    let answer = p.app.interaction(&submission).await;
+    assert_eq!(answer.status(), 200);
+    let body = answer.text().await.unwrap_or_default();
+    assert!(!body.contains("errors"), "the form is accepted: {body}");
+    let announced = p.app.slack.wait_for_messages(OUTAGES, 1, WAIT).await;
+    let shown = announced[0].blocks.to_string() + &announced[0].text;
+    assert!(shown.contains("Checkout fails for everyone"), "{shown}");
+    assert!(
+        shown.contains("https://acme.pagerduty.com/incidents/PINC11"),
+        "links back to the incident: {shown}"
     );
 }
 
