@@ -468,3 +468,35 @@ impl JobHandler for FollowJob {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stopped(r: Result<(), Stop>) -> &'static str {
+        match r {
+            Ok(()) => "act",
+            Err(Stop::Already { .. }) => "already",
+            Err(Stop::Moved { .. }) => "moved",
+            Err(Stop::Tell(_)) => "tell",
+            Err(Stop::Retry(_)) => "retry",
+        }
+    }
+
+    #[test]
+    fn a_resolved_incident_is_never_acted_on_and_a_retry_recognises_its_own_work() {
+        use model::{ACKNOWLEDGE, ACKNOWLEDGED, RESOLVE, RESOLVED, TRIGGERED};
+        assert_eq!(stopped(check(TRIGGERED, 1, ACKNOWLEDGE, false)), "act");
+        assert_eq!(stopped(check(ACKNOWLEDGED, 1, RESOLVE, false)), "act");
+        assert_eq!(stopped(check(RESOLVED, 1, ACKNOWLEDGE, false)), "moved");
+        assert_eq!(stopped(check(RESOLVED, 1, RESOLVE, false)), "moved");
+        assert_eq!(stopped(check(ACKNOWLEDGED, 1, ACKNOWLEDGE, false)), "moved");
+        // A retry after a lost answer: the provider already shows the click's outcome.
+        assert_eq!(stopped(check(RESOLVED, 1, RESOLVE, true)), "already");
+        assert_eq!(
+            stopped(check(ACKNOWLEDGED, 1, ACKNOWLEDGE, true)),
+            "already"
+        );
+        assert_eq!(stopped(check(RESOLVED, 1, ACKNOWLEDGE, true)), "moved");
+    }
+}

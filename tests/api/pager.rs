@@ -839,3 +839,41 @@ async fn pager_webhooks_on_postgres_post_once_across_concurrent_duplicates() {
     assert_eq!(app.slack.messages_in(CHANNEL).len(), 1);
     let _ = fake_pager::iso(0);
 }
+
+#[tokio::test]
+async fn opsgenie_events_out_of_order_never_overwrite_a_newer_state() {
+    let p = pager_app().await;
+    let auth = format!("Bearer {OG_WEBHOOK_TOKEN}");
+    let mut alert = og_alert("og-3");
+    let create = FakePager::og_event(&alert, "Create", "System");
+    alert.updated_ns += 1_000_000_000;
+    let ack = FakePager::og_event(&alert, "Acknowledge", BOB_EMAIL);
+    alert.updated_ns += 1_000_000_000;
+    let close = FakePager::og_event(&alert, "Close", CAROL_EMAIL);
+
+    // Opsgenie does not promise an order: the close overtakes the acknowledge.
+    for body in [&create, &close, &ack, &ack] {
+        assert_eq!(
+            p.fake.og_deliver(&p.app.address, body, Some(&auth)).await,
+            202
+        );
+    }
+
+    let msg = p.message_of("og-3").await;
+    let now = p
+        .message_when(&msg.ts, "closed", |m| shows(m, "Resolved"))
+        .await;
+    tokio::time::sleep(SETTLE).await;
+    let now = p.app.slack.message(CHANNEL, &now.ts).expect("message");
+    assert!(
+        shows(&now, "Resolved") && !shows(&now, "Acknowledged"),
+        "{:?}",
+        now.blocks
+    );
+    assert!(
+        shows(&now, &format!("by <@{CAROL}>")),
+        "the closer, through the email mapping"
+    );
+    assert!(action_ids(&now).is_empty());
+    assert_eq!(p.app.slack.messages_in(CHANNEL).len(), 1);
+}
