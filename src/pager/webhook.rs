@@ -239,34 +239,7 @@ pub fn opsgenie(body: &Value) -> Result<Option<Event>, String> {
         "Close" => Some(RESOLVED),
         _ => None,
     };
-    let mut services: Vec<String> = alert
-        .get("teams")
-        .and_then(Value::as_array)
-        .map(|t| {
-            t.iter()
-                .filter_map(|x| x.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
-    for r in alert
-        .get("responders")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|r| r.get("type").and_then(Value::as_str) == Some("team"))
-    {
-        services.extend([s(r, "/id"), s(r, "/name")].into_iter().flatten());
-    }
-    let service_name = alert
-        .get("responders")
-        .and_then(Value::as_array)
-        .and_then(|a| {
-            a.iter()
-                .find(|r| r.get("type").and_then(Value::as_str) == Some("team"))
-        })
-        .and_then(|r| s(r, "/name"))
-        .or_else(|| s(body, "/integrationName"))
-        .unwrap_or_default();
+    let (services, service_name) = opsgenie_teams(body, alert);
     let priority = match alert.get("priority") {
         Some(Value::String(p)) => Some(p.clone()),
         Some(Value::Number(n)) => Some(format!("P{n}")),
@@ -307,6 +280,36 @@ pub fn opsgenie(body: &Value) -> Result<Option<Event>, String> {
         assignees,
         incident_id,
     }))
+}
+
+/// The alert's teams, for routing: team ids, and the ids and names of team responders; and
+/// the name to show (the first team responder's, else the integration's).
+fn opsgenie_teams(body: &Value, alert: &Value) -> (Vec<String>, String) {
+    let mut services: Vec<String> = alert
+        .get("teams")
+        .and_then(Value::as_array)
+        .map(|t| {
+            t.iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let teams: Vec<&Value> = alert
+        .get("responders")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|r| r.get("type").and_then(Value::as_str) == Some("team"))
+        .collect();
+    for r in &teams {
+        services.extend([s(r, "/id"), s(r, "/name")].into_iter().flatten());
+    }
+    let name = teams
+        .first()
+        .and_then(|r| s(r, "/name"))
+        .or_else(|| s(body, "/integrationName"))
+        .unwrap_or_default();
+    (services, name)
 }
 
 /// A Grafana OnCall outgoing webhook, "Forward All" (§C1 "Payload"). The payload is built from
