@@ -33,6 +33,7 @@ pub use crate::approvals::settings::{ApprovalRoute, ApprovalsSettings, ApproverR
 pub use crate::maintenance::settings::MaintenanceSettings;
 pub use crate::notifiers::settings::{NotifierSettings, WebhookSettings};
 pub use crate::oncall::settings::OncallSettings;
+pub use crate::pager::settings::{PagerProvider, PagerRoute, PagerSettings, SecretList};
 pub use crate::pipelines::settings::{PipelineRule, PipelinesSettings};
 pub use crate::status::settings::StatusSettings;
 
@@ -54,6 +55,7 @@ pub struct Settings {
     pub notifiers: NotifierSettings,
     pub maintenance: MaintenanceSettings,
     pub oncall: OncallSettings,
+    pub pager: PagerSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -564,6 +566,7 @@ impl Settings {
             notifiers: read.section("notifiers"),
             maintenance: read.section("maintenance"),
             oncall: read.section("oncall"),
+            pager: read.section("pager"),
         };
         // Checks on a section that failed to read would report its defaults, not the input.
         problems.extend(settings.validate().into_iter().filter(|p| {
@@ -600,6 +603,53 @@ impl Settings {
         p.extend(self.status.problems());
         p.extend(self.maintenance.problems());
         p.extend(self.notifiers.problems());
+        p.extend(self.pager.problems());
+        p.extend(self.pager_problems());
+        p
+    }
+
+    /// The pager section's checks that need other sections: each routed provider's API
+    /// credentials are the on-call section's, and a route's systems come from the announcements
+    /// catalogue.
+    fn pager_problems(&self) -> Vec<ConfigProblem> {
+        let mut p = Vec::new();
+        let oncall = &self.oncall;
+        for (i, r) in self.pager.routes.iter().enumerate() {
+            let missing = match r.provider {
+                PagerProvider::Pagerduty => oncall
+                    .pagerduty
+                    .token
+                    .is_empty()
+                    .then_some("oncall.pagerduty.token"),
+                PagerProvider::Opsgenie => oncall
+                    .opsgenie
+                    .token
+                    .is_empty()
+                    .then_some("oncall.opsgenie.token"),
+                PagerProvider::GrafanaOncall => (oncall.grafana.token.is_empty()
+                    || oncall.grafana.base_url.is_none())
+                .then_some("oncall.grafana.base_url and oncall.grafana.token"),
+            };
+            if let Some(keys) = missing {
+                p.push(ConfigProblem {
+                    key: format!("pager.routes[{i}].provider"),
+                    message: format!(
+                        "{} incidents are acknowledged through its API: set {keys} (a token with write access)",
+                        r.provider.label()
+                    ),
+                });
+            }
+            for (j, system) in r.systems.iter().enumerate() {
+                if !self.announcements.systems.iter().any(|s| &s.id == system) {
+                    p.push(ConfigProblem {
+                        key: format!("pager.routes[{i}].systems[{j}]"),
+                        message: format!(
+                            "`{system}` is not in the systems catalogue (announcements.systems)"
+                        ),
+                    });
+                }
+            }
+        }
         p
     }
 
@@ -647,6 +697,7 @@ fn unknown_sections(merged: &Dict) -> Vec<ConfigProblem> {
         "notifiers",
         "maintenance",
         "oncall",
+        "pager",
     ];
     for key in merged.keys() {
         if !known.contains(&key.as_str()) {
@@ -1241,5 +1292,65 @@ oncall:
         .expect("the file key is unset, not read");
         assert!(s.slack.signing_secret.is_empty());
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    // The `pager` section, loaded through the whole configuration with its cross-section checks.
+    #[test]
+    fn pager_secrets_come_one_per_line_and_routes_are_checked_against_other_sections() {
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = dir.path().join("pd-secrets");
+        std::fs::write(&secrets, "old-secret\nnew-secret\n").unwrap();
+        let yaml = format!(
+            r#"
+oncall:
+  pagerduty:
+    token: pd-write-token
+announcements:
+  systems: [{{id: checkout, name: Checkout}}]
+pager:
+  pagerduty:
+    webhook_secrets_file: {}
+  routes:
+    - {{provider: pagerduty, service: Checkout API, channel: C0PAGES, oncall_group: S0ONCALL, systems: [checkout]}}
+  responders:
+    groups: [sre]
+"#,
+            secrets.display()
+        );
+        let s = load_yaml(&yaml, base_env()).expect("valid");
+        let got: Vec<&str> = s
+            .pager
+            .pagerduty
+            .webhook_secrets
+            .iter()
+            .map(Secret::expose)
+            .collect();
+        assert_eq!(got, ["old-secret", "new-secret"]);
+        let printed = crate::config::redacted_view(&s).to_string();
+        assert!(!printed.contains("new-secret"), "{printed}");
+
+        let bad = r#"
+pager:
+  opsgenie:
+    webhook_token: og-webhook-token-0123456789
+  routes:
+    - {provider: opsgenie, service: ops, channel: C0PAGES, systems: [nope]}
+"#;
+        let err = load_yaml(bad, base_env()).unwrap_err();
+        assert!(
+            err.contains("pager.routes[0].provider") && err.contains("oncall.opsgenie.token"),
+            "{err}"
+        );
+        assert!(err.contains("pager.routes[0].systems[0]"), "{err}");
+        let mut env = base_env();
+        env.push((
+            "SLACKOPS_PAGER__GRAFANA_ONCALL__WEBHOOK_TOKEN".into(),
+            "gf-token-0123456789abcdef".into(),
+        ));
+        let s = Settings::load(&ConfigSource { file: None, env }).expect("valid");
+        assert_eq!(
+            s.pager.grafana_oncall.webhook_token.expose(),
+            "gf-token-0123456789abcdef"
+        );
     }
 }

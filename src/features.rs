@@ -27,6 +27,7 @@ pub fn register_all(registry: &mut Registry, settings: &Settings) {
     crate::status::register(registry, &settings.status);
     crate::notifiers::register(registry, &settings.notifiers);
     crate::oncall::register(registry, &settings.oncall);
+    crate::pager::register(registry, &settings.pager);
 }
 
 /// Feature HTTP routes beyond the Slack and echo endpoints (the `/api/v1` surface and its
@@ -37,6 +38,7 @@ pub fn routes() -> Router<AppState> {
         .merge(crate::announcements::routes())
         .merge(crate::maintenance::routes())
         .merge(crate::status::routes())
+        .merge(crate::pager::routes())
         .merge(crate::openapi::routes())
 }
 

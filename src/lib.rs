@@ -17,7 +17,8 @@
 //! - features: [`approvals`] and [`pipelines`] (Manual Judgments and the pipeline slash command),
 //!   [`oncall`] (Slack user groups kept in step with the on-call schedule), [`announcements`],
 //!   [`maintenance`], [`status`], [`notifiers`] (outage announcements, scheduled maintenance, the
-//!   public status page and the webhooks told of every change);
+//!   public status page and the webhooks told of every change), [`pager`] (PagerDuty, Opsgenie
+//!   and Grafana OnCall incidents acknowledged, resolved and announced from Slack);
 //! - composition: [`features`] (where features plug in), [`startup`], [`cli`].
 
 pub mod announcements;
@@ -36,6 +37,7 @@ pub mod metrics;
 pub mod notifiers;
 pub mod oncall;
 pub mod openapi;
+pub mod pager;
 pub mod pipelines;
 pub mod policy;
 pub mod principals;

@@ -59,6 +59,19 @@ pub struct Group {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderReason {
+    pub provider: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderAction {
+    pub provider: String,
+    pub action: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Build {
     version: String,
 }
@@ -88,6 +101,12 @@ pub struct Metrics {
     pub gate_calls: Family<MethodOutcome, Counter>,
     pub echo_events: Family<Kind, Counter>,
     pub oncall_groups: Family<Kind, Counter>,
+    /// Pager webhooks refused before their body was read, by provider and reason.
+    pub pager_refused: Family<ProviderReason, Counter>,
+    /// Authenticated pager webhooks, by provider and what became of them.
+    pub pager_events: Family<ProviderReason, Counter>,
+    /// Acknowledge and resolve clicks carried out, by provider, action and outcome.
+    pub pager_actions: Family<ProviderAction, Counter>,
     // Sampled when `/metrics` is scraped (see `http::metrics`):
     pub ready: Gauge,
     pub jobs_due: Gauge,
@@ -138,6 +157,9 @@ impl Metrics {
             jobs_exhausted: Family::<JobKind, Counter>::default(),
             jobs_succeeded: Family::<JobKind, Counter>::default(),
             gate_calls: Family::<MethodOutcome, Counter>::default(),
+            pager_refused: Family::<ProviderReason, Counter>::default(),
+            pager_events: Family::<ProviderReason, Counter>::default(),
+            pager_actions: Family::<ProviderAction, Counter>::default(),
             echo_events: Family::<Kind, Counter>::default(),
             oncall_groups: Family::<Kind, Counter>::default(),
             ready: Gauge::default(),
@@ -235,6 +257,21 @@ impl Metrics {
             "oncall_group_syncs",
             "On-call user-group syncs by outcome (updated, unchanged, kept_empty, failed)",
             self.oncall_groups.clone(),
+        );
+        r.register(
+            "pager_webhook_refusals",
+            "Pager webhooks refused before their body was read, by provider and reason (disabled, missing, wrong)",
+            self.pager_refused.clone(),
+        );
+        r.register(
+            "pager_webhook_events",
+            "Authenticated pager webhooks by provider and outcome (posted, updated, unchanged, duplicate, unrouted, ignored, malformed)",
+            self.pager_events.clone(),
+        );
+        r.register(
+            "pager_actions",
+            "Acknowledge and resolve clicks carried out, by provider, action and outcome (done, not_done)",
+            self.pager_actions.clone(),
         );
     }
 
@@ -407,6 +444,34 @@ impl Metrics {
         self.oncall_groups
             .get_or_create(&Kind {
                 kind: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn pager_refused(&self, provider: &str, reason: &str) {
+        self.pager_refused
+            .get_or_create(&ProviderReason {
+                provider: provider.into(),
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    pub fn pager_event(&self, provider: &str, outcome: &str) {
+        self.pager_events
+            .get_or_create(&ProviderReason {
+                provider: provider.into(),
+                reason: outcome.into(),
+            })
+            .inc();
+    }
+
+    pub fn pager_action(&self, provider: &str, action: &str, outcome: &str) {
+        self.pager_actions
+            .get_or_create(&ProviderAction {
+                provider: provider.into(),
+                action: action.into(),
+                outcome: outcome.into(),
             })
             .inc();
     }

@@ -1097,3 +1097,123 @@ async fn socket_mode_replicas_share_the_envelopes_send_one_patch_and_log_no_secr
     }
     cluster.finish().await;
 }
+
+// ------------------------------------------------------------------------------- pager
+
+/// A PagerDuty incident delivered to both replicas at once, with PagerDuty's retries of one
+/// delivery and a second delivery of the same event, plus a later event of the incident: one
+/// Slack message, updated in place (reference pager-incidents.md §A1 "At-least-once delivery").
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn both_replicas_receiving_pager_webhooks_post_one_message_per_incident() {
+    use support::fake_pager::{FakePager, PD_SECRET, PD_TOKEN, PdIncident, now_ms};
+    let _serial = SERIAL.lock().await;
+    let Some(db) =
+        PgDb::create("both_replicas_receiving_pager_webhooks_post_one_message_per_incident").await
+    else {
+        return;
+    };
+    // Arrange: the pager section as an operator writes it, the secrets in files
+    let fake = FakePager::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let secrets = dir.path().join("pagerduty-webhook-secrets");
+    std::fs::write(&secrets, format!("an-older-secret\n{PD_SECRET}\n")).expect("write");
+    let extra = format!(
+        r#"oncall:
+  pagerduty:
+    base_url: {pd}
+    token: {PD_TOKEN}
+pager:
+  pagerduty:
+    webhook_secrets_file: {secrets}
+  routes:
+    - {{provider: pagerduty, service: "*", channel: {CHANNEL}}}
+"#,
+        pd = fake.pagerduty_url(),
+        secrets = secrets.display(),
+    );
+    let cluster = Cluster::with_config(db, &extra).await;
+    let (a, b) = tokio::join!(cluster.start("replica-a"), cluster.start("replica-b"));
+    const INCIDENTS: usize = 4;
+    let incidents: Vec<PdIncident> = (0..INCIDENTS)
+        .map(|n| PdIncident {
+            id: format!("PREP{n}"),
+            title: format!("Incident {n}"),
+            service_id: "PSVC1".into(),
+            service_name: "Checkout API".into(),
+            status: "triggered".into(),
+            assignees: vec![],
+            last_change_ms: now_ms() - 60_000,
+        })
+        .collect();
+
+    // Act: each event reaches both replicas at once, twice
+    for inc in &incidents {
+        let event = FakePager::pd_event(inc, "incident.triggered", inc.last_change_ms, None);
+        let (r1, r2, r3, r4) = tokio::join!(
+            fake.pd_deliver(&a.address, &event, &[PD_SECRET]),
+            fake.pd_deliver(&b.address, &event, &[PD_SECRET]),
+            fake.pd_deliver(&b.address, &event, &[PD_SECRET]),
+            fake.pd_deliver(&a.address, &event, &[PD_SECRET])
+        );
+        assert_eq!(
+            (r1, r2, r3, r4),
+            (202, 202, 202, 202),
+            "every delivery is accepted"
+        );
+    }
+    let mut acked = incidents[0].clone();
+    acked.status = "acknowledged".into();
+    let later = FakePager::pd_event(
+        &acked,
+        "incident.acknowledged",
+        acked.last_change_ms + 1000,
+        None,
+    );
+    let (r1, r2) = tokio::join!(
+        fake.pd_deliver(&a.address, &later, &[PD_SECRET]),
+        fake.pd_deliver(&b.address, &later, &[PD_SECRET])
+    );
+    assert_eq!((r1, r2), (202, 202));
+
+    // Assert
+    cluster
+        .slack
+        .wait_for_messages(CHANNEL, INCIDENTS, WAIT)
+        .await;
+    eventually("the acknowledgement shown", || async {
+        cluster.slack.messages_in(CHANNEL).into_iter().find(|m| {
+            m.blocks.to_string().contains("PREP0") && m.blocks.to_string().contains("Acknowledged")
+        })
+    })
+    .await;
+    tokio::time::sleep(SETTLE).await;
+    let messages = cluster.slack.messages_in(CHANNEL);
+    assert_eq!(
+        messages.len(),
+        INCIDENTS,
+        "one message per incident: {messages:#?}"
+    );
+    for inc in &incidents {
+        let n = messages
+            .iter()
+            .filter(|m| m.blocks.to_string().contains(&format!("`{}`", inc.id)))
+            .count();
+        assert_eq!(n, 1, "exactly one message for {}", inc.id);
+    }
+    let duplicates = a
+        .metric(r#"slackops_pager_webhook_events_total{provider="pagerduty",reason="duplicate"}"#)
+        .await
+        + b.metric(
+            r#"slackops_pager_webhook_events_total{provider="pagerduty",reason="duplicate"}"#,
+        )
+        .await;
+    assert_eq!(
+        duplicates,
+        (3 * INCIDENTS + 1) as f64,
+        "every other delivery was a duplicate"
+    );
+
+    a.stop().await;
+    b.stop().await;
+    cluster.finish().await;
+}

@@ -77,6 +77,31 @@ pub struct Meta {
     pub outage_id: Option<String>,
     #[serde(rename = "v", default)]
     pub version: i64,
+    /// The page this announcement was started from (a pager incident's link): the announcement
+    /// always links back to it, even when the summary was edited.
+    #[serde(rename = "i", default, skip_serializing_if = "Option::is_none")]
+    pub incident_url: Option<String>,
+}
+
+impl Meta {
+    /// A new outage's form.
+    pub fn new_outage() -> Self {
+        Self {
+            outage_id: None,
+            version: 0,
+            incident_url: None,
+        }
+    }
+}
+
+/// The summary with a link back to the incident it came from, unless it already holds one.
+pub fn with_incident_link(summary: &str, incident_url: Option<&str>) -> String {
+    match incident_url {
+        Some(url) if !url.is_empty() && !summary.contains(url) => {
+            format!("{}\nIncident: {url}", summary.trim_end())
+        }
+        _ => summary.to_string(),
+    }
 }
 
 /// The outage form. `filter` ranks matching systems first; `defaults` pre-fills it.
@@ -314,16 +339,7 @@ impl CommandHandler for AnnounceCommand {
                 defaults.systems = vec![exact[0].id.clone()];
             }
         }
-        let view = form_view(
-            settings,
-            Mode::New,
-            &text,
-            &defaults,
-            &Meta {
-                outage_id: None,
-                version: 0,
-            },
-        );
+        let view = form_view(settings, Mode::New, &text, &defaults, &Meta::new_outage());
         match state.slack().views_open(trigger, &view).await {
             Ok(_) => Ok(Ack::Empty),
             Err(e) => {
@@ -378,6 +394,12 @@ impl ViewHandler for NewView {
         }
         let view = interaction.view.clone().unwrap_or_default();
         let mut fields = fields_from_view(settings, &view, Mode::New, &Fields::default());
+        let meta: Option<Meta> = serde_json::from_str(&view.private_metadata).ok();
+        if let Some(url) = meta.and_then(|m| m.incident_url)
+            && !fields.summary.trim().is_empty()
+        {
+            fields.summary = with_incident_link(&fields.summary, Some(&url));
+        }
         model::complete_impact(settings, &mut fields);
         let mut problems = model::validate(settings, &fields);
         if problems.is_empty() {
@@ -389,10 +411,7 @@ impl ViewHandler for NewView {
                 Mode::New,
                 "",
                 &fields,
-                &Meta {
-                    outage_id: None,
-                    version: 0,
-                },
+                &Meta::new_outage(),
             ));
             return Ok(view_errors(problems, &known));
         }
@@ -470,6 +489,7 @@ impl ActionHandler for OpenChange {
             &Meta {
                 outage_id: Some(outage.id.clone()),
                 version: outage.version,
+                incident_url: None,
             },
         );
         if let Err(e) = state.slack().views_open(trigger, &view).await {
@@ -564,5 +584,22 @@ impl ViewHandler for ChangeView {
             ))),
             Err(ChangeError::Other(e)) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_incident_link;
+
+    #[test]
+    fn an_announcement_started_from_a_page_keeps_its_link() {
+        let url = "https://acme.pagerduty.com/incidents/P1";
+        assert_eq!(
+            with_incident_link("Checkout down", Some(url)),
+            format!("Checkout down\nIncident: {url}")
+        );
+        let edited = format!("Checkout down, see {url}");
+        assert_eq!(with_incident_link(&edited, Some(url)), edited);
+        assert_eq!(with_incident_link("x", None), "x");
     }
 }

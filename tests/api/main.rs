@@ -17,6 +17,7 @@ mod monitoring;
 mod oncall;
 mod openapi;
 mod ops;
+mod pager;
 mod pipelines;
 mod slack_client;
 mod slack_layer;

@@ -68,6 +68,45 @@ impl Grafana {
             .await
     }
 
+    fn group_url(&self, id: &str, action: Option<&str>) -> Result<Url, ProviderError> {
+        let mut url = self.base.clone();
+        {
+            let mut p = url
+                .path_segments_mut()
+                .map_err(|_| ProviderError::NotConfigured("oncall.grafana.base_url".into()))?;
+            p.pop_if_empty().extend(["api", "v1", "alert_groups", id]);
+            // `GET /alert_groups/{id}/`; actions are documented without the slash.
+            match action {
+                Some(a) => p.push(a),
+                None => p.push(""),
+            };
+        }
+        Ok(url)
+    }
+
+    /// An alert group as it is now: `state` is `firing`, `acknowledged`, `resolved` or
+    /// `silenced` (reference pager-incidents.md §C2).
+    pub async fn alert_group(&self, id: &str) -> Result<Value, ProviderError> {
+        let url = self.group_url(id, None)?;
+        let token = self.token.expose().to_string();
+        self.http
+            .get_json(NAME, |c| c.get(url.clone()).header("authorization", &token))
+            .await
+    }
+
+    /// `POST /api/v1/alert_groups/{id}/acknowledge` or `/resolve`. Grafana OnCall acts as the
+    /// token's owner; there is no way to name another person (§C2 "Who it acts as").
+    pub async fn alert_group_action(&self, id: &str, action: &str) -> Result<(), ProviderError> {
+        let url = self.group_url(id, Some(action))?;
+        let token = self.token.expose().to_string();
+        self.http
+            .send_once(NAME, |c| {
+                c.post(url.clone()).header("authorization", &token)
+            })
+            .await
+            .map(|_| ())
+    }
+
     async fn user(&self, id: &str) -> Result<Person, ProviderError> {
         if let Some(p) = self.users.get(id).await {
             return Ok(p);

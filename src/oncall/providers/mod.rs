@@ -229,11 +229,43 @@ impl Http {
         }
     }
 
+    /// One attempt of a call that changes something (an acknowledge, a resolve): never retried
+    /// here, since none of the products takes an idempotency key; the caller's job retries
+    /// after reading the current state again. An empty success body is `Value::Null`.
+    pub async fn send_once(
+        &self,
+        provider: &'static str,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<(u16, Value), ProviderError> {
+        let (status, bytes) = self.answer(provider, &build).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok((status, Value::Null));
+        }
+        let v = serde_json::from_slice(&bytes).map_err(|_| ProviderError::Decode {
+            provider,
+            message: format!("HTTP {status}, body is not JSON"),
+        })?;
+        Ok((status, v))
+    }
+
     async fn once(
         &self,
         provider: &'static str,
         build: &impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<Value, ProviderError> {
+        let (status, bytes) = self.answer(provider, build).await?;
+        serde_json::from_slice(&bytes).map_err(|_| ProviderError::Decode {
+            provider,
+            message: format!("HTTP {status}, body is not JSON"),
+        })
+    }
+
+    /// Send once; a success's status and body, or the typed error.
+    async fn answer(
+        &self,
+        provider: &'static str,
+        build: &impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<(u16, bytes::Bytes), ProviderError> {
         let resp = build(&self.client)
             .timeout(self.timeout)
             .header("accept", "application/json")
@@ -283,10 +315,7 @@ impl Http {
                 message,
             });
         }
-        serde_json::from_slice(&bytes).map_err(|_| ProviderError::Decode {
-            provider,
-            message: format!("HTTP {status}, body is not JSON"),
-        })
+        Ok((status.as_u16(), bytes))
     }
 }
 

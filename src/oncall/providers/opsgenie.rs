@@ -32,6 +32,98 @@ impl Opsgenie {
         }
     }
 
+    fn alert_url(&self, segments: &[&str]) -> Result<Url, ProviderError> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|_| ProviderError::NotConfigured("oncall.opsgenie.base_url".into()))?
+            .pop_if_empty()
+            .extend(["v2", "alerts"])
+            .extend(segments);
+        Ok(url)
+    }
+
+    /// An alert as it is now (`GET /v2/alerts/{id}`): `data.status` is `open` or `closed`,
+    /// `data.acknowledged` a boolean (reference pager-incidents.md §B2).
+    pub async fn alert(&self, id: &str) -> Result<Value, ProviderError> {
+        let url = self.alert_url(&[id])?;
+        let auth = format!("GenieKey {}", self.token.expose());
+        let v = self
+            .http
+            .get_json(NAME, |c| {
+                c.get(url.clone())
+                    .query(&[("identifierType", "id")])
+                    .header("authorization", &auth)
+            })
+            .await?;
+        v.get("data").cloned().ok_or(ProviderError::Decode {
+            provider: NAME,
+            message: "no data in the answer".into(),
+        })
+    }
+
+    /// `POST /v2/alerts/{id}/acknowledge` or `/close` with the person in `user` (the only place
+    /// the acting person goes). Opsgenie answers 202 and decides later: the `requestId` to
+    /// follow with [`Opsgenie::request_status`] (§B2 "Asynchronous processing").
+    pub async fn alert_action(
+        &self,
+        id: &str,
+        action: &str,
+        user: &str,
+        note: &str,
+    ) -> Result<String, ProviderError> {
+        let url = self.alert_url(&[id, action])?;
+        let auth = format!("GenieKey {}", self.token.expose());
+        let body = serde_json::json!({"user": user, "source": "slackops", "note": note});
+        let (_, v) = self
+            .http
+            .send_once(NAME, |c| {
+                c.post(url.clone())
+                    .query(&[("identifierType", "id")])
+                    .header("authorization", &auth)
+                    .json(&body)
+            })
+            .await?;
+        v.get("requestId")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or(ProviderError::Decode {
+                provider: NAME,
+                message: "no requestId in the answer".into(),
+            })
+    }
+
+    /// What became of an accepted request: `None` while Opsgenie has not processed it (it
+    /// answers 404 until then), else whether it succeeded and Opsgenie's status text.
+    pub async fn request_status(
+        &self,
+        request_id: &str,
+    ) -> Result<Option<(bool, String)>, ProviderError> {
+        let url = self.alert_url(&["requests", request_id])?;
+        let auth = format!("GenieKey {}", self.token.expose());
+        let v = match self
+            .http
+            .get_json(NAME, |c| c.get(url.clone()).header("authorization", &auth))
+            .await
+        {
+            Err(ProviderError::Refused { status: 404, .. }) => return Ok(None),
+            other => other?,
+        };
+        let data = v.get("data").cloned().unwrap_or(Value::Null);
+        let ok = data
+            .get("isSuccess")
+            .or_else(|| data.get("success"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let status = data
+            .get("status")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .chars()
+            .take(200)
+            .collect();
+        Ok(Some((ok, status)))
+    }
+
     async fn at(
         &self,
         schedule: &str,

@@ -56,6 +56,51 @@ impl PagerDuty {
             .await
     }
 
+    /// An incident as it is now (`GET /incidents/{id}`, reference pager-incidents.md §A2).
+    pub async fn incident(&self, id: &str) -> Result<Value, ProviderError> {
+        let v = self
+            .get(&format!("/incidents/{}", segment(id)), &[])
+            .await?;
+        v.get("incident").cloned().ok_or(ProviderError::Decode {
+            provider: NAME,
+            message: "no incident in the answer".into(),
+        })
+    }
+
+    /// A user's email (`GET /users/{id}`): webhook assignees carry none (§A1).
+    pub async fn user_email(&self, id: &str) -> Result<Option<String>, ProviderError> {
+        let v = self.get(&format!("/users/{}", segment(id)), &[]).await?;
+        Ok(v.pointer("/user/email")
+            .and_then(Value::as_str)
+            .map(str::to_owned))
+    }
+
+    /// `PUT /incidents/{id}` to `acknowledged` or `resolved`, as the user whose email goes in
+    /// `From` (§A2). Sent once: a timeout may or may not have acted, so the caller reads the
+    /// incident again before any retry. The incident as PagerDuty now shows it.
+    pub async fn set_status(
+        &self,
+        id: &str,
+        status: &str,
+        from: &str,
+    ) -> Result<Value, ProviderError> {
+        let url = self.url(&format!("/incidents/{}", segment(id)));
+        let auth = format!("Token token={}", self.token.expose());
+        let body =
+            serde_json::json!({"incident": {"type": "incident_reference", "status": status}});
+        let (_, v) = self
+            .http
+            .send_once(NAME, |c| {
+                c.put(&url)
+                    .header("authorization", &auth)
+                    .header("accept", "application/vnd.pagerduty+json;version=2")
+                    .header("from", from)
+                    .json(&body)
+            })
+            .await?;
+        Ok(v.get("incident").cloned().unwrap_or(Value::Null))
+    }
+
     /// One `/oncalls` entry as a shift; `None` when it is outside the source's escalation levels
     /// or names no user. `emails` caches the users fetched for their email.
     async fn shift(
@@ -154,6 +199,11 @@ impl Provider for PagerDuty {
         }
         Ok(shifts)
     }
+}
+
+/// An id as one path segment (ids are alphanumeric; anything else is percent-encoded).
+fn segment(id: &str) -> String {
+    url::form_urlencoded::byte_serialize(id.as_bytes()).collect()
 }
 
 /// The `/oncalls` query for a source and a window, without paging.
