@@ -19,6 +19,7 @@ pub mod api;
 pub mod blocks;
 pub mod dispatch;
 pub mod html;
+pub mod once;
 pub mod payload;
 pub mod routes;
 pub mod socket;

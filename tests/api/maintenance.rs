@@ -871,3 +871,59 @@ async fn a_maintenance_patch_based_on_a_stale_version_is_refused_with_409_and_ch
         texts(&app)
     );
 }
+
+#[tokio::test]
+async fn the_maintenance_modal_submitted_twice_schedules_one_window() {
+    for db in TestDb::all("maintenance_modal_submitted_twice").await {
+        let engine = db.engine;
+        let app = app_on(db).await;
+        let view = open_modal(&app).await;
+        let start = now_ms() / 1000 + 3600;
+        let payload = submission(
+            &app,
+            &view,
+            values("Kernel upgrade", Some(start), Some(start + 3600), &["db"]),
+        );
+        // A double press (both at once), then a network retry of the same submission.
+        let (a, b) = tokio::join!(submit(&app, &payload), submit(&app, &payload));
+        let c = submit(&app, &payload).await;
+        assert!(
+            a.is_null() && b.is_null() && c.is_null(),
+            "{engine:?}: the modal closes: {a} {b} {c}"
+        );
+        app.slack
+            .wait_for_messages(CHANNEL, 1, Duration::from_secs(10))
+            .await;
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let (_, list) = api(&app, "GET", "/api/v1/maintenances", Some(API_TOKEN), None).await;
+        assert_eq!(
+            list["maintenances"].as_array().map(Vec::len),
+            Some(1),
+            "{engine:?}: one window: {list}"
+        );
+        assert_eq!(
+            count(&app, "Scheduled maintenance: Kernel upgrade"),
+            1,
+            "{engine:?}"
+        );
+        // The same modal with other values (a corrected form) is a submission of its own.
+        let other = submission(
+            &app,
+            &view,
+            values(
+                "Kernel upgrade, part 2",
+                Some(start),
+                Some(start + 3600),
+                &["db"],
+            ),
+        );
+        assert!(submit(&app, &other).await.is_null());
+        let (_, list) = api(&app, "GET", "/api/v1/maintenances", Some(API_TOKEN), None).await;
+        assert_eq!(
+            list["maintenances"].as_array().map(Vec::len),
+            Some(2),
+            "{engine:?}"
+        );
+        app.stop().await;
+    }
+}
