@@ -75,6 +75,9 @@ pub enum ApiError {
     BadRequest { field: String, message: String },
     #[error("not found: {0}")]
     NotFound(String),
+    /// The resource changed since the caller read it (a stale `version`): 409.
+    #[error("conflict: {0}")]
+    Conflict(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -115,6 +118,11 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(m) => (
                 StatusCode::NOT_FOUND,
                 Json(ErrorBody::new(ErrorCode::NotFound, m)),
+            )
+                .into_response(),
+            ApiError::Conflict(m) => (
+                StatusCode::CONFLICT,
+                Json(ErrorBody::new(ErrorCode::Conflict, m)),
             )
                 .into_response(),
             ApiError::Internal(e) => {

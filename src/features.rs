@@ -2,17 +2,18 @@
 //! handlers, jobs, HTTP routes and periodic tasks. The interaction layer, the job queue and the
 //! echo endpoint dispatch through what is registered here and never name a feature themselves.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use rand::Rng;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info_span, warn};
+use tracing::{Instrument, debug, info_span, warn};
 
 use crate::config::Settings;
-use crate::registry::Registry;
+use crate::registry::{Periodic, Registry};
 use crate::state::AppState;
+use crate::store::leases::LeaseTiming;
 
 /// Register every feature's handlers.
 pub fn register_all(registry: &mut Registry, settings: &Settings) {
@@ -43,42 +44,118 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Start every periodic task; each runs on the replica holding its database lease and stops when
-/// `stop` is cancelled.
+/// `stop` is cancelled, giving the lease back so another replica (or this one, restarted) takes
+/// over at once instead of waiting for it to expire.
+///
+/// The lease lives one interval and is renewed, by its holder, every third of it
+/// ([`LeaseTiming::for_interval`]); the other replicas try to take it as often. The holder runs the
+/// task every interval, and a replica that has just taken the lease over runs it at once: it does
+/// not know when the previous holder last ran it, and running early is harmless where running
+/// late is not. So a graceful restart or a rolling deploy never delays a run, and a replica that
+/// dies is replaced within [`LeaseTiming::takeover_bound`] (4/3 of the interval).
 pub fn spawn_periodic(state: &AppState, stop: CancellationToken) -> Vec<JoinHandle<()>> {
     let owner = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
     let mut handles = Vec::new();
     for task in state.registry().periodic_tasks() {
-        let task = task.clone();
         let Some(interval) = task.interval(state) else {
             continue;
         };
-        let (state, stop, owner) = (state.clone(), stop.clone(), owner.clone());
+        let runner = PeriodicRunner {
+            task: task.clone(),
+            state: state.clone(),
+            owner: owner.clone(),
+            interval,
+            timing: LeaseTiming::for_interval(interval),
+        };
         let span = info_span!("periodic", task = task.name());
-        handles.push(tokio::spawn(
-            async move {
-                // Hold the lease for two intervals (at least a minute), so a dead holder is
-                // replaced soon but a slow run is not overtaken.
-                let ttl = (interval * 2).max(Duration::from_secs(60));
-                loop {
-                    let jitter = Duration::from_millis(rand::rng().random_range(0..=interval.as_millis().min(5000) as u64 / 5));
-                    tokio::select! {
-                        _ = tokio::time::sleep(interval + jitter) => {}
-                        _ = stop.cancelled() => break,
-                    }
-                    let now = state.now_ms();
-                    match state.db().try_lease(task.name(), &owner, now, ttl.as_millis() as i64).await {
-                        Ok(true) => {
-                            if let Err(e) = task.run(&state).await {
-                                warn!(error.message = %e, error.cause_chain = ?e, "periodic task failed; it runs again next interval");
-                            }
-                        }
-                        Ok(false) => {}
-                        Err(e) => warn!(error = %crate::store::short_db_error(&e), "cannot take the periodic task lease"),
+        handles.push(tokio::spawn(runner.run(stop.clone()).instrument(span)));
+    }
+    handles
+}
+
+/// One periodic task on this replica.
+struct PeriodicRunner {
+    task: Arc<dyn Periodic>,
+    state: AppState,
+    owner: String,
+    interval: Duration,
+    timing: LeaseTiming,
+}
+
+impl PeriodicRunner {
+    async fn run(self, stop: CancellationToken) {
+        // When this replica last ran the task while holding the lease without a break.
+        let mut last_run: Option<Instant> = None;
+        loop {
+            let wait = if self.take_lease().await {
+                let due = last_run.map(|t| t + self.interval);
+                if due.is_none_or(|d| Instant::now() >= d) {
+                    last_run = Some(Instant::now());
+                    self.run_holding().await;
+                }
+                let next = last_run.map_or(Instant::now(), |t| t + self.interval);
+                next.saturating_duration_since(Instant::now())
+                    .min(self.timing.renew_every)
+            } else {
+                last_run = None;
+                self.timing.renew_every
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.cancelled() => break,
+            }
+        }
+        self.release().await;
+    }
+
+    /// Take or renew the lease. A database error counts as not held: better a late run than two.
+    async fn take_lease(&self) -> bool {
+        let now = self.state.now_ms();
+        match self
+            .state
+            .db()
+            .try_lease(self.task.name(), &self.owner, now, self.timing.ttl_ms())
+            .await
+        {
+            Ok(held) => held,
+            Err(e) => {
+                warn!(error = %crate::store::short_db_error(&e), "cannot take the periodic task lease");
+                false
+            }
+        }
+    }
+
+    /// Run the task once, renewing the lease while it runs so a slow run is not overtaken.
+    async fn run_holding(&self) {
+        let run = self.task.run(&self.state);
+        tokio::pin!(run);
+        let result = loop {
+            tokio::select! {
+                r = &mut run => break r,
+                _ = tokio::time::sleep(self.timing.renew_every) => {
+                    if !self.take_lease().await {
+                        warn!("the periodic task lease was lost during a run; another replica may run it too");
                     }
                 }
             }
-            .instrument(span),
-        ));
+        };
+        if let Err(e) = result {
+            warn!(error.message = %e, error.cause_chain = ?e, "periodic task failed; it runs again next interval");
+        }
     }
-    handles
+
+    /// Give the lease back (only if still ours), so another replica need not wait for it.
+    async fn release(&self) {
+        match self
+            .state
+            .db()
+            .release_lease(self.task.name(), &self.owner)
+            .await
+        {
+            Ok(()) => debug!("periodic task lease given back"),
+            Err(e) => {
+                warn!(error = %crate::store::short_db_error(&e), "giving the periodic task lease back failed; it expires by itself")
+            }
+        }
+    }
 }

@@ -94,6 +94,7 @@ pub struct Metrics {
     pub slack_dispatch: Family<Kind, Counter>,
     pub slack_late_acks: Counter,
     pub slack_duplicate_events: Counter,
+    pub slack_duplicate_interactions: Counter,
     pub jobs_depth: Family<StateLabel, Gauge>,
     pub jobs_attempt_failures: Family<JobKind, Counter>,
     pub jobs_exhausted: Family<JobKind, Counter>,
@@ -152,6 +153,7 @@ impl Metrics {
             slack_dispatch: Family::<Kind, Counter>::default(),
             slack_late_acks: Counter::default(),
             slack_duplicate_events: Counter::default(),
+            slack_duplicate_interactions: Counter::default(),
             jobs_depth: Family::<StateLabel, Gauge>::default(),
             jobs_attempt_failures: Family::<JobKind, Counter>::default(),
             jobs_exhausted: Family::<JobKind, Counter>::default(),
@@ -217,6 +219,11 @@ impl Metrics {
             "slack_duplicate_events",
             "Events API deliveries dropped as duplicates of an already processed event_id",
             self.slack_duplicate_events.clone(),
+        );
+        r.register(
+            "slack_duplicate_interactions",
+            "Modal submissions and clicks answered without acting: a repeat of one already acted on",
+            self.slack_duplicate_interactions.clone(),
         );
     }
 

@@ -518,7 +518,7 @@ fn approve_click(slack: &FakeSlack, user: &str, message: &Message) -> Value {
         "state": {"values": {}},
         "response_url": slack.response_url_for_message(&message.channel, &message.ts),
         "actions": [{"action_id": APPROVE, "block_id": "approvals_decide", "type": "button",
-                     "value": judgment_id_of(message), "action_ts": "1700000000.000001"}]
+                     "value": judgment_id_of(message), "action_ts": format!("{}.{:06}", chrono::Utc::now().timestamp(), rand::random::<u32>() % 1_000_000)}]
     })
 }
 
@@ -987,6 +987,154 @@ async fn one_oncall_sync_at_a_time_across_replicas_and_the_cli() {
 
     a.stop().await;
     b.stop().await;
+    cluster.finish().await;
+}
+
+// ------------------------------------------------------------------------------- periodic leases
+
+/// One on-call group synced every `interval_secs` from the fake PagerDuty: each periodic run
+/// shows up as a call to `/oncalls`.
+async fn periodic_cluster(
+    db: PgDb,
+    interval_secs: u64,
+) -> (Cluster, support::fake_oncall::FakeOncall) {
+    let pd = support::fake_oncall::FakeOncall::start().await;
+    let oncall = format!(
+        "oncall:\n  interval_secs: {interval_secs}\n  request_timeout_ms: 5000\n  pagerduty:\n    base_url: {}\n    token: pd-token-0123456789\n  groups:\n    - handle: {}\n      channel: {NOTICES}\n      sources:\n        - provider: pagerduty\n          schedules: [PSCHED0]\n",
+        pd.pagerduty_url(),
+        ONCALL_GROUPS[0]
+    );
+    let cluster = Cluster::with_config(db, &oncall).await;
+    cluster.slack.add_channel(NOTICES, "oncall-notices");
+    cluster
+        .slack
+        .add_usergroup("S0GROUP0", ONCALL_GROUPS[0], &[ALICE]);
+    pd_on_call(&pd, &[("PBOB", "bob@example.com")]);
+    (cluster, pd)
+}
+
+/// When the periodic sync first asked PagerDuty after `since`, waiting at most `within`.
+async fn first_run_after(
+    pd: &support::fake_oncall::FakeOncall,
+    since: std::time::Instant,
+    within: Duration,
+) -> Option<std::time::Instant> {
+    let deadline = since + within;
+    loop {
+        let first = pd
+            .calls("pagerduty")
+            .into_iter()
+            .map(|c| c.at)
+            .filter(|at| *at > since)
+            .min();
+        if first.is_some() || std::time::Instant::now() > deadline {
+            return first;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The process id in the owner of the periodic on-call sync lease (owners are `<pid>-<uuid>`).
+async fn sync_lease_holder(db: &PgDb) -> Option<u32> {
+    let pool = db.pool().await;
+    let owner: Option<(String, i64)> =
+        sqlx::query_as("SELECT owner, until FROM leases WHERE name = 'oncall.sync'")
+            .fetch_optional(&pool)
+            .await
+            .expect("read the lease");
+    pool.close().await;
+    let (owner, until) = owner?;
+    (until > chrono::Utc::now().timestamp_millis())
+        .then(|| owner.split('-').next()?.parse().ok())
+        .flatten()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_graceful_restart_mid_interval_does_not_delay_the_next_periodic_run() {
+    let Some(db) = PgDb::create("graceful_restart_periodic").await else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let interval = Duration::from_secs(6);
+    let (cluster, pd) = periodic_cluster(db, interval.as_secs()).await;
+    let a = cluster.start("replica-a").await;
+    let started = std::time::Instant::now();
+    let first = first_run_after(&pd, started - Duration::from_secs(5), WAIT)
+        .await
+        .expect("the periodic sync runs");
+    // Mid-interval: a deploy stops the replica (SIGTERM) and starts its successor.
+    let mid = first + interval / 2;
+    tokio::time::sleep(mid.saturating_duration_since(std::time::Instant::now())).await;
+    let (code, log) = a.terminate().await;
+    assert_eq!(code, Some(0), "a graceful stop exits 0:\n{log}");
+    let restarted = std::time::Instant::now();
+    let a2 = cluster.start("replica-a2").await;
+    // The next run is due one interval after the first; the lease the old process held must not
+    // push it back (it used to be held for a minute after the process was gone).
+    let due = first + interval;
+    let next = first_run_after(&pd, restarted, WAIT).await;
+    let late_by = next.map(|n| n.saturating_duration_since(due));
+    assert!(
+        late_by.is_some_and(|l| l < Duration::from_millis(1500)),
+        "the run after a graceful restart came {:?} after it was due (None: not within {WAIT:?})",
+        late_by
+    );
+    a2.stop().await;
+    cluster.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn when_the_periodic_lease_holder_dies_the_other_replica_takes_over_within_the_documented_bound()
+ {
+    let Some(db) = PgDb::create("periodic_takeover").await else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let interval = Duration::from_secs(3);
+    // The documented bound (docs/architecture.md): a lease lives one interval and is renewed and
+    // polled every third of it, so a dead holder is replaced within 4/3 of the interval.
+    let bound = slackops::store::leases::LeaseTiming::for_interval(interval).takeover_bound();
+    assert_eq!(bound, Duration::from_secs(4));
+    let (cluster, pd) = periodic_cluster(db, interval.as_secs()).await;
+    let a = cluster.start("replica-a").await;
+    let b = cluster.start("replica-b").await;
+    let holder = eventually("a replica to hold the sync lease", || async {
+        sync_lease_holder(&cluster.db).await
+    })
+    .await;
+    first_run_after(
+        &pd,
+        std::time::Instant::now() - Duration::from_secs(30),
+        WAIT,
+    )
+    .await
+    .expect("the periodic sync runs");
+    let (dead, survivor) = if a.child.id() == Some(holder) {
+        (a, b)
+    } else {
+        assert_eq!(
+            b.child.id(),
+            Some(holder),
+            "the holder is one of the replicas"
+        );
+        (b, a)
+    };
+    // SIGKILL: no shutdown, the lease is not given back.
+    dead.kill().await;
+    let killed = std::time::Instant::now();
+    let next = first_run_after(&pd, killed, WAIT).await;
+    let after = next.map(|n| n.duration_since(killed));
+    // A little slack for the database round trips and the run's first request.
+    assert!(
+        after.is_some_and(|t| t <= bound + Duration::from_millis(1000)),
+        "the surviving replica ran the sync {after:?} after the holder died; the bound is {bound:?}"
+    );
+    assert_eq!(
+        sync_lease_holder(&cluster.db).await,
+        survivor.child.id(),
+        "the survivor holds the lease now"
+    );
+    survivor.stop().await;
     cluster.finish().await;
 }
 

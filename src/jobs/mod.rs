@@ -439,7 +439,8 @@ impl JobQueue {
         Ok(n > 0)
     }
 
-    /// Delete finished jobs older than the retention, and Events API dedup marks older than an hour.
+    /// Delete finished jobs older than the retention, Events API dedup marks older than an hour, and
+    /// interaction claims older than a week.
     pub async fn purge(&self) -> Result<u64, sqlx::Error> {
         let now = self.clock.now_ms();
         let keep_ms = (self.settings.retain_done_hours as i64) * 3_600_000;
@@ -450,6 +451,11 @@ impl JobQueue {
             .rows_affected();
         sqlx::query("DELETE FROM slack_events_seen WHERE seen_at < $1")
             .bind(now - 3_600_000)
+            .execute(self.db.pool())
+            .await?;
+        // Interaction claims (slack::once) outlive any modal or message buttons by far.
+        sqlx::query("DELETE FROM interaction_claims WHERE claimed_at < $1")
+            .bind(now - 7 * 24 * 3_600_000)
             .execute(self.db.pool())
             .await?;
         Ok(done)

@@ -90,6 +90,10 @@ pub struct MaintenanceChanges {
     #[schema(format = DateTime)]
     ends_at: Option<String>,
     public: Option<bool>,
+    /// The `version` the caller read; when the window changed since, the change is refused with
+    /// 409 and nothing changes. Absent: the change applies to whatever is current.
+    #[schema(minimum = 1)]
+    version: Option<i64>,
 }
 
 /// Maintenance windows, newest first.
@@ -110,17 +114,28 @@ const FIELDS: &[&str] = &[
     "public",
 ];
 
-fn body_object(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
+/// A PATCH also takes the `version` it is based on.
+const CHANGE_FIELDS: &[&str] = &[
+    "title",
+    "summary",
+    "systems",
+    "starts_at",
+    "ends_at",
+    "public",
+    "version",
+];
+
+fn body_object(body: &Bytes, fields: &[&str]) -> Result<Map<String, Value>, ApiError> {
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request("body", format!("not valid JSON: {e}")))?;
     refuse_nul(&v)?;
     let Value::Object(map) = v else {
         return Err(ApiError::bad_request("body", "must be a JSON object"));
     };
-    if let Some(k) = map.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+    if let Some(k) = map.keys().find(|k| !fields.contains(&k.as_str())) {
         return Err(ApiError::bad_request(
             k,
-            format!("unknown field; the fields are {}", FIELDS.join(", ")),
+            format!("unknown field; the fields are {}", fields.join(", ")),
         ));
     }
     Ok(map)
@@ -176,6 +191,19 @@ fn public(map: &Map<String, Value>) -> Result<Option<bool>, ApiError> {
     }
 }
 
+fn version(map: &Map<String, Value>) -> Result<Option<i64>, ApiError> {
+    match map.get("version") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_i64() {
+            Some(n) if n >= 1 => Ok(Some(n)),
+            _ => Err(ApiError::bad_request(
+                "version",
+                "must be a whole number of at least 1 (the version you read)",
+            )),
+        },
+    }
+}
+
 fn required<T>(v: Option<T>, field: &str) -> Result<T, ApiError> {
     v.ok_or_else(|| ApiError::bad_request(field, "required"))
 }
@@ -188,6 +216,9 @@ fn change_error(e: ChangeError) -> ApiError {
         }
         ChangeError::NotFound => ApiError::NotFound("no such maintenance window".into()),
         ChangeError::Conflict(why) => ApiError::bad_request("id", why),
+        ChangeError::Stale => ApiError::Conflict(
+            "the maintenance window changed meanwhile (version); read it again and retry".into(),
+        ),
         ChangeError::Store(e) => e.into(),
     }
 }
@@ -219,7 +250,7 @@ async fn create(
     body: Bytes,
 ) -> Result<(StatusCode, Json<MaintenanceView>), ApiError> {
     require_api_token(&state, &headers)?;
-    let map = body_object(&body)?;
+    let map = body_object(&body, FIELDS)?;
     let draft = Draft {
         title: required(string(&map, "title")?, "title")?,
         summary: string(&map, "summary")?.unwrap_or_default(),
@@ -240,7 +271,8 @@ async fn create(
     operation_id = "changeMaintenance",
     tag = "maintenances",
     summary = "Change a maintenance window",
-    description = "The change is announced in the window's thread.",
+    description = "The change is announced in the window's thread. With `version`, a change based \
+                   on a stale read is refused with 409.",
     params(("id" = String, Path, description = "The maintenance window id")),
     request_body = MaintenanceChanges,
     responses(
@@ -248,6 +280,8 @@ async fn create(
         (status = 400, description = "A field is wrong, or the window can no longer change \
                                       (field `id`); nothing was changed", body = BadRequestBody),
         (status = 404, description = "No such maintenance window", body = ErrorBody),
+        (status = 409, description = "The window changed meanwhile (`version`); nothing was \
+                                      changed", body = ErrorBody),
     )
 )]
 async fn change(
@@ -257,7 +291,8 @@ async fn change(
     body: Bytes,
 ) -> Result<Json<MaintenanceView>, ApiError> {
     require_api_token(&state, &headers)?;
-    let map = body_object(&body)?;
+    let map = body_object(&body, CHANGE_FIELDS)?;
+    let expected_version = version(&map)?;
     let (title, summary, systems, starts_at, ends_at, public) = (
         string(&map, "title")?,
         string(&map, "summary")?,
@@ -266,7 +301,7 @@ async fn change(
         time(&map, "ends_at")?,
         public(&map)?,
     );
-    let m = super::update(&state, &id, API_ACTOR, |d| {
+    let m = super::update(&state, &id, API_ACTOR, expected_version, |d| {
         if let Some(v) = title {
             d.title = v;
         }
@@ -405,7 +440,9 @@ mod tests {
         assert_eq!(required, ["title", "starts_at", "ends_at"]);
         let (mut change, required) = properties(MaintenanceChanges::schema());
         change.sort();
-        assert_eq!(change, fields);
+        let mut change_fields: Vec<String> = CHANGE_FIELDS.iter().map(|f| f.to_string()).collect();
+        change_fields.sort();
+        assert_eq!(change, change_fields);
         assert!(required.is_empty(), "{required:?}");
     }
 }

@@ -65,8 +65,10 @@ pub fn routes() -> Router<AppState> {
 pub enum ChangeError {
     Invalid(Vec<FieldError>),
     NotFound,
-    /// Canceled, ended, or changed by someone else meanwhile.
+    /// Canceled or ended: it can no longer change.
     Conflict(String),
+    /// Changed since the caller read it (a stale `version`, or a concurrent change).
+    Stale,
     Store(sqlx::Error),
 }
 
@@ -180,6 +182,7 @@ pub async fn update(
     state: &AppState,
     id: &str,
     actor: &str,
+    expected_version: Option<i64>,
     apply: impl FnOnce(&mut Draft),
 ) -> Result<Maintenance, ChangeError> {
     let now = state.now_ms();
@@ -188,6 +191,10 @@ pub async fn update(
         .maintenance(id)
         .await?
         .ok_or(ChangeError::NotFound)?;
+    // A writer that read an older version must not overwrite a newer change unseen.
+    if expected_version.is_some_and(|v| v != existing.version) {
+        return Err(ChangeError::Stale);
+    }
     if existing.state == model::CANCELED {
         return Err(ChangeError::Conflict("the window was canceled".into()));
     }
@@ -219,9 +226,7 @@ pub async fn update(
     }
     let mut tx = state.db().pool().begin().await?;
     if !model::update(&mut tx, id, existing.version, &draft, now).await? {
-        return Err(ChangeError::Conflict(
-            "the window changed meanwhile; read it again".into(),
-        ));
+        return Err(ChangeError::Stale);
     }
     let mut updated = existing.clone();
     updated.title = draft.title.trim().to_string();

@@ -86,7 +86,13 @@ pub async fn sync(state: &AppState, opts: &SyncOptions) -> Result<SyncReport, Sy
 
     // The run lease: only one sync that may write at a time, across replicas and the CLI.
     let owner = format!("{}-{}", opts.actor, uuid::Uuid::new_v4().simple());
-    let ttl_ms: i64 = (settings.interval_secs.max(60) as i64) * 2000;
+    // Sized to the interval like every periodic lease (renewed while the run goes on), so a
+    // replica that dies mid-run holds up the next sync by at most about one interval. With the
+    // periodic sync off (0) a CLI run still needs a lease: 15 s, renewed every 5 s.
+    let timing = crate::store::leases::LeaseTiming::for_interval(Duration::from_secs(
+        settings.interval_secs.max(15),
+    ));
+    let ttl_ms = timing.ttl_ms();
     let renew = if opts.dry_run {
         None
     } else {
@@ -101,7 +107,7 @@ pub async fn sync(state: &AppState, opts: &SyncOptions) -> Result<SyncReport, Sy
         let (st, o) = (state.clone(), owner.clone());
         Some(Renewal(tokio::spawn(async move {
             loop {
-                tokio::time::sleep(Duration::from_millis((ttl_ms / 3) as u64)).await;
+                tokio::time::sleep(timing.renew_every).await;
                 let _ = st.db().try_lease(RUN_LEASE, &o, st.now_ms(), ttl_ms).await;
             }
         })))

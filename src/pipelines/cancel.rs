@@ -9,9 +9,9 @@ use serde_json::{Value, json};
 
 use super::follow::is_final;
 use super::{ACTION_CONFIRM_CANCEL, FEATURE, authorize, deck_link};
+use crate::jobs::NewJob;
 use crate::registry::{ActionHandler, SlackCtx};
 use crate::slack::ack::{Ack, Reply};
-use crate::slack::api::Message;
 use crate::slack::blocks::{self, escape, link, mention};
 use crate::slack::payload::{Action, Interaction};
 use crate::spinnaker::gate::GateError;
@@ -209,7 +209,7 @@ impl ActionHandler for ConfirmCancel {
                 .or(action.action_ts.as_deref())
                 .unwrap_or_default()
         );
-        if !super::first_use(state, &once).await? {
+        if !crate::slack::once::first_use(state, &once).await? {
             return Ok(Ack::ephemeral("This confirmation was already used."));
         }
         let reason = format!(
@@ -275,17 +275,33 @@ async fn canceled(
             "Open in Deck"
         )
     );
-    if let Some(channel) = interaction.channel_id()
-        && state
-            .slack()
-            .post_message(&Message::text(channel, &text))
-            .await
-            .is_ok()
-    {
-        return Ack::Message(Reply {
-            delete_original: Some(true),
-            ..Reply::ephemeral("Canceled.")
-        });
+    // Posting waits on Slack and on our per-channel pacing: a job's work, never the ack's.
+    if let Some(channel) = interaction.channel_id() {
+        let job = NewJob::new(
+            super::JOB_ANNOUNCE,
+            &super::Announcement {
+                run_id: None,
+                channel: Some(channel.to_string()),
+                user: user.to_string(),
+                text: text.clone(),
+            },
+        )
+        .dedup(format!(
+            "{}:cancel:{}",
+            super::JOB_ANNOUNCE,
+            req.execution_id
+        ));
+        match state.jobs().enqueue(job).await {
+            Ok(_) => {
+                return Ack::Message(Reply {
+                    delete_original: Some(true),
+                    ..Reply::ephemeral("Canceled.")
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %crate::store::short_db_error(&e), "queueing the cancel notice failed; answering in place")
+            }
+        }
     }
     Ack::Message(Reply::in_channel(text).replace_original())
 }

@@ -5,12 +5,14 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::follow::{duration, status_emoji};
 use super::parse::{Command, parse};
 use super::{StartRequest, cancel, deck_link, start};
-use crate::registry::{CommandHandler, SlackCtx};
+use crate::jobs::{Job, JobError, NewJob};
+use crate::registry::{CommandHandler, JobHandler, SlackCtx};
 use crate::slack::ack::{Ack, Reply};
 use crate::slack::blocks::{self, escape, link};
 use crate::slack::choices;
@@ -57,7 +59,7 @@ impl CommandHandler for PipelineCommand {
                 pipeline,
             } => status(state, &application, pipeline.as_deref()).await,
             Command::Pipelines { application } => pipelines(state, &application).await,
-            Command::Pending { application } => pending(state, application.as_deref()).await,
+            Command::Pending { application } => queue_pending(state, &cmd, application).await,
         }
     }
 }
@@ -241,6 +243,55 @@ async fn pipelines(state: &AppState, application: &str) -> anyhow::Result<Ack> {
 fn list_reply(heading: &str, lines: &[String], more_hint: &str) -> Ack {
     let b = choices::list_blocks(heading, lines, more_hint);
     Ack::Message(Reply::ephemeral(heading).blocks(blocks::to_json(&b)))
+}
+
+/// `pending`, asked for.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PendingAsk {
+    application: Option<String>,
+    response_url: String,
+}
+
+/// `pending` links each judgment's message, one `chat.getPermalink` call each: a job answers
+/// through `response_url`, so the ack never waits for them.
+async fn queue_pending(
+    state: &AppState,
+    cmd: &SlashCommand,
+    application: Option<String>,
+) -> anyhow::Result<Ack> {
+    let Some(response_url) = cmd.response_url.clone() else {
+        return Ok(Ack::ephemeral(
+            "slackops cannot answer this command here (Slack gave no response_url).",
+        ));
+    };
+    let ask = PendingAsk {
+        application,
+        response_url,
+    };
+    state
+        .jobs()
+        .enqueue(NewJob::new(super::JOB_PENDING, &ask))
+        .await?;
+    Ok(Ack::Empty)
+}
+
+/// Answers `pending` through the command's `response_url`.
+pub struct PendingJob;
+
+#[async_trait]
+impl JobHandler for PendingJob {
+    async fn run(&self, state: &AppState, job: &Job) -> Result<(), JobError> {
+        let ask: PendingAsk = job.payload().map_err(JobError::Permanent)?;
+        let Ack::Message(reply) = pending(state, ask.application.as_deref()).await? else {
+            return Ok(());
+        };
+        let body = serde_json::to_value(&reply).map_err(|e| JobError::Permanent(e.into()))?;
+        match state.slack().respond(&ask.response_url, &body).await {
+            // The response_url is spent or expired: nobody is left to answer.
+            Err(e) if !e.is_transient() => Err(JobError::Permanent(e.into())),
+            other => Ok(other?),
+        }
+    }
 }
 
 async fn pending(state: &AppState, application: Option<&str>) -> anyhow::Result<Ack> {

@@ -38,6 +38,8 @@ use settings::{PipelineRule, PipelinesSettings};
 
 pub const FEATURE: &str = "pipelines";
 pub const JOB_FOLLOW: &str = "pipelines.follow";
+pub const JOB_ANNOUNCE: &str = "pipelines.announce";
+pub const JOB_PENDING: &str = "pipelines.pending";
 pub const VIEW_START: &str = "pipelines:start";
 pub const ACTION_CONFIRM_START: &str = "pipelines:start-confirm";
 pub const ACTION_CONFIRM_CANCEL: &str = "pipelines:cancel";
@@ -48,7 +50,9 @@ pub fn register(registry: &mut Registry, settings: &PipelinesSettings) {
         .view(VIEW_START, start::StartView)
         .action_prefix(ACTION_CONFIRM_START, start::ConfirmStart)
         .action_prefix(ACTION_CONFIRM_CANCEL, cancel::ConfirmCancel)
-        .job(JOB_FOLLOW, follow::FollowJob);
+        .job(JOB_FOLLOW, follow::FollowJob)
+        .job(JOB_ANNOUNCE, AnnounceJob)
+        .job(JOB_PENDING, command::PendingJob);
 }
 
 /// The rule for an application and pipeline: pipeline-specific, else application-wide, else `*`.
@@ -146,13 +150,8 @@ pub fn deck_link(deck_url: &Url, application: &str, execution_id: &str) -> Strin
     crate::spinnaker::deck_url(deck_url, application, execution_id)
 }
 
-/// Make a confirmation button single-use: true the first time `key` is seen. A double click on
-/// "Start pipeline" must not start it twice.
-pub async fn first_use(state: &AppState, key: &str) -> anyhow::Result<bool> {
-    Ok(state.claim_event(&format!("once:{key}")).await?)
-}
-
-/// Trigger a pipeline once and announce it in the channel. `Err` is a message for the person.
+/// Trigger a pipeline once and queue its announcement in the channel (a job: the ack never
+/// waits on Slack). `Err` is a message for the person.
 pub async fn trigger_and_announce(
     state: &AppState,
     who: &Identity,
@@ -174,12 +173,68 @@ pub async fn trigger_and_announce(
     let run_id = new_id();
     let now = state.now_ms();
     let recorded = record_run(state, who, req, &run_id, &execution_id, now).await;
-    let posted = announce_start(state, who, req.channel.as_deref(), &text).await;
-    if !recorded {
-        return Ok(text);
+    // Posting waits on Slack and on our own per-channel pacing: never before the ack.
+    let job = NewJob::new(
+        JOB_ANNOUNCE,
+        &Announcement {
+            run_id: recorded.then(|| run_id.clone()),
+            channel: req.channel.clone(),
+            user: who.user_id.clone(),
+            text: text.clone(),
+        },
+    )
+    .dedup(format!("{JOB_ANNOUNCE}:{execution_id}"));
+    if let Err(e) = state.jobs().enqueue(job).await {
+        warn!(error = %crate::store::short_db_error(&e), "queueing the start announcement failed; the pipeline runs, unannounced");
     }
-    follow(state, &run_id, posted.as_ref(), now).await;
     Ok(text)
+}
+
+/// The announcement job's payload: where and what to post once a pipeline started.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Announcement {
+    /// The recorded run to follow (`None` when recording it failed: announce only).
+    pub run_id: Option<String>,
+    pub channel: Option<String>,
+    /// Who started it (a DM when the channel is out of reach).
+    pub user: String,
+    pub text: String,
+}
+
+/// Announces a start where the command was typed and queues the job following it.
+pub struct AnnounceJob;
+
+#[async_trait::async_trait]
+impl crate::registry::JobHandler for AnnounceJob {
+    async fn run(
+        &self,
+        state: &AppState,
+        job: &crate::jobs::Job,
+    ) -> Result<(), crate::jobs::JobError> {
+        let a: Announcement = job.payload().map_err(crate::jobs::JobError::Permanent)?;
+        // Announced already (the job ran before, then its worker died before finishing).
+        if let Some(run_id) = &a.run_id
+            && already_announced(state, run_id)
+                .await
+                .map_err(|e| anyhow::anyhow!(crate::store::short_db_error(&e)))?
+        {
+            return Ok(());
+        }
+        let posted = announce_start(state, &a.user, a.channel.as_deref(), &a.text).await;
+        if let Some(run_id) = &a.run_id {
+            follow(state, run_id, posted.as_ref(), state.now_ms()).await;
+        }
+        Ok(())
+    }
+}
+
+async fn already_announced(state: &AppState, run_id: &str) -> Result<bool, sqlx::Error> {
+    let ts: Option<(Option<String>,)> =
+        sqlx::query_as("SELECT message_ts FROM pipeline_runs WHERE id = $1")
+            .bind(run_id)
+            .fetch_optional(state.db().pool())
+            .await?;
+    Ok(ts.is_some_and(|(ts,)| ts.is_some()))
 }
 
 /// Ask Gate to start the pipeline as a manual trigger by `who`, once: `(execution id, the user
@@ -349,7 +404,7 @@ async fn record_run(
 /// Announce where the command was typed; in a channel the bot cannot post to, in a DM.
 async fn announce_start(
     state: &AppState,
-    who: &Identity,
+    user: &str,
     channel: Option<&str>,
     text: &str,
 ) -> Option<Posted> {
@@ -371,7 +426,7 @@ async fn announce_start(
         };
     }
     if posted.is_none()
-        && let Ok(dm) = state.slack().open_dm(&who.user_id).await
+        && let Ok(dm) = state.slack().open_dm(user).await
     {
         posted = state
             .slack()

@@ -599,7 +599,7 @@ impl ActionHandler for ConfirmStart {
                 .or(action.action_ts.as_deref())
                 .unwrap_or_default()
         );
-        if !super::first_use(state, &once).await? {
+        if !crate::slack::once::first_use(state, &once).await? {
             return Ok(Ack::ephemeral(
                 "This confirmation was already used; the pipeline was started once.",
             ));

@@ -6,6 +6,8 @@
 //! renders it, so a feature cannot send the wrong shape. The same body becomes the HTTP answer or
 //! the `payload` of a Socket Mode ack (reference/slack-socket-mode.md §5).
 
+use std::future::Future;
+
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -117,6 +119,42 @@ impl IntoResponse for Ack {
     }
 }
 
+tokio::task_local! {
+    /// Set while a Slack handler runs: its ack may still be pending.
+    static BEFORE_ACK: ();
+}
+
+/// Run a Slack handler (command, interaction, event) as one whose ack may still be pending. The
+/// Web API client refuses, inside it, every call that posts, updates or looks up something that
+/// could wait for a job ([`allowed_before_ack`]): Slack's 3 s must never be spent on our own
+/// channel pacing or a Web API round trip. Work a handler starts with `tokio::spawn` or through
+/// the job queue runs outside this scope.
+pub async fn before_ack<F: Future>(handler: F) -> F::Output {
+    BEFORE_ACK.scope((), handler).await
+}
+
+/// True inside [`before_ack`].
+pub fn is_before_ack() -> bool {
+    BEFORE_ACK.try_with(|_| ()).is_ok()
+}
+
+/// Web API methods a handler may call before its ack: the modal calls bound to a `trigger_id`
+/// (it expires 3 s after the request, so they cannot wait for a job) and the reads that decide
+/// who may act. Everything else (posting, updating, permalinks, joining, DMs) is a job's work.
+pub fn allowed_before_ack(method: &str) -> bool {
+    matches!(
+        method,
+        "views.open"
+            | "views.push"
+            | "views.update"
+            | "users.info"
+            | "users.lookupByEmail"
+            | "usergroups.list"
+            | "usergroups.users.list"
+            | "auth.test"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +166,18 @@ mod tests {
             b,
             json!({"response_action":"errors","errors":{"summary":"required"}})
         );
+    }
+
+    #[tokio::test]
+    async fn only_a_handler_runs_before_its_ack() {
+        assert!(!is_before_ack());
+        assert!(before_ack(async { is_before_ack() }).await);
+        // Work a handler hands to a task of its own is no longer holding the ack.
+        let spawned = before_ack(async { tokio::spawn(async { is_before_ack() }).await.unwrap() });
+        assert!(!spawned.await);
+        assert!(allowed_before_ack("views.open"));
+        assert!(!allowed_before_ack("chat.postMessage"));
+        assert!(!allowed_before_ack("chat.getPermalink"));
     }
 
     #[test]

@@ -230,6 +230,9 @@ pub enum SlackError {
     Decode { method: String, message: String },
     #[error("response_url can no longer be used (5 uses within 30 minutes)")]
     ResponseUrlExhausted,
+    /// A handler called a method that must wait for its ack (see `slack::ack::before_ack`).
+    #[error("slack {method}: refused before the ack; this is a job's work")]
+    BeforeAck { method: String },
 }
 
 impl SlackError {
@@ -253,7 +256,9 @@ impl SlackError {
                 code,
                 SlackErrorCode::InternalError | SlackErrorCode::Ratelimited
             ),
-            SlackError::Decode { .. } | SlackError::ResponseUrlExhausted => false,
+            SlackError::Decode { .. }
+            | SlackError::ResponseUrlExhausted
+            | SlackError::BeforeAck { .. } => false,
         }
     }
     pub fn retry_after(&self) -> Option<Duration> {
@@ -274,6 +279,7 @@ impl SlackError {
             SlackError::Transport { .. } => "transport".into(),
             SlackError::Decode { .. } => "decode".into(),
             SlackError::ResponseUrlExhausted => "response_url_exhausted".into(),
+            SlackError::BeforeAck { .. } => "before_ack".into(),
         }
     }
 }
@@ -479,6 +485,7 @@ impl SlackApi {
     }
 
     async fn call_value(&self, method: &str, args: &Value) -> Result<Value, SlackError> {
+        self.refuse_before_ack(method)?;
         let s = &self.inner.settings;
         let max = s.max_retries.max(1);
         let mut attempt = 0;
@@ -573,8 +580,24 @@ impl SlackApi {
         check_ok(method, v)
     }
 
-    /// Post a message, paced per channel.
+    /// A handler whose ack is pending may not wait on Slack (bugs, not load: logged as errors).
+    fn refuse_before_ack(&self, method: &str) -> Result<(), SlackError> {
+        if super::ack::is_before_ack() && !super::ack::allowed_before_ack(method) {
+            self.inner.metrics.slack_call(method, "before_ack");
+            tracing::error!(
+                slack.method = method,
+                "a Slack handler called the Web API before its ack; it must queue a job instead"
+            );
+            return Err(SlackError::BeforeAck {
+                method: method.into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Post a message, paced per channel (never before an ack: the pacing may wait).
     pub async fn post_message(&self, msg: &Message) -> Result<Posted, SlackError> {
+        self.refuse_before_ack("chat.postMessage")?;
         self.pace(&msg.channel).await;
         self.call("chat.postMessage", &to_value(msg)).await
     }
@@ -900,6 +923,7 @@ impl SlackApi {
     /// limit is reached, so the caller can fall back to the Web API.
     #[instrument(name = "slack.respond", skip_all)]
     pub async fn respond(&self, response_url: &str, body: &Value) -> Result<(), SlackError> {
+        self.refuse_before_ack("response_url")?;
         let uses = self
             .inner
             .response_urls

@@ -82,8 +82,9 @@ where
 {
     let deadline = state.settings().ack_deadline();
     let span = Span::current();
-    // A panicking handler must still produce an answer, not a dropped connection.
-    let guarded = std::panic::AssertUnwindSafe(fut).catch_unwind();
+    // A panicking handler must still produce an answer, not a dropped connection. It runs
+    // "before the ack": the Web API client refuses it anything that is a job's work.
+    let guarded = std::panic::AssertUnwindSafe(super::ack::before_ack(fut)).catch_unwind();
     let mut task = state.tasks().spawn(guarded.instrument(span.clone()));
     match tokio::time::timeout(deadline, &mut task).await {
         Ok(joined) => settle(kind, flatten(joined), &late),
@@ -305,8 +306,12 @@ async fn block_actions(state: &AppState, cx: SlackCtx, interaction: Arc<Interact
         Some(v) if interaction.response_url.is_none() => Late::View(v.id.clone()),
         _ => late_url(&interaction),
     };
+    let key = match claim(state, &interaction, Some(&action)).await {
+        Ok(key) => key,
+        Err(ack) => return ack,
+    };
     let i = interaction.clone();
-    let run = async move { h.handle(cx, i, action).await };
+    let run = given_back_on_failure(state, key, async move { h.handle(cx, i, action).await });
     let ack = ack_within(state, Kind::BlockActions, run, late).await;
     // Slack ignores a message in the answer to block_actions: send it to the response_url
     // instead (ephemeral unless the reply says otherwise).
@@ -319,6 +324,60 @@ async fn block_actions(state: &AppState, cx: SlackCtx, interaction: Arc<Interact
     }
 }
 
+/// Claim this delivery of a submission or click (see [`super::once`]). `Ok(key)` runs the
+/// handler (`None`: nothing identifies the delivery); `Err(ack)` answers without running it: a
+/// repeat of what already ran or is running, or a claim the database could not record.
+async fn claim(
+    state: &AppState,
+    interaction: &Interaction,
+    action: Option<&crate::slack::payload::Action>,
+) -> Result<Option<String>, Ack> {
+    let Some(key) = super::once::interaction_key(interaction, action) else {
+        return Ok(None);
+    };
+    match super::once::claim(state, &key).await {
+        Ok(true) => Ok(Some(key)),
+        Ok(false) => {
+            state.metrics().slack_duplicate_interactions.inc();
+            info!(
+                kind = %interaction.kind,
+                "repeated submission or click; acted on once already"
+            );
+            Err(Ack::Empty)
+        }
+        Err(e) => {
+            error!(error = %crate::store::short_db_error(&e), "cannot record the interaction; nothing done");
+            let text = ":warning: slackops could not record this right now; nothing was changed. Try again in a moment.";
+            Err(match interaction.kind.as_str() {
+                "view_submission" => Ack::ViewUpdate(error_view(text)),
+                _ => Ack::ephemeral(text),
+            })
+        }
+    }
+}
+
+/// A handler whose claim is given back when it failed or asked for corrections (field errors),
+/// so trying again runs it.
+fn given_back_on_failure<F>(
+    state: &AppState,
+    key: Option<String>,
+    handler: F,
+) -> impl std::future::Future<Output = anyhow::Result<Ack>> + Send + 'static
+where
+    F: std::future::Future<Output = anyhow::Result<Ack>> + Send + 'static,
+{
+    let st = state.clone();
+    async move {
+        let result = handler.await;
+        if let Some(key) = key
+            && matches!(result, Err(_) | Ok(Ack::ViewErrors(_)))
+        {
+            super::once::release(&st, &key).await;
+        }
+        result
+    }
+}
+
 async fn view(state: &AppState, cx: SlackCtx, interaction: Arc<Interaction>) -> Ack {
     let view = interaction.view.clone().unwrap_or_default();
     let Some(h) = state.registry().view_handler(&view.callback_id) else {
@@ -327,11 +386,15 @@ async fn view(state: &AppState, cx: SlackCtx, interaction: Arc<Interaction>) -> 
     let i = interaction.clone();
     if interaction.kind == "view_submission" {
         state.metrics().dispatched("view_submission");
+        let key = match claim(state, &interaction, None).await {
+            Ok(key) => key,
+            Err(ack) => return ack,
+        };
         let late = Late::View(view.id.clone());
         ack_within(
             state,
             Kind::ViewSubmission,
-            async move { h.submit(cx, i).await },
+            given_back_on_failure(state, key, async move { h.submit(cx, i).await }),
             late,
         )
         .await
@@ -427,7 +490,7 @@ async fn run_event(
 ) -> EventAnswer {
     let event_id = cb.event_id.clone();
     let st = state.clone();
-    let fut = async move { handler.handle(st, cb).await };
+    let fut = super::ack::before_ack(async move { handler.handle(st, cb).await });
     let deadline = state.settings().ack_deadline();
     let mut task = state.tasks().spawn(
         std::panic::AssertUnwindSafe(fut)

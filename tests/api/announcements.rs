@@ -175,7 +175,7 @@ async fn click(
         "message": {"ts": ts, "type": "message"},
         "response_url": response_url,
         "actions": [{"action_id": action_id, "block_id": "announcement", "type": "button",
-                     "value": value, "action_ts": "1700000001.000001"}]
+                     "value": value, "action_ts": crate::helpers::action_ts()}]
     });
     let ack = post(app, &payload).await;
     assert!(ack.is_null(), "block actions are acknowledged empty: {ack}");
@@ -1007,7 +1007,7 @@ async fn reminders_fire_once_per_eta_and_on_schedule() {
             "channel": {"id": prompt.channel}, "message": {"ts": prompt.ts},
             "response_url": app.slack.response_url_for_message(&prompt.channel, &prompt.ts),
             "actions": [{"action_id": "announcements:snooze", "type": "button", "value": id,
-                         "action_ts": "1700000001.000001"}]
+                         "action_ts": crate::helpers::action_ts()}]
         });
         let r = interaction_at(&app, &payload, clock.now_secs()).await;
         assert_eq!(r.status(), 200);

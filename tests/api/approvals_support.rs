@@ -153,6 +153,6 @@ pub fn click_payload(
         "state": state,
         "response_url": app.slack.response_url_for_message(channel, message_ts),
         "actions": [{"action_id": action_id, "block_id": "approvals_decide", "type": "button",
-                     "value": judgment_id, "action_ts": "1700000000.000001"}]
+                     "value": judgment_id, "action_ts": crate::helpers::action_ts()}]
     })
 }

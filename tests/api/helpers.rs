@@ -294,6 +294,14 @@ pub async fn spawn_app() -> TestApp {
     TestAppBuilder::new(TestDb::sqlite()).await.spawn().await
 }
 
+/// A fresh `action_ts`, as Slack stamps each click: two clicks never share one (a redelivery of
+/// the same click does).
+pub fn action_ts() -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}.{:06}", now_secs(), n % 1_000_000)
+}
+
 pub fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()
 }

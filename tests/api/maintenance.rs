@@ -782,3 +782,154 @@ async fn a_webhook_that_times_out_is_retried() {
     .await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_maintenance_patch_based_on_a_stale_version_is_refused_with_409_and_changes_nothing() {
+    let app = app_on(TestDb::sqlite()).await;
+    let now = now_ms();
+    let (h1, h2) = (now + 3_600_000, now + 7_200_000);
+    let (status, m) = api(
+        &app,
+        "POST",
+        "/api/v1/maintenances",
+        Some(API_TOKEN),
+        Some(window("Upgrade", h1, h2)),
+    )
+    .await;
+    assert_eq!(status, 201, "{m}");
+    assert_eq!(m["version"], 1);
+    let path = format!("/api/v1/maintenances/{}", m["id"].as_str().unwrap());
+
+    // Two writers read version 1; the first change wins and makes it version 2.
+    let (status, v) = api(
+        &app,
+        "PATCH",
+        &path,
+        Some(API_TOKEN),
+        Some(json!({"title": "First writer", "version": 1}).to_string()),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["version"], 2);
+
+    // The second writer's change, based on version 1, must not overwrite it.
+    let (status, v) = api(
+        &app,
+        "PATCH",
+        &path,
+        Some(API_TOKEN),
+        Some(json!({"title": "Stale writer", "version": 1}).to_string()),
+    )
+    .await;
+    assert_eq!(status, 409, "{v}");
+    assert_eq!(v["error"], "conflict", "{v}");
+    let (_, now_is) = api(&app, "GET", &path, Some(API_TOKEN), None).await;
+    assert_eq!(now_is["title"], "First writer", "{now_is}");
+    assert_eq!(now_is["version"], 2);
+
+    // A malformed version names the field; the current version applies.
+    for bad in [json!("2"), json!(0), json!(1.5)] {
+        let (status, v) = api(
+            &app,
+            "PATCH",
+            &path,
+            Some(API_TOKEN),
+            Some(json!({"title": "x", "version": bad}).to_string()),
+        )
+        .await;
+        assert_eq!((status, v["field"].as_str()), (400, Some("version")), "{v}");
+    }
+    let (status, v) = api(
+        &app,
+        "PATCH",
+        &path,
+        Some(API_TOKEN),
+        Some(json!({"title": "Second writer, re-read", "version": 2}).to_string()),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["version"], 3);
+    // `version` is for changes only: a new window refuses it.
+    let mut body: Value = serde_json::from_str(&window("New", h1, h2)).unwrap();
+    body["version"] = json!(1);
+    let (status, v) = api(
+        &app,
+        "POST",
+        "/api/v1/maintenances",
+        Some(API_TOKEN),
+        Some(body.to_string()),
+    )
+    .await;
+    assert_eq!((status, v["field"].as_str()), (400, Some("version")), "{v}");
+
+    // The refused change was never announced.
+    eventually(
+        Duration::from_secs(10),
+        "the two changes announced",
+        || async {
+            (texts(&app).iter().filter(|t| t.contains("re-read")).count() >= 1).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        !texts(&app).iter().any(|t| t.contains("Stale writer")),
+        "{:?}",
+        texts(&app)
+    );
+}
+
+#[tokio::test]
+async fn the_maintenance_modal_submitted_twice_schedules_one_window() {
+    for db in TestDb::all("maintenance_modal_submitted_twice").await {
+        let engine = db.engine;
+        let app = app_on(db).await;
+        let view = open_modal(&app).await;
+        let start = now_ms() / 1000 + 3600;
+        let payload = submission(
+            &app,
+            &view,
+            values("Kernel upgrade", Some(start), Some(start + 3600), &["db"]),
+        );
+        // A double press (both at once), then a network retry of the same submission.
+        let (a, b) = tokio::join!(submit(&app, &payload), submit(&app, &payload));
+        let c = submit(&app, &payload).await;
+        assert!(
+            a.is_null() && b.is_null() && c.is_null(),
+            "{engine:?}: the modal closes: {a} {b} {c}"
+        );
+        app.slack
+            .wait_for_messages(CHANNEL, 1, Duration::from_secs(10))
+            .await;
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let (_, list) = api(&app, "GET", "/api/v1/maintenances", Some(API_TOKEN), None).await;
+        assert_eq!(
+            list["maintenances"].as_array().map(Vec::len),
+            Some(1),
+            "{engine:?}: one window: {list}"
+        );
+        assert_eq!(
+            count(&app, "Scheduled maintenance: Kernel upgrade"),
+            1,
+            "{engine:?}"
+        );
+        // The same modal with other values (a corrected form) is a submission of its own.
+        let other = submission(
+            &app,
+            &view,
+            values(
+                "Kernel upgrade, part 2",
+                Some(start),
+                Some(start + 3600),
+                &["db"],
+            ),
+        );
+        assert!(submit(&app, &other).await.is_null());
+        let (_, list) = api(&app, "GET", "/api/v1/maintenances", Some(API_TOKEN), None).await;
+        assert_eq!(
+            list["maintenances"].as_array().map(Vec::len),
+            Some(2),
+            "{engine:?}"
+        );
+        app.stop().await;
+    }
+}

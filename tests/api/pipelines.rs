@@ -114,6 +114,8 @@ struct Sent {
     /// The JSON body of the ack (`Null` for an empty 200).
     body: Value,
     trigger_id: String,
+    /// Where the service may answer later.
+    response_url: String,
     sent_at: Instant,
     took: Duration,
 }
@@ -142,6 +144,7 @@ async fn send(app: &TestApp, text: &str, user: &str) -> Sent {
         status,
         body,
         trigger_id: fields["trigger_id"].clone(),
+        response_url: fields["response_url"].clone(),
         sent_at,
         took,
     }
@@ -271,7 +274,7 @@ fn click_payload(app: &TestApp, user: &str, action_id: &str, value: &str) -> (Va
         "channel": {"id": OPS, "name": "ops-cmd"},
         "response_url": url,
         "actions": [{"action_id": action_id, "block_id": "pipelines_confirm", "type": "button",
-                     "value": value, "action_ts": "1700000001.000001"}]
+                     "value": value, "action_ts": crate::helpers::action_ts()}]
     });
     (payload, url)
 }
@@ -592,12 +595,19 @@ async fn start_with_all_required_parameters_triggers_once_announces_in_the_chann
             "{engine:?}"
         );
 
-        // Recorded for the follow-up, with the message to update.
+        // Recorded for the follow-up, with the message to update (the announcement job records
+        // where it posted right after posting).
         let runs: Vec<(String, Option<String>, Option<String>, String)> =
-            sqlx::query_as("SELECT execution_id, channel, message_ts, status FROM pipeline_runs")
+            eventually(WAIT, "the announcement recorded", || async {
+                let rows: Vec<(String, Option<String>, Option<String>, String)> = sqlx::query_as(
+                    "SELECT execution_id, channel, message_ts, status FROM pipeline_runs",
+                )
                 .fetch_all(app.state.db().pool())
                 .await
                 .expect("pipeline_runs readable");
+                rows.iter().all(|r| r.2.is_some()).then_some(rows)
+            })
+            .await;
         assert_eq!(
             runs,
             vec![(
@@ -1762,12 +1772,39 @@ async fn pipelines_lists_the_names_with_their_parameters() {
     app.stop().await;
 }
 
+/// `pending`: acknowledged at once with nothing (its permalinks are Web API calls, a job's work);
+/// the list arrives through the command's response_url, ephemeral.
+async fn pending_answer(app: &TestApp, text: &str, user: &str) -> String {
+    let sent = send(app, text, user).await;
+    assert_eq!(sent.status, 200);
+    assert_eq!(
+        sent.body,
+        Value::Null,
+        "the ack waits for nothing: {}",
+        sent.body
+    );
+    assert!(
+        sent.took < Duration::from_millis(1000),
+        "acked in {:?}",
+        sent.took
+    );
+    let posts = app
+        .slack
+        .wait_for_response_url_posts(&sent.response_url, 1, WAIT)
+        .await;
+    let body = &posts.last().expect("an answer").body;
+    assert_eq!(body["response_type"], "ephemeral", "{body}");
+    body["text"].as_str().expect("a text").to_string()
+}
+
 #[tokio::test]
 async fn pending_lists_waiting_judgments_with_links_to_their_approval_messages() {
     for db in TestDb::all("pending_lists_waiting_judgments").await {
         let engine = db.engine;
         let app = pipelines_app(db).await;
-        let text = ephemeral(&app, "pending", TRIGGER_USER).await;
+        // The permalink lookups are slow: the ack must not wait for them.
+        app.slack.set_latency(Duration::from_millis(300));
+        let text = pending_answer(&app, "pending", TRIGGER_USER).await;
         assert_mentions(
             &text,
             &["No Manual Judgments are waiting"],
@@ -1793,7 +1830,7 @@ async fn pending_lists_waiting_judgments_with_links_to_their_approval_messages()
             msgs[0].ts.replace('.', "")
         );
         let text = eventually(WAIT, "pending to list the judgment", || async {
-            let t = ephemeral(&app, "pending", OUTSIDER).await;
+            let t = pending_answer(&app, "pending", OUTSIDER).await;
             t.contains(&permalink).then_some(t)
         })
         .await;
@@ -1805,12 +1842,12 @@ async fn pending_lists_waiting_judgments_with_links_to_their_approval_messages()
             ],
             &format!("{engine:?}: the waiting judgment"),
         );
-        let text = ephemeral(&app, "pending myapp", TRIGGER_USER).await;
+        let text = pending_answer(&app, "pending myapp", TRIGGER_USER).await;
         assert!(
             text.contains(&permalink),
             "{engine:?}: filtered by its application: {text}"
         );
-        let text = ephemeral(&app, "pending otherapp", TRIGGER_USER).await;
+        let text = pending_answer(&app, "pending otherapp", TRIGGER_USER).await;
         assert_mentions(
             &text,
             &["No Manual Judgments are waiting for *otherapp*"],
@@ -1950,4 +1987,95 @@ async fn pipelines_of_a_large_application_lists_every_name_whole() {
         assert!(t.chars().count() <= 3000, "a section within Slack's limit");
     }
     app.stop().await;
+}
+
+// ------------------------------------------------------------------------------------ the ack and exactly once
+
+#[tokio::test]
+async fn a_burst_of_starts_in_one_channel_is_acked_at_once_and_each_start_announced_once() {
+    let app = pipelines_builder(TestDb::sqlite())
+        .await
+        .settings(|s| {
+            // Slack's own pace for one channel (reference/slack.md: about one message a second).
+            s.slack.post_rate_per_channel = 1.0;
+            s.slack.post_burst_per_channel = 1;
+        })
+        .spawn()
+        .await;
+    app.slack.set_latency(Duration::from_millis(150));
+    const BURST: usize = 8;
+    let sent = futures::future::join_all(
+        (0..BURST).map(|_| send(&app, "start myapp noparams", TRIGGER_USER)),
+    )
+    .await;
+    for (i, s) in sent.iter().enumerate() {
+        assert_eq!(s.status, 200, "start {i}");
+        assert!(
+            s.took < Duration::from_millis(1500),
+            "start {i} was acked after {:?}: the ack waited for Slack or our pacing (deadline {SLACK_DEADLINE:?})",
+            s.took
+        );
+    }
+    let triggers = app.gate.triggers();
+    assert_eq!(triggers.len(), BURST, "one trigger per command");
+    // The announcements still come, paced, each exactly once (through the job queue).
+    let msgs = app
+        .slack
+        .wait_for_messages(OPS, BURST, Duration::from_secs(30))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let started = started_messages(&app);
+    assert_eq!(started.len(), BURST, "{msgs:?}");
+    for t in &triggers {
+        let exec = t.execution_id.clone().expect("started");
+        assert_eq!(
+            started
+                .iter()
+                .filter(|m| m.text.contains(&deck_link(&exec)))
+                .count(),
+            1,
+            "execution {exec} announced once"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_start_modal_submitted_twice_starts_the_pipeline_once() {
+    for db in TestDb::all("start_modal_submitted_twice").await {
+        let engine = db.engine;
+        let app = pipelines_app(db).await;
+        let sent = send(&app, "start myapp release env=prod", TRIGGER_USER).await;
+        assert_eq!(sent.status, 200, "{engine:?}");
+        let view = app.slack.views()[0].view.clone();
+        let valid = json!({
+            "param:env": {"value": {"type": "static_select", "selected_option": {"text": {"type": "plain_text", "text": "prod"}, "value": "prod"}}},
+            "param:ticket": {"value": {"type": "plain_text_input", "value": "CHG-1"}},
+            "param:note": {"value": {"type": "plain_text_input", "value": "from slack"}}
+        });
+        let payload = submission(&app, TRIGGER_USER, &view, valid);
+        // A double press: the same view, hash and values, twice at once; then a network retry.
+        let (a, b) = tokio::join!(submit(&app, &payload), submit(&app, &payload));
+        let again = submit(&app, &payload).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let posts: Vec<_> = trigger_attempts(&app);
+        assert_eq!(
+            posts.len(),
+            1,
+            "{engine:?}: exactly one POST /pipelines/{{app}}/{{pipeline}}: {posts:?}"
+        );
+        let updates = [&a, &b]
+            .iter()
+            .filter(|v| v["response_action"] == "update")
+            .count();
+        assert_eq!(
+            updates, 1,
+            "{engine:?}: one answer shows the start: {a} {b}"
+        );
+        assert_eq!(again, Value::Null, "{engine:?}: the retry does nothing");
+        let msgs = app.slack.wait_for_messages(OPS, 1, WAIT).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(started_messages(&app).len(), 1, "{engine:?}: {msgs:?}");
+        app.stop().await;
+    }
 }
