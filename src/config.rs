@@ -985,7 +985,7 @@ mod tests {
         let bad = dir.join("bad.yaml");
         std::fs::write(
             &bad,
-            "notifiers:\n  webhooks:\n    - name: a\n      events: [outage.exploded]\n    - name: a\n      url: ftp://x\n",
+            "notifiers:\n  webhooks:\n    - name: a\n      events: [outage.exploded]\n    - name: a\n      url: ftp://x\n  grafana:\n    - tags: [x]\n",
         )
         .unwrap();
         let err = Settings::load(&ConfigSource {
@@ -1002,6 +1002,8 @@ mod tests {
             "notifiers.webhooks[0].events",
             "notifiers.webhooks[1].name",
             "notifiers.webhooks[1].url",
+            "notifiers.grafana[0].url",
+            "notifiers.grafana[0].token",
         ] {
             assert!(keys.contains(&k), "{k} in {:?}", err.problems);
         }
