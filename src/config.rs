@@ -1017,6 +1017,7 @@ mod tests {
         assert_eq!(s.status.title, "Acme");
         assert_eq!(s.status.offset_secs(), Some(3600));
         assert_eq!(s.status.zone_label(), "CET");
+        assert_eq!(s.status.uptime_days, 90, "the documented default");
         assert_eq!(s.maintenance.check_interval_secs, 10);
         assert_eq!(s.notifiers.webhooks[0].secret.expose(), "whsec-from-file");
         assert!(s.notifiers.webhooks[0].wants("outage.resolved"));
@@ -1031,10 +1032,11 @@ mod tests {
         let mut env = minimal();
         env.push(("SLACKOPS_STATUS__TIME_ZONE".into(), "Europe/Paris".into()));
         env.push(("SLACKOPS_STATUS__HISTORY_DAYS".into(), "0".into()));
+        env.push(("SLACKOPS_STATUS__UPTIME_DAYS".into(), "400".into()));
         let bad = dir.join("bad.yaml");
         std::fs::write(
             &bad,
-            "notifiers:\n  webhooks:\n    - name: a\n      events: [outage.exploded]\n    - name: a\n      url: ftp://x\n",
+            "notifiers:\n  webhooks:\n    - name: a\n      events: [outage.exploded]\n    - name: a\n      url: ftp://x\n  grafana:\n    - tags: [x]\n",
         )
         .unwrap();
         let err = Settings::load(&ConfigSource {
@@ -1046,10 +1048,13 @@ mod tests {
         for k in [
             "status.time_zone",
             "status.history_days",
+            "status.uptime_days",
             "notifiers.webhooks[0].url",
             "notifiers.webhooks[0].events",
             "notifiers.webhooks[1].name",
             "notifiers.webhooks[1].url",
+            "notifiers.grafana[0].url",
+            "notifiers.grafana[0].token",
         ] {
             assert!(keys.contains(&k), "{k} in {:?}", err.problems);
         }

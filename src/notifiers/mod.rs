@@ -1,5 +1,5 @@
-//! Webhook notifiers: every change to an outage or a maintenance window is sent as one JSON event
-//! to each configured webhook. Deliveries go through the durable job queue, queued in the same
+//! Notifiers: every change to an outage or a maintenance window is sent as one JSON event to each
+//! configured webhook, and drawn as annotations on each configured Grafana ([`grafana`]). Deliveries go through the durable job queue, queued in the same
 //! transaction as the change itself (the outbox pattern), so a change that committed is always
 //! delivered and a failed delivery is retried, never only logged.
 //!
@@ -7,6 +7,7 @@
 //! read from the configuration when the delivery runs, so a rotated secret applies to deliveries
 //! still waiting. This module must never log a webhook's secret, URL query or a body.
 
+pub mod grafana;
 pub mod settings;
 
 use std::time::Duration;
@@ -66,7 +67,7 @@ pub async fn enqueue(
     event: &StatusEvent,
 ) -> Result<(), sqlx::Error> {
     let settings = &state.settings().notifiers;
-    if settings.webhooks.is_empty() {
+    if settings.webhooks.is_empty() && settings.grafana.is_empty() {
         return Ok(());
     }
     // The same event queued twice (a caller's retry) is delivered once per webhook.
@@ -83,11 +84,33 @@ pub async fn enqueue(
             .max_attempts(settings.max_attempts);
         state.jobs().insert(&mut *conn, job).await?;
     }
+    if grafana::wanted(&event.kind) {
+        for g in &settings.grafana {
+            let target = g.target();
+            let target_digest = hex::encode(Sha256::digest(target.as_bytes()));
+            let job = NewJob::new(
+                grafana::JOB_ANNOTATE,
+                &grafana::Annotate {
+                    target,
+                    event: event.clone(),
+                },
+            )
+            .dedup(format!(
+                "{}:{}:{}",
+                grafana::JOB_ANNOTATE,
+                &target_digest[..16],
+                &digest[..32]
+            ))
+            .max_attempts(settings.max_attempts);
+            state.jobs().insert(&mut *conn, job).await?;
+        }
+    }
     Ok(())
 }
 
 pub fn register(registry: &mut Registry, _settings: &NotifierSettings) {
     registry.job(JOB_DELIVER, DeliverJob);
+    registry.job(grafana::JOB_ANNOTATE, grafana::AnnotateJob);
 }
 
 /// The signature header's value for `body` signed at `timestamp` with `secret`.

@@ -27,12 +27,14 @@ pub const EVENT_KINDS: &[&str] = &[
     "maintenance.canceled",
 ];
 
-/// Webhook notifiers told of every outage and maintenance change.
+/// Notifiers told of every outage and maintenance change: webhooks and Grafana annotations.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NotifierSettings {
     /// Each webhook receives one JSON POST per change it subscribes to.
     pub webhooks: Vec<WebhookSettings>,
+    /// Grafana instances that get annotations for outages and maintenance windows.
+    pub grafana: Vec<GrafanaSettings>,
     /// Time allowed for one delivery attempt (connect and answer).
     pub timeout_ms: u64,
     /// Attempts before a delivery is kept as failed (retried with the job queue's backoff).
@@ -43,6 +45,7 @@ impl Default for NotifierSettings {
     fn default() -> Self {
         Self {
             webhooks: Vec::new(),
+            grafana: Vec::new(),
             timeout_ms: 5000,
             max_attempts: 12,
         }
@@ -71,6 +74,31 @@ impl fmt::Debug for WebhookSettings {
             .field("secret", &self.secret)
             .field("events", &self.events)
             .finish()
+    }
+}
+
+/// One Grafana that gets annotations (`notifiers.grafana[]`).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrafanaSettings {
+    /// Grafana's base URL (`https://grafana.example.com`).
+    pub url: Option<Url>,
+    /// A service account token (`glsa_…`), sent as a Bearer token.
+    pub token: Secret,
+    /// Tags added to every annotation, next to the systems and the severity.
+    pub tags: Vec<String>,
+    /// Annotate this dashboard only; unset: organization annotations, shown on every dashboard
+    /// whose annotation query filters by their tags.
+    pub dashboard_uid: Option<String>,
+}
+
+impl GrafanaSettings {
+    /// The base URL without a trailing slash: how stored annotation ids name their Grafana.
+    pub fn target(&self) -> String {
+        self.url
+            .as_ref()
+            .map(|u| u.as_str().trim_end_matches('/').to_string())
+            .unwrap_or_default()
     }
 }
 
@@ -115,6 +143,22 @@ impl NotifierSettings {
         }
         if n.max_attempts == 0 {
             bad("notifiers.max_attempts".into(), "must be at least 1");
+        }
+        for (i, g) in n.grafana.iter().enumerate() {
+            let key = |k: &str| format!("notifiers.grafana[{i}].{k}");
+            match &g.url {
+                None => bad(key("url"), "required (Grafana's base URL)"),
+                Some(u) if !matches!(u.scheme(), "http" | "https") => {
+                    bad(key("url"), "must be an http(s) URL")
+                }
+                Some(_) => {}
+            }
+            if g.token.is_empty() {
+                bad(
+                    key("token"),
+                    "required (a service account token; token_file works too)",
+                );
+            }
         }
         let mut names = std::collections::HashSet::new();
         for (i, w) in n.webhooks.iter().enumerate() {

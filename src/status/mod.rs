@@ -8,9 +8,11 @@
 //! public and public maintenance windows, and escapes every piece of text.
 
 pub mod cache;
+pub mod health;
 pub mod render;
 pub mod settings;
 pub mod snapshot;
+pub mod uptime;
 
 use axum::Router;
 use axum::extract::State;

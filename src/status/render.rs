@@ -8,61 +8,14 @@
 
 use std::fmt::Write as _;
 
-use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::cache::{Current, OutageEntry};
+pub use super::health::Health;
 use super::settings::StatusSettings;
+use super::uptime::{self, Cause, Day, Uptime};
 use crate::announcements::settings::SystemEntry;
 use crate::maintenance::model::{Maintenance, Phase, rfc3339};
-
-/// How a system is doing, worst last.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Health {
-    Operational,
-    Maintenance,
-    Degraded,
-    PartialOutage,
-    MajorOutage,
-}
-
-impl Health {
-    pub fn text(self) -> &'static str {
-        match self {
-            Health::Operational => "Operational",
-            Health::Maintenance => "Under maintenance",
-            Health::Degraded => "Degraded performance",
-            Health::PartialOutage => "Partial outage",
-            Health::MajorOutage => "Major outage",
-        }
-    }
-    fn overall_text(self) -> &'static str {
-        match self {
-            Health::Operational => "All systems operational",
-            Health::Maintenance => "Maintenance in progress",
-            Health::Degraded => "Some systems have degraded performance",
-            Health::PartialOutage => "Partial outage",
-            Health::MajorOutage => "Major outage",
-        }
-    }
-    fn from_severity(severity: &str) -> Health {
-        match severity {
-            "critical" => Health::MajorOutage,
-            "major" => Health::PartialOutage,
-            _ => Health::Degraded,
-        }
-    }
-    fn css(self) -> &'static str {
-        match self {
-            Health::Operational => "ok",
-            Health::Maintenance => "maint",
-            Health::Degraded => "minor",
-            Health::PartialOutage => "major",
-            Health::MajorOutage => "critical",
-        }
-    }
-}
 
 fn eta_text(eta: &str) -> &str {
     match eta {
@@ -92,6 +45,9 @@ pub struct View<'a> {
     pub in_progress: Vec<&'a Maintenance>,
     pub upcoming: Vec<&'a Maintenance>,
     pub history: Vec<HistoryItem<'a>>,
+    /// Every outage and window the snapshot holds (the uptime bars' source).
+    pub all_outages: &'a [OutageEntry],
+    pub all_maintenances: &'a [Maintenance],
 }
 
 pub enum HistoryItem<'a> {
@@ -181,7 +137,21 @@ impl<'a> View<'a> {
             in_progress,
             upcoming,
             history,
+            all_outages: &snap.outages,
+            all_maintenances: &snap.maintenances,
         }
+    }
+
+    /// A system's uptime history over `status.uptime_days`.
+    pub fn uptime(&self, system: &str) -> Uptime<'a> {
+        uptime::compute(
+            system,
+            self.all_outages,
+            self.all_maintenances,
+            self.now,
+            self.settings.uptime_days,
+            self.settings.offset_secs().unwrap_or(0),
+        )
     }
 
     fn age_secs(&self) -> i64 {
@@ -282,7 +252,8 @@ impl<'a> View<'a> {
             "groups": self.systems.iter().map(|(g, list)| json!({
                 "name": g,
                 "systems": list.iter().map(|(s, h)| json!({
-                    "id": s.id, "name": s.name, "state": h, "text": h.text()
+                    "id": s.id, "name": s.name, "state": h, "text": h.text(),
+                    "uptime": self.uptime_json(&s.id),
                 })).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
             "outages": self.open.iter().map(|o| self.outage_json(o)).collect::<Vec<_>>(),
@@ -292,6 +263,28 @@ impl<'a> View<'a> {
             },
             "history_days": self.settings.history_days,
             "history": history,
+            "uptime": {
+                "days": self.settings.uptime_days,
+                "time_zone": self.settings.zone_label(),
+                "rule": uptime::RULE,
+            },
+        })
+    }
+
+    /// A system's uptime: the period's percentage and each day, oldest first.
+    fn uptime_json(&self, system: &str) -> Value {
+        let u = self.uptime(system);
+        json!({
+            "days": self.settings.uptime_days,
+            "percent": u.percent(),
+            "history": u.days.iter().map(|d| json!({
+                "date": d.date.to_string(),
+                "state": d.worst,
+                "text": d.worst.text(),
+                "uptime_percent": d.percent(),
+                "label": self.day_label(d),
+                "events": d.causes.iter().map(cause_json).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
         })
     }
 
@@ -399,11 +392,19 @@ impl<'a> View<'a> {
         h.push_str("</section>\n");
     }
 
-    /// Each system's state, by group.
+    /// Each system's state, by group, with its uptime bars.
     fn systems_section(&self, h: &mut String) {
         h.push_str("<section id=\"systems\">\n<h2>Systems</h2>\n");
         if self.systems.is_empty() {
             h.push_str("<p class=\"none\">No systems are configured.</p>\n");
+        } else {
+            let _ = write!(
+                h,
+                "<p class=\"rule\">Each bar is one day in {}, coloured by the system's worst state \
+                 that day. {}</p>\n",
+                esc(&self.settings.zone_label()),
+                esc(uptime::RULE)
+            );
         }
         for (group, list) in &self.systems {
             if let Some(g) = group {
@@ -413,15 +414,71 @@ impl<'a> View<'a> {
             for (s, health) in list {
                 let _ = write!(
                     h,
-                    "<li><span class=\"name\">{}</span> <span class=\"state {}\">{}</span></li>\n",
+                    "<li id=\"system-{}\"><div class=\"row\"><span class=\"name\">{}</span> \
+                     <span class=\"state {}\">{}</span></div>\n",
+                    esc(&s.id),
                     esc(&s.name),
                     health.css(),
                     esc(health.text())
                 );
+                self.uptime_bars(h, s);
+                h.push_str("</li>\n");
             }
             h.push_str("</ul>\n");
         }
         h.push_str("</section>\n");
+    }
+
+    /// One system's day bars (oldest first; narrow screens show the last 30) and its uptime.
+    fn uptime_bars(&self, h: &mut String, s: &SystemEntry) {
+        let u = self.uptime(&s.id);
+        let n = self.settings.uptime_days;
+        let _ = write!(
+            h,
+            "<ol class=\"bars\" aria-label=\"{}: the last {n} days, oldest first\">",
+            esc(&s.name)
+        );
+        for d in &u.days {
+            let label = esc(&self.day_label(d));
+            let _ = write!(
+                h,
+                "<li class=\"{}\" title=\"{label}\" aria-label=\"{label}\"></li>",
+                d.worst.css()
+            );
+        }
+        let _ = write!(
+            h,
+            "</ol>\n<p class=\"uptime\"><span><span class=\"wide\">{n} days ago</span>\
+             <span class=\"narrow\">{} days ago</span></span> <span class=\"pct\">{} uptime \
+             over {n} days</span> <span>Today</span></p>\n",
+            n.min(NARROW_DAYS),
+            percent_text(u.percent()),
+        );
+    }
+
+    /// What one day bar says, in its tooltip and to screen readers.
+    fn day_label(&self, d: &Day) -> String {
+        let mut t = format!("{}: {}", d.date.format("%a %Y-%m-%d"), d.worst.text());
+        for c in &d.causes {
+            match c {
+                Cause::Outage(o) => {
+                    let _ = write!(
+                        t,
+                        "; outage: {} ({})",
+                        o.summary,
+                        Health::from_severity(&o.severity).text().to_lowercase()
+                    );
+                }
+                Cause::Maintenance(m) => {
+                    let _ = write!(t, "; maintenance: {}", m.title);
+                }
+            }
+        }
+        if d.causes.is_empty() {
+            t.push_str("; no outages");
+        }
+        let _ = write!(t, "; {} uptime", percent_text(d.percent()));
+        t
     }
 
     /// Resolved outages and finished maintenance within the history.
@@ -621,6 +678,32 @@ impl<'a> View<'a> {
     }
 }
 
+/// An outage or window that touched a day, as `/status.json` lists it.
+fn cause_json(c: &Cause) -> Value {
+    match c {
+        Cause::Outage(o) => json!({
+            "type": "outage",
+            "id": o.id,
+            "summary": o.summary,
+            "severity": o.severity,
+            "state": Health::from_severity(&o.severity),
+        }),
+        Cause::Maintenance(m) => json!({"type": "maintenance", "id": m.id, "title": m.title}),
+    }
+}
+
+/// Day bars narrow screens show.
+const NARROW_DAYS: u32 = 30;
+
+/// `100%`, `99.95%`.
+fn percent_text(p: f64) -> String {
+    if p >= 100.0 {
+        "100%".into()
+    } else {
+        format!("{p:.2}%")
+    }
+}
+
 /// One entry of the Atom feed.
 struct AtomEntry {
     id: String,
@@ -679,7 +762,15 @@ h1{font-size:1.6rem;margin:.5rem 0 1rem}h2{font-size:1.2rem;margin:1.5rem 0 .5re
 .card.minor{border-left-color:var(--minor)}.card.maint{border-left-color:var(--maint)}.card.past{border-left-color:#888}\
 .card p{margin:.25rem 0}.meta{font-size:.9rem;opacity:.85}.tag{font-weight:600}\
 ul.systems{list-style:none;padding:0;margin:0}\
-ul.systems li{display:flex;justify-content:space-between;gap:1rem;flex-wrap:wrap;padding:.5rem 0;border-bottom:1px solid #8883}\
+ul.systems>li{padding:.5rem 0;border-bottom:1px solid #8883}\
+.row{display:flex;justify-content:space-between;gap:1rem;flex-wrap:wrap}\
+ol.bars{display:flex;gap:1px;list-style:none;padding:0;margin:.4rem 0 .1rem;height:2rem}\
+ol.bars li{flex:1 1 0;min-width:2px;border-radius:1px;background:var(--ok)}\
+ol.bars li.maint{background:var(--maint)}ol.bars li.minor{background:var(--minor)}\
+ol.bars li.major{background:var(--major)}ol.bars li.critical{background:var(--critical)}\
+.uptime{display:flex;justify-content:space-between;gap:.5rem;font-size:.8rem;opacity:.85;margin:0}\
+.rule{font-size:.85rem;opacity:.85}.narrow{display:none}\
+@media (max-width:40rem){ol.bars li:nth-last-child(n+31){display:none}.wide{display:none}.narrow{display:inline}}\
 .state{font-weight:600}.state.ok{color:var(--ok)}.state.maint{color:var(--maint)}.state.minor{color:var(--minor)}\
 .state.major{color:var(--major)}.state.critical{color:var(--critical)}\
 .none{opacity:.8}footer{margin:2rem 0 1rem;font-size:.85rem;opacity:.8}a{color:inherit}";

@@ -1,5 +1,5 @@
 //! The `status` configuration section: the public status page's title, address, refresh interval,
-//! history and time zone.
+//! history, uptime bars and time zone.
 //!
 //! Owned by the status feature and composed into [`crate::config::Settings`]; it imports only the
 //! shared primitives, never a handler or the whole configuration.
@@ -22,6 +22,8 @@ pub struct StatusSettings {
     pub refresh_interval_ms: u64,
     /// Days of history shown (resolved outages, finished maintenance).
     pub history_days: u32,
+    /// Days of uptime history shown per system as day bars, with the period's uptime.
+    pub uptime_days: u32,
     /// How times are shown: `UTC` or a fixed offset such as `+01:00` (no daylight saving).
     pub time_zone: String,
     /// The name shown after times (default: the `time_zone` itself, e.g. `UTC` or `UTC+01:00`).
@@ -38,6 +40,7 @@ impl Default for StatusSettings {
             public_url: None,
             refresh_interval_ms: 5000,
             history_days: 14,
+            uptime_days: 90,
             time_zone: "UTC".into(),
             time_zone_label: None,
             stale_after_secs: 60,
@@ -67,6 +70,12 @@ impl StatusSettings {
             .then_some(sign * (h * 3600 + m * 60))
     }
 
+    /// How many days of outages and maintenance the snapshot keeps: the longer of the history
+    /// and the uptime bars.
+    pub fn kept_days(&self) -> u32 {
+        self.history_days.max(self.uptime_days)
+    }
+
     /// The name shown after times.
     pub fn zone_label(&self) -> String {
         match &self.time_zone_label {
@@ -91,6 +100,9 @@ impl StatusSettings {
         }
         if !(1..=365).contains(&st.history_days) {
             bad("status.history_days".into(), "must be between 1 and 365");
+        }
+        if !(1..=365).contains(&st.uptime_days) {
+            bad("status.uptime_days".into(), "must be between 1 and 365");
         }
         if st.offset_secs().is_none() {
             bad(

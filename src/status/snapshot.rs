@@ -29,18 +29,20 @@ struct UpdateRow {
     reason: Option<String>,
 }
 
-/// Load a snapshot: open public outages, public outages resolved within the history, and public
-/// maintenance windows not canceled that end within or after the history.
+/// Load a snapshot: open public outages, public outages resolved within the history or the
+/// uptime bars' period (whichever is longer, plus a day for the time zone), and public maintenance
+/// windows not canceled that end within or after it. The page picks the history and the bars
+/// out of it, so it never asks the database.
 pub async fn load(state: &AppState) -> Result<Snapshot, sqlx::Error> {
     let now = state.now_ms();
-    let since = now - i64::from(state.settings().status.history_days) * 86_400_000;
+    let since = now - (i64::from(state.settings().status.kept_days()) + 1) * 86_400_000;
     let pool = state.db().pool();
     let rows: Vec<OutageRow> = sqlx::query_as(
         "SELECT id, summary, systems, severity, state, started_at, resolved_at, eta, updated_at
          FROM outages
          WHERE public = 1 AND (state = 'open' OR resolved_at >= $1)
          ORDER BY started_at DESC, id
-         LIMIT 500",
+         LIMIT 5000",
     )
     .bind(since)
     .fetch_all(pool)
@@ -80,7 +82,7 @@ pub async fn load(state: &AppState) -> Result<Snapshot, sqlx::Error> {
         .collect();
     let maintenances = state
         .db()
-        .maintenances_ending_after(since, true, 500)
+        .maintenances_ending_after(since, true, 5000)
         .await?;
     Ok(Snapshot {
         loaded_at: now,

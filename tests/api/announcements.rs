@@ -23,7 +23,7 @@ const CAROL: &str = "U0CAROL";
 const EVE: &str = "U0EVE";
 const WAIT: Duration = Duration::from_secs(10);
 
-async fn builder(db: TestDb) -> TestAppBuilder {
+pub(crate) async fn builder(db: TestDb) -> TestAppBuilder {
     TestAppBuilder::new(db).await.settings(|s| {
         let a = &mut s.announcements;
         a.channel = Some(CHANNEL.into());
@@ -58,7 +58,7 @@ async fn builder(db: TestDb) -> TestAppBuilder {
     })
 }
 
-fn workspace(app: &TestApp) {
+pub(crate) fn workspace(app: &TestApp) {
     // The bot is not in the Sales channel yet: it joins to post there.
     app.slack.add_channel_not_member(SALES, "sales");
     for (id, name) in [
@@ -901,7 +901,7 @@ async fn interaction_at(app: &TestApp, payload: &Value, ts: i64) -> reqwest::Res
     .await
 }
 
-async fn api(
+pub(crate) async fn api(
     app: &TestApp,
     method: reqwest::Method,
     path: &str,
@@ -919,7 +919,7 @@ async fn api(
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-fn api_body(eta: &str) -> Value {
+pub(crate) fn api_body(eta: &str) -> Value {
     json!({
         "summary": "Search returns nothing", "systems": ["search"],
         "impact": {"sales": {"affected": "no"}, "partners": {"affected": "yes", "details": "API 500s"}},

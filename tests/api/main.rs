@@ -10,6 +10,7 @@ mod approvals_faults;
 mod approvals_flow;
 mod approvals_support;
 mod config_cli;
+mod grafana;
 mod helpers;
 mod jobs;
 mod maintenance;

@@ -373,9 +373,13 @@ async fn status_page_is_readable_html_that_escapes_what_people_wrote() {
     assert!(html.contains("Network switch replacement") && html.contains("Completed maintenance"));
     assert!(html.contains("Search results were stale") && html.contains("Resolved"));
     assert!(html.contains("Past 14 days"));
-    for hidden in ["Internal build farm", "Secret work", "Ancient outage"] {
+    for hidden in ["Internal build farm", "Secret work"] {
         assert!(!html.contains(hidden), "{hidden} must not be shown");
     }
+    // Beyond the 14 days of history, the old outage is only in its day bar's tooltip.
+    let history = &html[html.find("<section id=\"history\">").unwrap()..];
+    assert!(!history.contains("Ancient outage"));
+    assert!(html.contains("; outage: Ancient outage (partial outage)"));
     assert!(
         !html.contains("id=\"stale\""),
         "fresh data carries no warning"
@@ -729,5 +733,340 @@ async fn in_headless_chromium_a_person_sees_the_open_outage_the_maintenance_wind
     if let Ok(keep) = std::env::var("SLACKOPS_TEST_SCREENSHOT") {
         std::fs::write(keep, &png).unwrap();
     }
+    app.stop().await;
+}
+
+// ------------------------------------------------------------------------------ uptime history
+
+/// 2026-12-07T12:00:00Z: 13:00 on Monday 2026-12-07 in the `+01:00` zone the uptime tests use.
+const UPTIME_NOW: i64 = 1_796_644_800_000;
+
+fn at(rfc3339: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .unwrap()
+        .timestamp_millis()
+}
+
+/// A service at [`UPTIME_NOW`] showing times at `+01:00`, with 90 days of bars and 14 of history.
+async fn uptime_app(db: TestDb) -> TestApp {
+    let clock = slackops::clock::ManualClock::at_secs(UPTIME_NOW / 1000);
+    TestAppBuilder::new(db)
+        .await
+        .clock(std::sync::Arc::new(clock))
+        .settings(|s| {
+            s.announcements.systems = catalogue();
+            s.status.refresh_interval_ms = 100;
+            s.status.time_zone = "+01:00".into();
+            s.status.time_zone_label = Some("CET".into());
+        })
+        .spawn()
+        .await
+}
+
+fn resolved<'a>(
+    id: &'a str,
+    systems: &'a [&'a str],
+    severity: &'a str,
+    from: &str,
+    to: &str,
+) -> OutageRow<'a> {
+    OutageRow {
+        id,
+        summary: id,
+        systems,
+        severity,
+        state: "resolved",
+        public: true,
+        started_at: at(from),
+        resolved_at: Some(at(to)),
+    }
+}
+
+/// Crafted history: a critical outage across local midnight (23:00 on 12-04 to 01:00 on 12-05
+/// at +01:00, all on 12-04 in UTC); 40 days ago, beyond the 14 days of history, a partial outage
+/// 10:00–14:00 with a critical one 12:00–13:00 inside it; a maintenance window and a degraded
+/// spell on other systems; a private outage that must not count.
+async fn seed_uptime(app: &TestApp, with_cross_midnight: bool) {
+    // The refresher reads outages, then windows, without one transaction: insert the window
+    // first and the outage `uptime_loaded` waits for last, so once it shows, everything does.
+    insert_maintenance(
+        app,
+        "m-db",
+        "Database upgrade",
+        &["db"],
+        at("2026-12-04T01:00:00Z"),
+        at("2026-12-04T03:00:00Z"),
+        true,
+    )
+    .await;
+    let mut private = resolved(
+        "o-hidden",
+        &["web"],
+        "critical",
+        "2026-12-01T08:00:00Z",
+        "2026-12-01T10:00:00Z",
+    );
+    private.public = false;
+    insert_outage(app, &private).await;
+    if with_cross_midnight {
+        let o = resolved(
+            "o-cross",
+            &["api"],
+            "critical",
+            "2026-12-04T22:00:00Z",
+            "2026-12-05T00:00:00Z",
+        );
+        insert_outage(app, &o).await;
+    }
+    for o in [
+        resolved(
+            "o-partial",
+            &["api"],
+            "major",
+            "2026-10-28T09:00:00Z",
+            "2026-10-28T13:00:00Z",
+        ),
+        resolved(
+            "o-inside",
+            &["api"],
+            "critical",
+            "2026-10-28T11:00:00Z",
+            "2026-10-28T12:00:00Z",
+        ),
+        resolved(
+            "o-slow",
+            &["search"],
+            "minor",
+            "2026-12-05T08:00:00Z",
+            "2026-12-05T10:00:00Z",
+        ),
+    ] {
+        insert_outage(app, &o).await;
+    }
+}
+
+fn system<'v>(v: &'v Value, id: &str) -> &'v Value {
+    v["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["systems"].as_array().unwrap())
+        .find(|s| s["id"] == id)
+        .unwrap_or_else(|| panic!("no system {id}"))
+}
+
+fn day<'v>(system: &'v Value, date: &str) -> &'v Value {
+    system["uptime"]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["date"] == date)
+        .unwrap_or_else(|| panic!("no day {date}"))
+}
+
+/// The crafted history has loaded: the outage inserted last is in the snapshot.
+fn uptime_loaded(v: &Value) -> bool {
+    day(system(v, "search"), "2026-12-05")["state"] == "degraded"
+}
+
+#[tokio::test]
+async fn status_json_gives_each_system_ninety_days_of_worst_states_and_the_uptime_by_the_stated_rule()
+ {
+    for db in TestDb::all("status_json_uptime").await {
+        let engine = db.engine;
+        let app = uptime_app(db).await;
+        seed_uptime(&app, true).await;
+        let v = json_until(&app, "the crafted history", uptime_loaded).await;
+
+        assert_eq!(v["uptime"]["days"], 90, "{engine:?}");
+        assert_eq!(v["uptime"]["time_zone"], "CET");
+        assert!(v["uptime"]["rule"].as_str().unwrap().contains("half"));
+        let api = system(&v, "api");
+        let days = api["uptime"]["history"].as_array().unwrap();
+        assert_eq!(days.len(), 90);
+        assert_eq!(days[0]["date"], "2026-09-09", "oldest first");
+        assert_eq!(days[89]["date"], "2026-12-07", "today, in the zone");
+
+        // The outage across local midnight colours both local days, each with its hour.
+        for date in ["2026-12-04", "2026-12-05"] {
+            let d = day(api, date);
+            assert_eq!(d["state"], "major_outage", "{date}");
+            assert_eq!(d["uptime_percent"], 95.83, "23 of 24 hours up on {date}");
+            assert_eq!(d["events"][0]["id"], "o-cross");
+        }
+        assert_eq!(day(api, "2026-12-06")["state"], "operational");
+        assert_eq!(day(api, "2026-12-06")["events"], json!([]));
+
+        // Overlapping outages 40 days ago (beyond the 14 days of history, still in the bars):
+        // 1 h major + 3 h partial (half) = 2.5 h down.
+        let d = day(api, "2026-10-28");
+        assert_eq!(d["state"], "major_outage");
+        assert_eq!(d["uptime_percent"], 89.58);
+        assert_eq!(d["events"].as_array().unwrap().len(), 2);
+        let history: Vec<&str> = v["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["id"].as_str().unwrap())
+            .collect();
+        assert!(!history.contains(&"o-partial"), "{history:?}");
+
+        // 4.5 h down out of 89 days and 13 h: 99.79 % (truncated).
+        assert_eq!(api["uptime"]["percent"], 99.79);
+
+        // Maintenance and degraded colour their day but count as up; private outages not at all.
+        let db_sys = system(&v, "db");
+        assert_eq!(day(db_sys, "2026-12-04")["state"], "maintenance");
+        assert_eq!(
+            day(db_sys, "2026-12-04")["events"][0]["title"],
+            "Database upgrade"
+        );
+        assert_eq!(db_sys["uptime"]["percent"], 100.0);
+        let search = system(&v, "search");
+        assert_eq!(day(search, "2026-12-05")["state"], "degraded");
+        assert_eq!(search["uptime"]["percent"], 100.0);
+        let web = system(&v, "web");
+        assert_eq!(day(web, "2026-12-01")["state"], "operational");
+        assert_eq!(web["uptime"]["percent"], 100.0);
+        app.stop().await;
+    }
+}
+
+/// The `<li>` of one system on the page.
+fn system_item<'h>(html: &'h str, id: &str) -> &'h str {
+    let start = html
+        .find(&format!("<li id=\"system-{id}\">"))
+        .unwrap_or_else(|| panic!("no system {id} on the page"));
+    let end = html[start..].find("</p>\n</li>").unwrap() + start;
+    &html[start..end]
+}
+
+#[tokio::test]
+async fn status_page_draws_the_day_bars_with_tooltips_labels_and_the_rule_without_script() {
+    let app = uptime_app(TestDb::sqlite()).await;
+    seed_uptime(&app, true).await;
+    json_until(&app, "the crafted history", uptime_loaded).await;
+    let r = app.get("/status").await;
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(csp.starts_with("default-src 'none'"), "{csp}");
+    let html = r.text().await.unwrap();
+    assert!(!html.contains("<script"), "no JavaScript");
+    assert!(html.contains(
+        "Uptime counts a major outage as down, a partial outage as half down, and degraded \
+         performance and maintenance as up."
+    ));
+
+    let api = system_item(&html, "api");
+    assert_eq!(api.matches("<li class=").count(), 90, "{api}");
+    let label = "Sat 2026-12-05: Major outage; outage: o-cross (major outage); 95.83% uptime";
+    assert!(
+        api.contains(&format!(
+            "<li class=\"critical\" title=\"{label}\" aria-label=\"{label}\"></li>"
+        )),
+        "{api}"
+    );
+    assert!(api.contains(
+        "title=\"Wed 2026-10-28: Major outage; outage: o-partial (partial outage); outage: \
+         o-inside (major outage); 89.58% uptime\""
+    ));
+    assert!(api.contains(
+        "<li class=\"ok\" title=\"Sun 2026-12-06: Operational; no outages; 100% uptime\""
+    ));
+    assert!(api.contains("99.79% uptime over 90 days"), "{api}");
+    assert!(api.contains("90 days ago") && api.contains("30 days ago"));
+    let db = system_item(&html, "db");
+    assert!(db.contains("<li class=\"maint\" title=\"Fri 2026-12-04: Under maintenance; maintenance: Database upgrade; 100% uptime\""), "{db}");
+    assert!(db.contains("100% uptime over 90 days"));
+    // The bars are coloured by CSS classes, and narrow screens keep only the last 30.
+    assert!(html.contains("ol.bars li:nth-last-child(n+31){display:none}"));
+    app.stop().await;
+}
+
+/// Pixels of `png` within 3 of `rgb` in every channel.
+fn pixels_of(png_bytes: &[u8], rgb: [u8; 3]) -> usize {
+    let mut decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+    decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+    let mut reader = decoder.read_info().expect("a PNG");
+    let mut buf = vec![0; reader.output_buffer_size().expect("a size")];
+    let info = reader.next_frame(&mut buf).expect("a frame");
+    let step = info.color_type.samples();
+    buf[..info.buffer_size()]
+        .chunks_exact(step)
+        .filter(|p| step >= 3 && p[..3].iter().zip(rgb).all(|(a, b)| a.abs_diff(b) <= 3))
+        .count()
+}
+
+#[tokio::test]
+async fn in_headless_chromium_the_uptime_bars_show_ninety_days_on_a_desktop_and_thirty_on_a_phone()
+{
+    let Some(bin) = chromium() else {
+        eprintln!("SKIPPED: chromium not installed (apt-get install chromium; .ci/run does)");
+        return;
+    };
+    let app = uptime_app(TestDb::sqlite()).await;
+    // Only the day 40 days ago is red (major outage); 12-05 is degraded (amber) on Search.
+    seed_uptime(&app, false).await;
+    json_until(&app, "the crafted history", uptime_loaded).await;
+    let profile = tempfile::tempdir().unwrap();
+    let url = app.url("/status");
+
+    let dom = run_chromium(
+        &bin,
+        profile.path(),
+        &["--window-size=390,844", "--dump-dom"],
+        &url,
+    )
+    .await;
+    let systems = section_text(&dom, "systems");
+    assert!(
+        systems.contains("Public API Operational") && systems.contains("uptime over 90 days"),
+        "{systems}"
+    );
+    assert!(systems.contains("99.88% uptime over 90 days"), "{systems}");
+
+    let red = [0xcf, 0x22, 0x2e];
+    let amber = [0x9a, 0x67, 0x00];
+    let mut shots = Vec::new();
+    for (name, size) in [("desktop", "1280,1600"), ("phone", "390,1600")] {
+        let shot = profile.path().join(format!("{name}.png"));
+        run_chromium(
+            &bin,
+            profile.path(),
+            &[
+                &format!("--window-size={size}"),
+                "--force-device-scale-factor=1",
+                &format!("--screenshot={}", shot.display()),
+            ],
+            &url,
+        )
+        .await;
+        let png = std::fs::read(&shot).expect("a screenshot was written");
+        if let Ok(dir) = std::env::var("SLACKOPS_TEST_SCREENSHOT_DIR") {
+            std::fs::write(
+                std::path::Path::new(&dir).join(format!("uptime-{name}.png")),
+                &png,
+            )
+            .unwrap();
+        }
+        shots.push((name, pixels_of(&png, red), pixels_of(&png, amber)));
+    }
+    let (_, desktop_red, desktop_amber) = shots[0];
+    let (_, phone_red, phone_amber) = shots[1];
+    assert!(
+        desktop_red > 50,
+        "the red day 40 days ago shows on a desktop: {shots:?}"
+    );
+    assert!(desktop_amber > 50, "{shots:?}");
+    assert_eq!(
+        phone_red, 0,
+        "a phone shows only the last 30 days: {shots:?}"
+    );
+    assert!(
+        phone_amber > 50,
+        "the degraded day 2 days ago shows on a phone: {shots:?}"
+    );
     app.stop().await;
 }

@@ -1,5 +1,6 @@
 #![allow(dead_code)]
 pub mod fake_gate;
+pub mod fake_grafana;
 pub mod fake_oncall;
 pub mod fake_pager;
 pub mod fake_slack;
