@@ -20,6 +20,7 @@ pub mod judge;
 pub mod message;
 pub mod model;
 pub mod policy;
+pub mod quorum;
 pub mod reconcile;
 pub mod settings;
 

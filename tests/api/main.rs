@@ -8,6 +8,7 @@ mod support;
 mod announcements;
 mod approvals_faults;
 mod approvals_flow;
+mod approvals_quorum;
 mod approvals_support;
 mod config_cli;
 mod helpers;
