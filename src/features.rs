@@ -16,7 +16,7 @@ use crate::state::AppState;
 
 /// Register every feature's handlers.
 pub fn register_all(registry: &mut Registry, settings: &Settings) {
-    crate::approvals::register(registry, &settings.approvals);
+    crate::approvals::register(registry, &settings.approvals, &settings.pipelines.command);
     crate::pipelines::register(registry, &settings.pipelines);
     crate::announcements::register(registry, &settings.announcements);
     crate::maintenance::register(

@@ -10,7 +10,6 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 use tracing::{Instrument, info, warn};
 
 use super::message::{
@@ -25,13 +24,6 @@ use crate::slack::ack::Ack;
 use crate::slack::blocks::{escape, mention};
 use crate::slack::payload::{Action, Interaction};
 use crate::state::AppState;
-
-/// The judge job's payload: which claim to carry out.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct JudgeRequest {
-    pub id: String,
-    pub claimed_at: i64,
-}
 
 pub struct DecideHandler;
 
@@ -63,6 +55,12 @@ impl ActionHandler for DecideHandler {
             reason: None,
         };
         let decided = decide(&cx.state, &req).await?;
+        if interaction.container.as_ref().map(|c| c.kind.as_str()) == Some("view") {
+            // From the Home tab: no response_url to answer on. The person's Home tab is
+            // published again, showing the judgment's new state and the answer on top.
+            super::home::queue(&cx.state, &cx.user_id, decided.text()).await?;
+            return Ok(Ack::Empty);
+        }
         Ok(match decided {
             Decided::Claimed => Ack::Empty,
             other => Ack::ephemeral(other.text().unwrap_or_default()),
@@ -294,7 +292,11 @@ fn chosen_input(
     };
     let approving = decision == "continue";
     match (chosen, inputs.is_empty(), fixed) {
-        (_, true, _) => Ok(None),
+        (Some(c), true, _) => Err(format!(
+            "This stage has no judgment inputs, so `{}` cannot be chosen. Approve without one.",
+            escape(c)
+        )),
+        (None, true, _) => Ok(None),
         (Some(c), false, _) if !inputs.iter().any(|i| i == c) => Err(format!(
             "`{}` is not one of this stage's judgment inputs ({}). Choose one from the list, then press the button again.",
             escape(c),

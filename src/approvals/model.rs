@@ -369,7 +369,7 @@ impl Judgment {
     }
 }
 
-const COLUMNS: &str =
+pub(crate) const COLUMNS: &str =
     "id, execution_id, stage_id, stage_start, application, pipeline_name, stage_name, state,
     channel, message_ts, judge_user, judge_name, claimed_at, decision, judgment_input, decided_by,
     decided_at, note, trigger_user, snapshot, created_at, updated_at, approvals, quorum_input,
@@ -624,7 +624,7 @@ impl Db {
         now: i64,
     ) -> Result<bool, sqlx::Error> {
         let res = sqlx::query(
-            "UPDATE judgments SET state = 'awaiting', note = $1, updated_at = $2
+            "UPDATE judgments SET state = 'awaiting', note = $1, expired_at = NULL, updated_at = $2
              WHERE id = $3 AND state = 'judging' AND claimed_at = $4",
         )
         .bind(note)

@@ -130,7 +130,7 @@ pub async fn queue_judge(
             &mut **tx,
             NewJob::new(
                 super::JOB_JUDGE,
-                &super::click::JudgeRequest {
+                &super::JudgeRequest {
                     id: id.to_string(),
                     claimed_at,
                 },
