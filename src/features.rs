@@ -17,7 +17,7 @@ use crate::store::leases::LeaseTiming;
 
 /// Register every feature's handlers.
 pub fn register_all(registry: &mut Registry, settings: &Settings) {
-    crate::approvals::register(registry, &settings.approvals);
+    crate::approvals::register(registry, &settings.approvals, &settings.pipelines.command);
     crate::pipelines::register(registry, &settings.pipelines);
     crate::announcements::register(registry, &settings.announcements);
     crate::maintenance::register(

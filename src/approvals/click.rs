@@ -1,36 +1,30 @@
-//! A click on Approve or Reject: authorize, claim, acknowledge.
+//! A decision on a judgment — a click on Approve or Reject in the message or the Home tab, or
+//! `/spinnaker approve|reject`: authorize, count or claim, acknowledge.
 //!
-//! The claim is one conditional `UPDATE … WHERE state = 'awaiting'`, committed together with the
-//! job that will judge: two people clicking at the same moment, on one replica or two, get one
-//! claim, and the loser is told who is judging. The message is re-rendered at once without
-//! buttons ("approving… by @user") so there is nothing left to press.
+//! A rejection claims at once; an approval is counted towards the quorum ([`super::quorum`]) and
+//! the one completing it claims. The claim is one conditional `UPDATE … WHERE state =
+//! 'awaiting'`, committed together with the job that will judge: two people deciding at the same
+//! moment, on one replica or two, get one claim, and the loser is told who is judging. The
+//! message is re-rendered at once (progress, or "approving… by @user" without buttons).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 use tracing::{Instrument, info, warn};
 
 use super::message::{
     ACTION_APPROVE, ACTION_INPUT, ACTION_REJECT, DECIDE_BLOCK, slack_date, status_line,
 };
 use super::model::{self, Judgment};
-use super::{FEATURE, JOB_JUDGE, JOB_RENDER, delivery, enqueue, policy};
+use super::quorum::{self, Counted};
+use super::{FEATURE, JOB_RENDER, delivery, enqueue, policy};
 use crate::authz::Identity;
-use crate::jobs::NewJob;
 use crate::registry::{ActionHandler, SlackCtx};
 use crate::slack::ack::Ack;
 use crate::slack::blocks::{escape, mention, truncate};
 use crate::slack::choices;
 use crate::slack::payload::{Action, Interaction};
 use crate::state::AppState;
-
-/// The judge job's payload: which claim to carry out.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct JudgeRequest {
-    pub id: String,
-    pub claimed_at: i64,
-}
 
 pub struct DecideHandler;
 
@@ -54,62 +48,186 @@ impl ActionHandler for DecideHandler {
                 "This button carries no judgment; it may come from an old message.",
             ));
         };
-        decide(&cx.state, &cx.user_id, &interaction, id, decision).await
+        let req = Request {
+            user: &cx.user_id,
+            id,
+            decision,
+            chosen: interaction.message_value(DECIDE_BLOCK, ACTION_INPUT),
+            reason: None,
+        };
+        let decided = decide(&cx.state, &req).await?;
+        if interaction.container.as_ref().map(|c| c.kind.as_str()) == Some("view") {
+            // From the Home tab: no response_url to answer on. The person's Home tab is
+            // published again, showing the judgment's new state and the answer on top.
+            super::home::queue(&cx.state, &cx.user_id, decided.text()).await?;
+            return Ok(Ack::Empty);
+        }
+        Ok(match decided {
+            Decided::Claimed => Ack::Empty,
+            other => Ack::ephemeral(other.text().unwrap_or_default()),
+        })
     }
 }
 
-/// A click on a judgment's button: refused, lost to someone else's click, or claimed (and the
-/// judge job queued). The ack never waits on Slack.
-async fn decide(
-    state: &AppState,
-    user: &str,
-    interaction: &Interaction,
-    id: &str,
-    decision: &str,
-) -> anyhow::Result<Ack> {
-    let verb = if decision == "continue" {
+/// A decision asked for, by a click (message or Home tab) or a command.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    pub user: &'a str,
+    pub id: &'a str,
+    /// `continue` or `stop`.
+    pub decision: &'a str,
+    /// The judgment input chosen, if any.
+    pub chosen: Option<String>,
+    /// Why (a rejection's reason from the command).
+    pub reason: Option<String>,
+}
+
+/// What became of a decision.
+#[derive(Debug, Clone)]
+pub enum Decided {
+    /// Claimed: the judge job is queued and the message shows it.
+    Claimed,
+    /// An approval counted towards the quorum.
+    Counted { have: i64, need: i64 },
+    /// Refused, lost, repeated or not counted: what to tell the person, privately.
+    Told(String),
+}
+
+impl Decided {
+    /// What to tell the person privately (`None` when the message says it all).
+    pub fn text(&self) -> Option<String> {
+        match self {
+            Decided::Claimed => None,
+            Decided::Counted { have, need } => Some(format!(
+                ":ballot_box_with_check: Your approval is counted: {have} of {need}. Spinnaker is told once {} more {} approved.",
+                need - have,
+                if need - have == 1 {
+                    "person has"
+                } else {
+                    "people have"
+                }
+            )),
+            Decided::Told(t) => Some(t.clone()),
+        }
+    }
+}
+
+/// A decision on a judgment: refused, lost to someone else's, counted towards the quorum, or
+/// claimed (and the judge job queued). Never waits on Slack.
+pub async fn decide(state: &AppState, req: &Request<'_>) -> anyhow::Result<Decided> {
+    let verb = if req.decision == "continue" {
         "approve"
     } else {
         "reject"
     };
-    let Some(j) = state.db().judgment(id).await? else {
-        return Ok(Ack::ephemeral(
-            "slackops does not know this judgment any more. Open the execution in Deck to judge it.",
+    let Some(j) = state.db().judgment(req.id).await? else {
+        return Ok(Decided::Told(
+            "slackops does not know this judgment any more. Open the execution in Deck to judge it."
+                .into(),
         ));
     };
     if let Some(answer) = not_awaiting(&j) {
-        return Ok(answer);
+        return Ok(Decided::Told(answer));
     }
     let info = j.info();
-    let who = state.authz().identity(user).await?;
+    let who = state.authz().identity(req.user).await?;
 
-    if let Err(reason) = policy::check(state, &info, &who, decision).await? {
-        return Ok(refuse(state, &j, user, verb, &who, &reason).await);
+    if let Err(reason) = policy::check(state, &info, &who, req.decision).await? {
+        return Ok(Decided::Told(
+            refuse(state, &j, req.user, verb, &who, &reason).await,
+        ));
     }
-    let input = match chosen_input(interaction, &info.judgment_inputs, decision) {
+    let input = match chosen_input(
+        req.chosen.as_deref(),
+        &info.judgment_inputs,
+        j.quorum_input.as_deref(),
+        req.decision,
+    ) {
         Ok(input) => input,
-        Err(answer) => return Ok(answer),
+        Err(answer) => return Ok(Decided::Told(answer)),
     };
-    if let Some(lost) = claim(state, &j, user, &who, decision, input.as_deref()).await? {
-        return Ok(lost);
+    if req.decision == "continue" {
+        return approve(state, &j, req.user, &who, input.as_deref()).await;
+    }
+    if let Some(lost) = claim(state, &j, req, &who, input.as_deref()).await? {
+        return Ok(Decided::Told(lost));
     }
     state
         .audit(
             FEATURE,
             verb,
-            user,
+            req.user,
             &j.subject(),
             "claimed",
-            serde_json::json!({"input": input, "email": who.email}),
+            serde_json::json!({"input": input, "email": who.email, "reason": req.reason}),
         )
         .await;
-    show_judging(state, &j.id);
-    Ok(Ack::Empty)
+    show_now(state, &j.id);
+    Ok(Decided::Claimed)
+}
+
+/// An approval: counted towards the quorum, and the claim when it completes it.
+async fn approve(
+    state: &AppState,
+    j: &Judgment,
+    user: &str,
+    who: &Identity,
+    input: Option<&str>,
+) -> anyhow::Result<Decided> {
+    let need = quorum::required(
+        &state.settings().approvals,
+        &j.application,
+        &j.pipeline_name,
+    );
+    let a = quorum::Approve {
+        user,
+        user_name: &who.name,
+        input,
+        need,
+        now: state.now_ms(),
+    };
+    let counted = quorum::approve(state, j, &a).await?;
+    let (outcome, detail) = match &counted {
+        Counted::Claimed => (
+            "claimed",
+            serde_json::json!({"input": input, "email": who.email, "need": need}),
+        ),
+        Counted::Counted { have, need } => (
+            "counted",
+            serde_json::json!({"input": input, "email": who.email, "have": have, "need": need}),
+        ),
+        _ => (
+            "not_counted",
+            serde_json::json!({"input": input, "email": who.email}),
+        ),
+    };
+    state
+        .audit(FEATURE, "approve", user, &j.subject(), outcome, detail)
+        .await;
+    Ok(match counted {
+        Counted::Claimed => {
+            show_now(state, &j.id);
+            Decided::Claimed
+        }
+        Counted::Counted { have, need } => {
+            show_now(state, &j.id);
+            Decided::Counted { have, need }
+        }
+        Counted::Repeat { have, need } => Decided::Told(format!(
+            "You have already approved this judgment; your approval counts once ({have} of {need}). Nothing changed."
+        )),
+        Counted::OtherInput { fixed } => Decided::Told(format!(
+            "The approvals of this judgment are for the input *{}*, chosen by the first approval. Choose *{}* to approve it; nothing was counted.",
+            escape(&fixed),
+            escape(&fixed)
+        )),
+        Counted::NotAwaiting => Decided::Told(lost_text(state, &j.id).await?),
+    })
 }
 
 /// What to tell someone clicking a judgment that is no longer awaiting a decision (someone is
 /// judging it, or it is closed); `None` while it awaits one.
-fn not_awaiting(j: &Judgment) -> Option<Ack> {
+fn not_awaiting(j: &Judgment) -> Option<String> {
     match j.state.as_str() {
         model::AWAITING => None,
         model::JUDGING => {
@@ -122,15 +240,15 @@ fn not_awaiting(j: &Judgment) -> Option<Ack> {
                 .claimed_at
                 .map(|t| format!(" (since {})", slack_date(t)))
                 .unwrap_or_default();
-            Some(Ack::ephemeral(format!(
+            Some(format!(
                 "{} is already {doing} this judgment{since}. Nothing was sent for your click.",
-                mention(j.judge_user.as_deref().unwrap_or("someone"))
-            )))
+                judge_of(j)
+            ))
         }
-        _ => Some(Ack::ephemeral(format!(
+        _ => Some(format!(
             "This judgment is already closed: {}",
             status_line(j)
-        ))),
+        )),
     }
 }
 
@@ -142,7 +260,7 @@ async fn refuse(
     verb: &str,
     who: &Identity,
     reason: &str,
-) -> Ack {
+) -> String {
     state
         .audit(
             FEATURE,
@@ -154,20 +272,18 @@ async fn refuse(
         )
         .await;
     info!(judgment = %j.id, "judgment refused by policy");
-    Ack::ephemeral(format!(
-        ":no_entry: {reason} Nothing was sent to Spinnaker."
-    ))
+    format!(":no_entry: {reason} Nothing was sent to Spinnaker.")
 }
 
-/// The judgment input chosen in the message, checked against the stage's inputs: `Ok(None)` when
-/// the stage has none (or a rejection without one), `Err` with the answer when it is missing or
-/// not one of them.
+/// The judgment input of a decision, checked against the stage's inputs and the input the first
+/// approval fixed: `Ok(None)` when the stage has none (or a rejection without one); `Err` with
+/// the answer when it is missing, not one of them, or not the fixed one.
 fn chosen_input(
-    interaction: &Interaction,
+    chosen: Option<&str>,
     inputs: &[String],
+    fixed: Option<&str>,
     decision: &str,
-) -> Result<Option<String>, Ack> {
-    let chosen = interaction.message_value(DECIDE_BLOCK, ACTION_INPUT);
+) -> Result<Option<String>, String> {
     let listed = || {
         inputs
             .iter()
@@ -175,83 +291,101 @@ fn chosen_input(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    match (&chosen, inputs.is_empty()) {
-        (_, true) => Ok(None),
-        // The option carries a reference to the input (see `message::input_select`); the exact
-        // text of the input is what reaches Gate.
-        (Some(c), false) => match choices::resolve(c, inputs) {
-            Some(input) => Ok(Some(input.to_string())),
-            None => Err(Ack::ephemeral(format!(
-                "`{}` is not one of this stage's judgment inputs ({}). Choose one from the list, then press the button again.",
-                escape(&truncate(c, 150)),
-                listed()
-            ))),
+    let approving = decision == "continue";
+    // A menu option carries a reference to its input (see `message::input_select`), a command the
+    // text itself: either way the exact text of the input is what reaches Gate.
+    let chosen = match chosen {
+        Some(c) if !inputs.is_empty() => match choices::resolve(c, inputs) {
+            Some(input) => Some(input),
+            None => {
+                return Err(format!(
+                    "`{}` is not one of this stage's judgment inputs ({}). Choose one from the list, then press the button again.",
+                    escape(&truncate(c, 150)),
+                    listed()
+                ));
+            }
         },
-        (None, false) if decision == "continue" => Err(Ack::ephemeral(format!(
+        other => other,
+    };
+    match (chosen, inputs.is_empty(), fixed) {
+        (Some(c), true, _) => Err(format!(
+            "This stage has no judgment inputs, so `{}` cannot be chosen. Approve without one.",
+            escape(&truncate(c, 150))
+        )),
+        (None, true, _) => Ok(None),
+        (Some(c), false, Some(f)) if approving && c != f => Err(format!(
+            "The approvals of this judgment are for the input *{}*, chosen by the first approval. Choose *{}* to approve it; nothing was counted.",
+            escape(f),
+            escape(f)
+        )),
+        (Some(c), false, _) => Ok(Some(c.to_string())),
+        (None, false, Some(f)) if approving => Ok(Some(f.to_string())),
+        (None, false, _) if approving => Err(format!(
             "This stage asks for a judgment input. Choose one of {} in the message, then press Approve.",
             listed()
-        ))),
-        (None, false) => Ok(None),
+        )),
+        (None, false, _) => Ok(None),
     }
 }
 
-/// Claim the judgment for `user` and queue the judge job in the same transaction. `Some(answer)`
-/// when someone else's claim won (or the judgment closed meanwhile): nothing was queued.
+/// Claim the judgment for a rejection and queue the judge job in the same transaction.
+/// `Some(answer)` when someone else's claim won (or the judgment closed meanwhile): nothing was
+/// queued.
 async fn claim(
     state: &AppState,
     j: &Judgment,
-    user: &str,
+    req: &Request<'_>,
     who: &Identity,
-    decision: &str,
     input: Option<&str>,
-) -> anyhow::Result<Option<Ack>> {
+) -> anyhow::Result<Option<String>> {
     let now = state.now_ms();
     let mut tx = state.db().pool().begin().await?;
     let claim = model::Claim {
         id: &j.id,
-        user,
+        user: req.user,
         user_name: &who.name,
-        decision,
+        decision: req.decision,
         input,
+        reason: req.reason.as_deref(),
         now,
     };
-    let claimed = state.db().claim_judgment(&mut *tx, &claim).await?;
-    if !claimed {
+    if !state.db().claim_judgment(&mut *tx, &claim).await? {
         tx.rollback().await?;
-        let latest = state.db().judgment(&j.id).await?;
-        let text = match latest {
-            Some(l) if l.state == model::JUDGING => format!(
-                "{} is already judging this. Nothing was sent for your click.",
-                mention(l.judge_user.as_deref().unwrap_or("someone"))
-            ),
-            Some(l) => format!("This judgment is already closed: {}", status_line(&l)),
-            None => "This judgment is gone.".into(),
-        };
-        return Ok(Some(Ack::ephemeral(text)));
+        return Ok(Some(lost_text(state, &j.id).await?));
     }
-    state
-        .jobs()
-        .insert(
-            &mut *tx,
-            NewJob::new(
-                JOB_JUDGE,
-                &JudgeRequest {
-                    id: j.id.clone(),
-                    claimed_at: now,
-                },
-            )
-            .dedup(format!("{JOB_JUDGE}:{}:{now}", j.id))
-            .max_attempts(state.settings().approvals.judge_max_attempts),
-        )
-        .await?;
+    quorum::queue_judge(state, &mut tx, &j.id, now).await?;
     tx.commit().await?;
     state.jobs().wake();
     Ok(None)
 }
 
-/// Show "approving… by @user" without buttons now, beside the ack rather than before it so a
+/// What to tell someone whose decision lost to another claim (or to the judgment closing).
+async fn lost_text(state: &AppState, id: &str) -> anyhow::Result<String> {
+    Ok(match state.db().judgment(id).await? {
+        Some(l) if l.state == model::JUDGING => format!(
+            "{} is already judging this. Nothing was sent for your click.",
+            judge_of(&l)
+        ),
+        Some(l) => format!("This judgment is already closed: {}", status_line(&l)),
+        None => "This judgment is gone.".into(),
+    })
+}
+
+/// Who holds the claim, as a mention (or "slackops" for an expiry).
+fn judge_of(j: &Judgment) -> String {
+    match j.judge_user.as_deref() {
+        Some(u) => mention(u),
+        None => j
+            .judge_name
+            .as_deref()
+            .map(escape)
+            .unwrap_or_else(|| "someone".into()),
+    }
+}
+
+/// Show the new state now (the quorum's progress, or "approving… by @user" without buttons), beside the ack rather than before it so a
 /// slow Slack cannot delay the ack; the judge job renders again when done.
-fn show_judging(state: &AppState, id: &str) {
+fn show_now(state: &AppState, id: &str) {
     let (st, id) = (state.clone(), id.to_string());
     state.tasks().spawn(
         async move {

@@ -9,6 +9,7 @@ use tracing::{info, warn};
 
 use super::message::{render, status_line};
 use super::model::{self, Judgment};
+use super::quorum;
 use super::{JOB_NOTE, JOB_RENDER, JudgmentRef, channel_for, enqueue, route_for};
 use crate::jobs::{Job, JobError, NewJob};
 use crate::registry::JobHandler;
@@ -70,7 +71,10 @@ impl JobHandler for PostJob {
                 j.pipeline_name
             )));
         };
-        let (text, blocks) = render(&j, &state.settings().spinnaker.deck_url);
+        let progress = quorum::progress(state, &j)
+            .await
+            .map_err(|e| JobError::from(anyhow::Error::from(e)))?;
+        let (text, blocks) = render(&j, &progress, &state.settings().spinnaker.deck_url);
         let msg = Message::text(&channel, text).blocks(blocks);
         let posted = match state.slack().post_message(&msg).await {
             Err(e) if e.is(SlackErrorCode::NotInChannel) => {
@@ -88,7 +92,10 @@ impl JobHandler for PostJob {
         // The state may have moved while we posted (a fast judgment in Deck): render again if
         // what the message shows changed.
         if let Ok(Some(now)) = state.db().judgment(&j.id).await
-            && (now.state != j.state || now.note != j.note || now.judge_user != j.judge_user)
+            && (now.state != j.state
+                || now.note != j.note
+                || now.judge_user != j.judge_user
+                || now.approvals != j.approvals)
         {
             enqueue(state, JOB_RENDER, &j.id, None).await?;
         }
@@ -119,7 +126,8 @@ pub async fn render_now(state: &AppState, id: &str) -> Result<(), JobError> {
         let (Some(channel), Some(ts)) = (j.channel.clone(), j.message_ts.clone()) else {
             return Ok(());
         };
-        let (text, blocks) = render(&j, &state.settings().spinnaker.deck_url);
+        let progress = quorum::progress(state, &j).await.map_err(db_err)?;
+        let (text, blocks) = render(&j, &progress, &state.settings().spinnaker.deck_url);
         state
             .slack()
             .update_message(&channel, &ts, &text, Some(&blocks))

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use super::click::JudgeRequest;
+use super::JudgeRequest;
 use super::delivery::thread_note;
 use super::intake::record_external;
 use super::model::{self, Judgment, Outcome, StageOutcome, find_stage, stage_outcome};
@@ -285,10 +285,16 @@ async fn settle(
             .await
         }
         StageOutcome::Stopped { input, .. } if ours && decision == Some("stop") => {
+            // An expiry's rejection is recorded as expired (with the interval it waited).
+            let st = if j.expired_at.is_some() {
+                model::EXPIRED
+            } else {
+                model::REJECTED
+            };
             finish(
                 state,
                 j,
-                model::REJECTED,
+                st,
                 Some("stop"),
                 input.as_deref(),
                 j.judge_user.as_deref(),
@@ -367,7 +373,7 @@ async fn audit_judge(
         } else {
             "approve"
         },
-        actor: j.judge_user.as_deref().unwrap_or("unknown"),
+        actor: j.judge_user.as_deref().unwrap_or("slackops"),
         subject: &j.subject(),
         outcome,
         detail: Some(detail),

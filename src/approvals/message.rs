@@ -11,6 +11,7 @@ use slack_morphism::prelude::*;
 use url::Url;
 
 use super::model::{self, Judgment, StageInfo};
+use super::quorum::Progress;
 use crate::slack::blocks::{self, escape, link, mention, truncate, truncate_with};
 use crate::slack::choices;
 use crate::slack::html::to_mrkdwn;
@@ -45,7 +46,7 @@ fn trigger_text(info: &StageInfo) -> String {
 }
 
 /// Fallback text (notifications and screen readers) and the blocks.
-pub fn render(j: &Judgment, deck: &Url) -> (String, Value) {
+pub fn render(j: &Judgment, progress: &Progress, deck: &Url) -> (String, Value) {
     let info = j.info();
     let deck_link = deck_url(deck, &j.application, &j.execution_id);
     let app = escape(&j.application);
@@ -71,7 +72,15 @@ pub fn render(j: &Judgment, deck: &Url) -> (String, Value) {
     out.push(facts(j, &app, &pipeline, &info));
     out.extend(details(&info, &deck_link));
 
-    let status = status_line(j);
+    let status = match j.state.as_str() {
+        model::AWAITING => awaiting_line(j, progress),
+        model::EXPIRED if j.decision.is_none() => format!(
+            "{} {}",
+            status_line(j),
+            link(&deck_link, "Judge it in Deck")
+        ),
+        _ => status_line(j),
+    };
     out.push(blocks::divider());
     out.push(blocks::section_with_id("approvals_status", &status));
     if j.state == model::AWAITING {
@@ -197,7 +206,8 @@ fn input_select(inputs: &[String]) -> SlackBlockStaticSelectElement {
 
 fn decision_block(j: &Judgment, info: &StageInfo) -> SlackBlock {
     let mut elements: Vec<SlackActionBlockElement> = Vec::new();
-    if !info.judgment_inputs.is_empty() {
+    // Once the first approval fixed the input, the others approve that one: no select.
+    if !info.judgment_inputs.is_empty() && j.quorum_input.is_none() {
         elements.push(input_select(&info.judgment_inputs).into());
     }
     let target = format!(
@@ -237,6 +247,28 @@ fn decision_block(j: &Judgment, info: &StageInfo) -> SlackBlock {
             .into(),
     );
     blocks::actions(DECIDE_BLOCK, elements)
+}
+
+fn reason_suffix(j: &Judgment) -> String {
+    j.reason
+        .as_deref()
+        .map(|r| format!("\nReason: {}", escape(r)))
+        .unwrap_or_default()
+}
+
+/// An expired judgment: left to Deck, or rejected by slackops after the interval.
+fn expired_line(j: &Judgment, when: &str) -> String {
+    let after = match (j.expired_at, j.created_at) {
+        (Some(e), c) if e > c => format!(" after {} minutes without a judgment", (e - c) / 60_000),
+        _ => String::new(),
+    };
+    if j.decision.as_deref() == Some("stop") {
+        format!(":alarm_clock: *Expired{after}*: slackops rejected it{when}.")
+    } else {
+        format!(
+            ":alarm_clock: *Expired in Slack{after}*. The buttons are gone; Spinnaker still waits."
+        )
+    }
 }
 
 fn input_suffix(j: &Judgment) -> String {
@@ -280,7 +312,12 @@ pub fn status_line(j: &Judgment) -> String {
             ":white_check_mark: *Approved* by {judge}{when}{}",
             input_suffix(j)
         ),
-        model::REJECTED => format!(":no_entry: *Rejected* by {judge}{when}{}", input_suffix(j)),
+        model::REJECTED => format!(
+            ":no_entry: *Rejected* by {judge}{when}{}{}",
+            input_suffix(j),
+            reason_suffix(j)
+        ),
+        model::EXPIRED => expired_line(j, &when),
         model::DECIDED_ELSEWHERE => {
             let verb = if j.decision.as_deref() == Some("stop") {
                 "Rejected"
@@ -305,10 +342,53 @@ pub fn status_line(j: &Judgment) -> String {
     }
 }
 
+/// The state of an awaiting judgment: a note (the judgment came back), then the quorum's
+/// progress with who approved and when, and the input the first approval fixed.
+pub fn awaiting_line(j: &Judgment, progress: &Progress) -> String {
+    let mut line = status_line(j);
+    if progress.need > 1 || !progress.approvals.is_empty() {
+        line.push('\n');
+        line.push_str(&progress_text(progress));
+    }
+    if let Some(input) = &j.quorum_input {
+        line.push_str(&format!(
+            "\nApprovals are for the input *{}*.",
+            escape(input)
+        ));
+    }
+    line
+}
+
+/// "1 of 2 approvals: @alice (at …)".
+pub fn progress_text(progress: &Progress) -> String {
+    let who: Vec<String> = progress
+        .approvals
+        .iter()
+        .map(|a| {
+            format!(
+                "{} ({})",
+                who(Some(&a.user_id), Some(&a.user_name)),
+                slack_date(a.approved_at)
+            )
+        })
+        .collect();
+    let have = progress.approvals.len();
+    let mut text = format!(
+        ":ballot_box_with_check: {have} of {} approvals",
+        progress.need
+    );
+    if !who.is_empty() {
+        text.push_str(": ");
+        text.push_str(&who.join(", "));
+    }
+    text
+}
+
 fn plain_status(j: &Judgment) -> &'static str {
     match j.state.as_str() {
         model::AWAITING => "waiting for a judgment",
         model::JUDGING => "being judged",
+        model::EXPIRED => "expired in Slack",
         model::APPROVED => "approved",
         model::REJECTED => "rejected",
         model::DECIDED_ELSEWHERE => "judged in Spinnaker",
@@ -362,6 +442,11 @@ mod tests {
             snapshot: serde_json::to_string(&info).unwrap(),
             created_at: 0,
             updated_at: 0,
+            approvals: 0,
+            quorum_input: None,
+            reason: None,
+            reminders_sent: 0,
+            expired_at: None,
         }
     }
 
@@ -382,7 +467,7 @@ mod tests {
 
     #[test]
     fn awaiting_has_confirmed_approve_and_reject() {
-        let (text, b) = render(&judgment("awaiting", &[]), &deck());
+        let (text, b) = render(&judgment("awaiting", &[]), &Progress::default(), &deck());
         assert!(text.contains("waiting"));
         assert_eq!(action_ids(&b), vec![ACTION_APPROVE, ACTION_REJECT]);
         let actions = b
@@ -408,7 +493,11 @@ mod tests {
 
     #[test]
     fn judgment_inputs_add_a_select_before_the_buttons() {
-        let (_, b) = render(&judgment("awaiting", &["deploy", "rollback"]), &deck());
+        let (_, b) = render(
+            &judgment("awaiting", &["deploy", "rollback"]),
+            &Progress::default(),
+            &deck(),
+        );
         assert_eq!(
             action_ids(&b),
             vec![ACTION_INPUT, ACTION_APPROVE, ACTION_REJECT]
@@ -419,7 +508,11 @@ mod tests {
     fn a_judgment_input_of_any_length_is_offered_by_reference() {
         let long = format!("{}-end", "x".repeat(300));
         let inputs = [long.as_str(), "rollback"];
-        let (_, b) = render(&judgment("awaiting", &inputs), &deck());
+        let (_, b) = render(
+            &judgment("awaiting", &inputs),
+            &Progress::default(),
+            &deck(),
+        );
         let options = b
             .as_array()
             .unwrap()
@@ -446,11 +539,12 @@ mod tests {
             "canceled",
             "ended",
             "vanished",
+            "expired",
         ] {
-            let (_, b) = render(&judgment(s, &["x"]), &deck());
+            let (_, b) = render(&judgment(s, &["x"]), &Progress::default(), &deck());
             assert!(action_ids(&b).is_empty(), "{s} must not show buttons");
         }
-        let (_, b) = render(&judgment("judging", &[]), &deck());
+        let (_, b) = render(&judgment("judging", &[]), &Progress::default(), &deck());
         assert!(b.to_string().contains("Approving… by <@U1>"));
     }
 
@@ -460,12 +554,67 @@ mod tests {
         let mut info = j.info();
         info.instructions = Some("word ".repeat(2000));
         j.snapshot = serde_json::to_string(&info).unwrap();
-        let (_, b) = render(&j, &deck());
+        let (_, b) = render(&j, &Progress::default(), &deck());
         for block in b.as_array().unwrap() {
             if let Some(t) = block.pointer("/text/text").and_then(Value::as_str) {
                 assert!(t.chars().count() <= 3000);
             }
         }
         assert!(b.to_string().contains("full instructions in Deck"));
+    }
+
+    #[test]
+    fn progress_names_each_approver_escaped_and_hides_the_select_once_the_input_is_fixed() {
+        use crate::approvals::model::Approval;
+        let mut j = judgment("awaiting", &["deploy", "rollback"]);
+        j.approvals = 1;
+        j.quorum_input = Some("deploy <now>".into());
+        let progress = Progress {
+            need: 2,
+            approvals: vec![
+                Approval {
+                    user_id: "U0ALICE".into(),
+                    user_name: "alice".into(),
+                    judgment_input: Some("deploy".into()),
+                    approved_at: 1_700_000_000_000,
+                },
+                Approval {
+                    user_id: "not-an-id".into(),
+                    user_name: "<!channel> & co".into(),
+                    judgment_input: None,
+                    approved_at: 1_700_000_000_000,
+                },
+            ],
+        };
+        let (_, b) = render(&j, &progress, &deck());
+        let all = b.to_string();
+        assert!(all.contains("2 of 2 approvals: <@U0ALICE>"), "{all}");
+        assert!(all.contains("not-an-id"), "a non-Slack id is shown as text");
+        assert!(!all.contains("<!channel>"), "names are escaped: {all}");
+        assert!(all.contains("for the input *deploy &lt;now&gt;*"), "{all}");
+        assert_eq!(
+            action_ids(&b),
+            vec![ACTION_APPROVE, ACTION_REJECT],
+            "no select once the input is fixed"
+        );
+    }
+
+    #[test]
+    fn a_rejection_reason_and_an_expiry_are_shown_escaped() {
+        let mut j = judgment("rejected", &[]);
+        j.decision = Some("stop".into());
+        j.reason = Some("<!here> *broken*".into());
+        let line = status_line(&j);
+        assert!(line.contains("Reason: &lt;!here&gt; *broken*"), "{line}");
+        let mut e = judgment("expired", &[]);
+        e.decision = None;
+        e.created_at = 0;
+        e.expired_at = Some(30 * 60_000);
+        let (_, b) = render(&e, &Progress::default(), &deck());
+        let all = b.to_string();
+        assert!(all.contains("Expired in Slack after 30 minutes"), "{all}");
+        assert!(all.contains("Judge it in Deck"), "{all}");
+        e.decision = Some("stop".into());
+        assert!(status_line(&e).contains("slackops rejected it"));
     }
 }

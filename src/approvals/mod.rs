@@ -6,7 +6,9 @@
 //! ([`policy`]), claimed atomically in the database and acknowledged at once ([`click`]); a job
 //! then judges exactly as Deck does and reports what Spinnaker actually did ([`judge`]). Judgments
 //! taken in Deck, cancellations and lost events are reconciled into the message ([`intake`],
-//! [`reconcile`]). `GET /api/v1/judgments` lists judgments and their audit trail ([`api`]).
+//! [`reconcile`]). Several approvers may be required ([`quorum`]); waiting judgments are recalled
+//! and expire ([`timers`]); people judge by command too ([`command`]) and see what waits for
+//! them in their Home tab ([`home`]). `GET /api/v1/judgments` lists judgments and their audit trail ([`api`]).
 //!
 //! The guarantees: one message per stage run (a unique key on execution, stage and start time),
 //! one judgment per claim reaching Gate (an atomic claim plus a marker in the stage context that
@@ -14,14 +16,18 @@
 
 pub mod api;
 pub mod click;
+pub mod command;
 pub mod delivery;
+pub mod home;
 pub mod intake;
 pub mod judge;
 pub mod message;
 pub mod model;
 pub mod policy;
+pub mod quorum;
 pub mod reconcile;
 pub mod settings;
+pub mod timers;
 
 use std::sync::Arc;
 
@@ -41,6 +47,8 @@ pub const JOB_JUDGE: &str = "approvals.judge";
 pub const JOB_RENDER: &str = "approvals.render";
 pub const JOB_NOTIFY: &str = "approvals.notify";
 pub const JOB_NOTE: &str = "approvals.note";
+pub const JOB_REMIND: &str = "approvals.remind";
+pub const JOB_HOME: &str = "approvals.home";
 
 /// The payload of jobs about one judgment.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,7 +56,16 @@ pub struct JudgmentRef {
     pub id: String,
 }
 
-pub fn register(registry: &mut Registry, _settings: &ApprovalsSettings) {
+/// The judge job's payload: which claim to carry out.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JudgeRequest {
+    pub id: String,
+    pub claimed_at: i64,
+}
+
+/// `command` is the pipelines' slash command (`pipelines.command`), which `approve` and `reject`
+/// are subcommands of.
+pub fn register(registry: &mut Registry, _settings: &ApprovalsSettings, command: &str) {
     let stage_events = Arc::new(intake::StageEvents);
     registry
         .echo("orca:stage:starting", stage_events.clone())
@@ -58,14 +75,30 @@ pub fn register(registry: &mut Registry, _settings: &ApprovalsSettings) {
         .echo("orca:pipeline:complete", stage_events.clone())
         .echo("orca:pipeline:failed", stage_events)
         .action_prefix("approvals:", click::DecideHandler)
+        .subcommand(
+            command,
+            "approve",
+            command::JudgeCommand {
+                decision: "continue",
+            },
+        )
+        .subcommand(
+            command,
+            "reject",
+            command::JudgeCommand { decision: "stop" },
+        )
         .job(JOB_POST, delivery::PostJob)
         .job(JOB_FETCH, intake::FetchJob)
         .job(JOB_JUDGE, judge::JudgeJob)
         .job(JOB_RENDER, delivery::RenderJob)
         .job(JOB_NOTIFY, delivery::NotifyJob)
         .job(JOB_NOTE, delivery::NoteJob)
+        .job(JOB_REMIND, timers::RemindJob)
+        .job(JOB_HOME, home::PublishJob)
+        .event("app_home_opened", home::HomeOpened)
         .periodic(intake::Poller)
-        .periodic(reconcile::Reconciler);
+        .periodic(reconcile::Reconciler)
+        .periodic(timers::Timers);
 }
 
 /// The route for an application and pipeline: a pipeline-specific route wins over an

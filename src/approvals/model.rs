@@ -3,7 +3,9 @@
 //! judgment across replicas).
 //!
 //! ```text
-//! awaiting ──click (atomic claim)──▶ judging ──Gate accepted──▶ approved | rejected
+//! awaiting ──approvals (counted; the last needed one claims)──▶ judging ──Gate accepted──▶ approved | rejected
+//! awaiting ──reject (atomic claim)──▶ judging            judging (expiry reject) ──▶ expired
+//! awaiting ──expiry, leave──▶ expired
 //!    ▲                                  │
 //!    └──── Spinnaker refused / Gate ────┘
 //!          kept failing (buttons back)
@@ -24,6 +26,8 @@ pub const DECIDED_ELSEWHERE: &str = "decided_elsewhere";
 pub const CANCELED: &str = "canceled";
 pub const ENDED: &str = "ended";
 pub const VANISHED: &str = "vanished";
+/// Expired in Slack (`approvals.expire_after_mins`): left to Deck, or rejected by slackops.
+pub const EXPIRED: &str = "expired";
 
 /// States in which the judgment is still open in Spinnaker.
 pub fn is_open(state: &str) -> bool {
@@ -327,6 +331,24 @@ pub struct Judgment {
     pub snapshot: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Distinct approvals counted so far (the quorum's progress).
+    pub approvals: i64,
+    /// The judgment input fixed by the first approval.
+    pub quorum_input: Option<String>,
+    /// Why it was rejected, when the person said.
+    pub reason: Option<String>,
+    pub reminders_sent: i64,
+    /// When it expired in Slack.
+    pub expired_at: Option<i64>,
+}
+
+/// One person's counted approval of a judgment.
+#[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
+pub struct Approval {
+    pub user_id: String,
+    pub user_name: String,
+    pub judgment_input: Option<String>,
+    pub approved_at: i64,
 }
 
 impl Judgment {
@@ -347,10 +369,11 @@ impl Judgment {
     }
 }
 
-const COLUMNS: &str =
+pub(crate) const COLUMNS: &str =
     "id, execution_id, stage_id, stage_start, application, pipeline_name, stage_name, state,
     channel, message_ts, judge_user, judge_name, claimed_at, decision, judgment_input, decided_by,
-    decided_at, note, trigger_user, snapshot, created_at, updated_at";
+    decided_at, note, trigger_user, snapshot, created_at, updated_at, approvals, quorum_input,
+    reason, reminders_sent, expired_at";
 
 /// A click's claim on a judgment.
 #[derive(Debug, Clone)]
@@ -361,6 +384,8 @@ pub struct Claim<'a> {
     /// `continue` or `stop`.
     pub decision: &'a str,
     pub input: Option<&'a str>,
+    /// Why (a rejection's reason), if given.
+    pub reason: Option<&'a str>,
     pub now: i64,
 }
 
@@ -526,14 +551,15 @@ impl Db {
     {
         let res = sqlx::query(
             "UPDATE judgments SET state = 'judging', judge_user = $1, judge_name = $2, decision = $3,
-                judgment_input = $4, claimed_at = $5, note = NULL, updated_at = $5
-             WHERE id = $6 AND state = 'awaiting'",
+                judgment_input = $4, claimed_at = $5, note = NULL, reason = $6, updated_at = $5
+             WHERE id = $7 AND state = 'awaiting'",
         )
         .bind(c.user)
         .bind(c.user_name)
         .bind(c.decision)
         .bind(c.input)
         .bind(c.now)
+        .bind(c.reason)
         .bind(c.id)
         .execute(executor)
         .await?;
@@ -598,7 +624,7 @@ impl Db {
         now: i64,
     ) -> Result<bool, sqlx::Error> {
         let res = sqlx::query(
-            "UPDATE judgments SET state = 'awaiting', note = $1, updated_at = $2
+            "UPDATE judgments SET state = 'awaiting', note = $1, expired_at = NULL, updated_at = $2
              WHERE id = $3 AND state = 'judging' AND claimed_at = $4",
         )
         .bind(note)

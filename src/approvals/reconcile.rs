@@ -95,7 +95,7 @@ async fn rescue_judging(state: &AppState) -> anyhow::Result<()> {
                 .enqueue(
                     crate::jobs::NewJob::new(
                         super::JOB_JUDGE,
-                        &super::click::JudgeRequest {
+                        &super::JudgeRequest {
                             id: j.id.clone(),
                             claimed_at,
                         },

@@ -1,4 +1,5 @@
-//! The `approvals` configuration section: where Manual Judgments are posted, who may judge them,
+//! The `approvals` configuration section: where Manual Judgments are posted, who may judge them
+//! and how many of them must approve, when waiting judgments are recalled and when they expire,
 //! and how often open judgments are polled and reconciled against Gate.
 //!
 //! Owned by the approvals feature and composed into [`crate::config::Settings`]; it imports only
@@ -39,6 +40,27 @@ pub struct ApprovalsSettings {
     pub outcome_wait_secs: u64,
     /// How long Slack user-group memberships and user profiles are cached.
     pub membership_cache_secs: u64,
+    /// Minutes between reminders in a waiting judgment's thread; 0 turns reminders off.
+    pub remind_after_mins: u64,
+    /// At most this many reminders per judgment.
+    pub max_reminders: u32,
+    /// Minutes after which a waiting judgment expires in Slack; 0 turns expiry off.
+    pub expire_after_mins: u64,
+    /// What expiry does: `leave` (the buttons go, Deck decides) or `reject` (slackops sends stop).
+    pub on_expiry: OnExpiry,
+    /// How often one replica looks for reminders and expiries that are due.
+    pub timers_interval_secs: u64,
+}
+
+/// What happens to a judgment that expires in Slack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnExpiry {
+    /// The buttons go and the message says it expired in Slack, with a link to Deck.
+    #[default]
+    Leave,
+    /// slackops sends `stop`, recorded as expired.
+    Reject,
 }
 
 impl Default for ApprovalsSettings {
@@ -56,6 +78,11 @@ impl Default for ApprovalsSettings {
             judge_max_attempts: 8,
             outcome_wait_secs: 20,
             membership_cache_secs: 60,
+            remind_after_mins: 0,
+            max_reminders: 3,
+            expire_after_mins: 0,
+            on_expiry: OnExpiry::Leave,
+            timers_interval_secs: 30,
         }
     }
 }
@@ -71,7 +98,7 @@ pub struct ApprovalRoute {
     pub notify_channels: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApproverRule {
     /// Application name, or `*` for every application.
@@ -81,6 +108,22 @@ pub struct ApproverRule {
     pub groups: Vec<String>,
     pub emails: Vec<String>,
     pub everyone: bool,
+    /// How many distinct authorized people must approve before slackops sends `continue`.
+    pub required_approvals: u32,
+}
+
+impl Default for ApproverRule {
+    fn default() -> Self {
+        Self {
+            application: String::new(),
+            pipeline: None,
+            users: Vec::new(),
+            groups: Vec::new(),
+            emails: Vec::new(),
+            everyone: false,
+            required_approvals: 1,
+        }
+    }
 }
 
 impl ApproverRule {
@@ -122,6 +165,12 @@ impl ApprovalsSettings {
                     "required (an application name, or *)",
                 );
             }
+            if r.required_approvals == 0 {
+                bad(
+                    &format!("approvals.approvers[{i}].required_approvals"),
+                    "must be at least 1",
+                );
+            }
             if r.principals().is_empty() {
                 bad(
                     &format!("approvals.approvers[{i}]"),
@@ -134,6 +183,9 @@ impl ApprovalsSettings {
         }
         if self.poll_interval_secs < 5 {
             bad("approvals.poll_interval_secs", "must be at least 5");
+        }
+        if self.timers_interval_secs == 0 {
+            bad("approvals.timers_interval_secs", "must be at least 1");
         }
         if self.reconcile_interval_secs < 5 {
             bad("approvals.reconcile_interval_secs", "must be at least 5");

@@ -26,6 +26,11 @@ pub struct PipelineCommand;
 impl CommandHandler for PipelineCommand {
     async fn handle(&self, cx: SlackCtx, cmd: SlashCommand) -> anyhow::Result<Ack> {
         let name = cx.state.settings().pipelines.command.clone();
+        // A subcommand another feature registered (`approve`, `reject`: the approvals').
+        let first = cmd.text.split_whitespace().next().unwrap_or("");
+        if let Some(sub) = cx.state.registry().subcommand_handler(&cmd.command, first) {
+            return sub.handle(cx, cmd).await;
+        }
         let parsed = match parse(&cmd.text, &name) {
             Ok(c) => c,
             Err(e) => {
@@ -70,6 +75,8 @@ pub fn help(name: &str) -> Ack {
          • `{name} start <application> <pipeline> [name=value …]` start a pipeline (a form asks for missing parameters), e.g. `{name} start payments deploy-prod version=v42`\n\
          • `{name} cancel <execution id | Deck URL> [reason]` cancel a running execution, e.g. `{name} cancel 01J6Z3Q9W8 canary is failing`\n\
          • `{name} status <application> [pipeline]` latest executions, e.g. `{name} status payments deploy-prod`\n\
+         • `{name} approve <execution id | Deck URL> [input]` approve the execution's waiting Manual Judgment (counts towards its quorum), e.g. `{name} approve 01J6Z3Q9W8 deploy`\n\
+         • `{name} reject <execution id | Deck URL> [reason]` reject it; the reason goes to the message's thread and the audit log, e.g. `{name} reject 01J6Z3Q9W8 canary is failing`\n\
          • `{name} pending [application]` Manual Judgments waiting, with links to their approval messages, e.g. `{name} pending payments`\n\
          • `{name} pipelines <application>` pipeline names, and which take parameters, e.g. `{name} pipelines payments`\n\
          • `{name} help` this list"

@@ -668,6 +668,12 @@ impl SlackApi {
         self.view_call("views.update", args).await
     }
 
+    /// Publish a user's Home tab (`views.publish`); returns the view's id.
+    pub async fn views_publish(&self, user_id: &str, view: &Value) -> Result<String, SlackError> {
+        self.view_call("views.publish", json!({"user_id": user_id, "view": view}))
+            .await
+    }
+
     pub async fn views_push(&self, trigger_id: &str, view: &Value) -> Result<String, SlackError> {
         self.view_call(
             "views.push",

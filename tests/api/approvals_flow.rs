@@ -19,7 +19,7 @@ use crate::helpers::{API_TOKEN, TestApp, TestDb, eventually};
 use crate::support::fake_gate::FakeGate;
 use crate::support::fake_slack::{Fault, Message};
 
-const WAIT: Duration = Duration::from_secs(15);
+pub(crate) const WAIT: Duration = Duration::from_secs(15);
 const EXEC: &str = "01J6EXEC00000000000000000A";
 const STAGE: &str = "01J6STAGE0000000000000000A";
 const APPROVE: &str = "approvals:approve";
@@ -30,7 +30,7 @@ const SLACK_ACK_DEADLINE: Duration = Duration::from_secs(3);
 // ------------------------------------------------------------------------------------ helpers
 
 /// Messages of a channel that are not thread replies.
-fn top_level(app: &TestApp, channel: &str) -> Vec<Message> {
+pub(crate) fn top_level(app: &TestApp, channel: &str) -> Vec<Message> {
     app.slack
         .messages_in(channel)
         .into_iter()
@@ -39,7 +39,7 @@ fn top_level(app: &TestApp, channel: &str) -> Vec<Message> {
 }
 
 /// Replies in the thread of `ts`.
-fn replies(app: &TestApp, channel: &str, ts: &str) -> Vec<Message> {
+pub(crate) fn replies(app: &TestApp, channel: &str, ts: &str) -> Vec<Message> {
     app.slack
         .messages_in(channel)
         .into_iter()
@@ -48,7 +48,7 @@ fn replies(app: &TestApp, channel: &str, ts: &str) -> Vec<Message> {
 }
 
 /// Every interactive element of the message's `actions` blocks.
-fn action_elements(blocks: &Value) -> Vec<Value> {
+pub(crate) fn action_elements(blocks: &Value) -> Vec<Value> {
     blocks
         .as_array()
         .map(|a| {
@@ -60,7 +60,7 @@ fn action_elements(blocks: &Value) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-fn element<'a>(elements: &'a [Value], action_id: &str) -> &'a Value {
+pub(crate) fn element<'a>(elements: &'a [Value], action_id: &str) -> &'a Value {
     elements
         .iter()
         .find(|e| e["action_id"] == action_id)
@@ -68,7 +68,7 @@ fn element<'a>(elements: &'a [Value], action_id: &str) -> &'a Value {
 }
 
 /// The mrkdwn/plain texts of all blocks (section text, fields, context elements, header).
-fn block_texts(blocks: &Value) -> Vec<String> {
+pub(crate) fn block_texts(blocks: &Value) -> Vec<String> {
     let mut out = Vec::new();
     for b in blocks.as_array().into_iter().flatten() {
         if let Some(t) = b.pointer("/text/text").and_then(Value::as_str) {
@@ -88,12 +88,12 @@ fn block_texts(blocks: &Value) -> Vec<String> {
     out
 }
 
-fn all_text(blocks: &Value) -> String {
+pub(crate) fn all_text(blocks: &Value) -> String {
     block_texts(blocks).join("\n")
 }
 
 /// Send echo's `orca:stage:starting` for a stage of `execution`; echo must get 200.
-async fn send_starting(app: &TestApp, execution: &Value, stage_id: &str) {
+pub(crate) async fn send_starting(app: &TestApp, execution: &Value, stage_id: &str) {
     let resp = app
         .echo(&stage_event("orca:stage:starting", execution, stage_id))
         .await;
@@ -102,7 +102,11 @@ async fn send_starting(app: &TestApp, execution: &Value, stage_id: &str) {
 
 /// A running Manual Judgment in the fake Gate, announced by echo; returns the execution and the
 /// posted message (the only one in CHANNEL).
-async fn start_judgment(app: &TestApp, exec_id: &str, stage_id: &str) -> (Value, Message) {
+pub(crate) async fn start_judgment(
+    app: &TestApp,
+    exec_id: &str,
+    stage_id: &str,
+) -> (Value, Message) {
     let exec = add_mj(&app.gate, exec_id, stage_id);
     send_starting(app, &exec, stage_id).await;
     let msgs = app.slack.wait_for_messages(CHANNEL, 1, WAIT).await;
@@ -111,7 +115,7 @@ async fn start_judgment(app: &TestApp, exec_id: &str, stage_id: &str) -> (Value,
 
 /// A click on the judgment message, signed as Slack signs it. Returns the HTTP status, how long the
 /// ack took, and the response_url the payload carried.
-async fn click(
+pub(crate) async fn click(
     app: &TestApp,
     via: &TestApp,
     user: &str,
@@ -140,7 +144,7 @@ async fn click(
 }
 
 /// `GET /api/v1/judgments` with the API token.
-async fn judgments(app: &TestApp) -> Vec<Value> {
+pub(crate) async fn judgments(app: &TestApp) -> Vec<Value> {
     let resp = app
         .client
         .get(app.url("/api/v1/judgments"))
@@ -154,7 +158,7 @@ async fn judgments(app: &TestApp) -> Vec<Value> {
 }
 
 /// The judgment of a stage run as the API shows it.
-async fn judgment_of(app: &TestApp, exec_id: &str) -> Option<Value> {
+pub(crate) async fn judgment_of(app: &TestApp, exec_id: &str) -> Option<Value> {
     judgments(app)
         .await
         .into_iter()
@@ -162,7 +166,7 @@ async fn judgment_of(app: &TestApp, exec_id: &str) -> Option<Value> {
 }
 
 /// Wait until the judgment of `exec_id` reaches `state`; returns it.
-async fn wait_for_state(app: &TestApp, exec_id: &str, state: &str) -> Value {
+pub(crate) async fn wait_for_state(app: &TestApp, exec_id: &str, state: &str) -> Value {
     eventually(WAIT, &format!("the judgment to reach {state}"), || async {
         judgment_of(app, exec_id)
             .await
@@ -172,7 +176,12 @@ async fn wait_for_state(app: &TestApp, exec_id: &str, state: &str) -> Value {
 }
 
 /// Wait until the message at (channel, ts) has no buttons and its blocks contain `needle`.
-async fn wait_for_settled_message(app: &TestApp, channel: &str, ts: &str, needle: &str) -> Message {
+pub(crate) async fn wait_for_settled_message(
+    app: &TestApp,
+    channel: &str,
+    ts: &str,
+    needle: &str,
+) -> Message {
     eventually(
         WAIT,
         &format!("the message to show {needle:?} without buttons"),
@@ -195,7 +204,7 @@ async fn wait_for_trigger_dm(app: &TestApp) -> String {
 }
 
 /// Wait until no job is pending or running (everything queued so far has run).
-async fn wait_for_idle_jobs(app: &TestApp) {
+pub(crate) async fn wait_for_idle_jobs(app: &TestApp) {
     eventually(WAIT, "the job queue to be idle", || async {
         let busy: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state IN ('pending', 'running')")
@@ -208,7 +217,7 @@ async fn wait_for_idle_jobs(app: &TestApp) {
 }
 
 /// The response_url posts' texts.
-fn ephemeral_texts(app: &TestApp, url: &str) -> Vec<String> {
+pub(crate) fn ephemeral_texts(app: &TestApp, url: &str) -> Vec<String> {
     app.slack
         .response_url_posts(url)
         .into_iter()
@@ -224,14 +233,14 @@ fn ephemeral_texts(app: &TestApp, url: &str) -> Vec<String> {
 }
 
 /// Wait for exactly one ephemeral reply on `url`; returns its text.
-async fn wait_for_ephemeral(app: &TestApp, url: &str) -> String {
+pub(crate) async fn wait_for_ephemeral(app: &TestApp, url: &str) -> String {
     app.slack.wait_for_response_url_posts(url, 1, WAIT).await;
     let texts = ephemeral_texts(app, url);
     assert_eq!(texts.len(), 1, "one reply to the click: {texts:?}");
     texts[0].clone()
 }
 
-fn audit_outcomes(j: &Value) -> Vec<(String, String, String)> {
+pub(crate) fn audit_outcomes(j: &Value) -> Vec<(String, String, String)> {
     j["audit"]
         .as_array()
         .into_iter()

@@ -6,9 +6,13 @@
 mod support;
 
 mod announcements;
+mod approvals_command;
 mod approvals_faults;
 mod approvals_flow;
+mod approvals_home;
+mod approvals_quorum;
 mod approvals_support;
+mod approvals_timers;
 mod config_cli;
 mod grafana;
 mod helpers;

@@ -92,6 +92,7 @@ const WRITE_METHODS: &[&str] = &[
     "views.open",
     "views.update",
     "views.push",
+    "views.publish",
     "reactions.add",
     "pins.add",
     "pins.remove",
@@ -292,6 +293,8 @@ struct Inner {
     users: BTreeMap<String, User>,
     usergroups: BTreeMap<String, UserGroup>,
     triggers: HashMap<String, Trigger>,
+    /// Home tabs published with `views.publish`, by user.
+    homes: BTreeMap<String, Value>,
     views: Vec<OpenedView>,
     response_urls: HashMap<String, ResponseUrl>,
     ts_seq: u64,
@@ -787,6 +790,11 @@ impl FakeSlack {
         self.state().ephemerals.clone()
     }
 
+    /// The Home tab last published for `user`, if any.
+    pub fn home_of(&self, user: &str) -> Option<Value> {
+        self.state().homes.get(user).cloned()
+    }
+
     pub fn views(&self) -> Vec<OpenedView> {
         self.state().views.clone()
     }
@@ -852,6 +860,7 @@ impl Inner {
             usergroups: BTreeMap::new(),
             triggers: HashMap::new(),
             views: Vec::new(),
+            homes: BTreeMap::new(),
             response_urls: HashMap::new(),
             ts_seq: 0,
             id_seq: 0,
@@ -1301,6 +1310,7 @@ impl Inner {
             "views.open" => self.views_open(&args, ctx, false),
             "views.push" => self.views_open(&args, ctx, true),
             "views.update" => self.views_update(&args),
+            "views.publish" => self.views_publish(&args),
             "reactions.add" => self.reactions_add(&args),
             "pins.add" => self.pins_add(&args),
             "pins.remove" => self.pins_remove(&args),
@@ -1675,6 +1685,23 @@ impl Inner {
             updates: 0,
             pushed,
         });
+        Ok(obj(json!({ "view": returned })))
+    }
+
+    /// views.publish (Slack's method page): `user_id` and a `home` view; an unknown user is
+    /// `not_found`. The published view replaces the user's Home tab.
+    fn views_publish(&mut self, args: &Args) -> ApiResult {
+        let user = arg_str(args, "user_id").ok_or_else(|| ApiError::missing("user_id"))?;
+        let view = arg_json(args, "view")
+            .map_err(|()| ApiError::invalid_arguments(vec!["invalid `view` JSON".into()]))?
+            .ok_or_else(|| ApiError::missing("view"))?;
+        let view = validate_home(&view)?;
+        if !self.users.contains_key(&user) {
+            return Err(err("not_found"));
+        }
+        let n = self.next_id();
+        let returned = stateful_view(view, &format!("V0HOME{n:05}"), &new_view_hash(n));
+        self.homes.insert(user, returned.clone());
         Ok(obj(json!({ "view": returned })))
     }
 
@@ -2464,6 +2491,34 @@ fn validate_message_blocks(blocks: &Value) -> Result<(), ApiError> {
 }
 
 /// Validates a modal; Slack reports view problems as `invalid_arguments` + messages.
+/// A Home tab: `type: home`, at most 100 blocks, no title needed (Slack's view reference).
+fn validate_home(view: &Value) -> Result<Map<String, Value>, ApiError> {
+    let Some(map) = view.as_object() else {
+        return Err(ApiError::invalid_arguments(vec![
+            "failed to match all allowed schemas [json-pointer:/view]".into(),
+        ]));
+    };
+    if view.to_string().len() > MAX_VIEW_BYTES {
+        return Err(err("view_too_large"));
+    }
+    let mut errors = Vec::new();
+    if map.get("type").and_then(Value::as_str) != Some("home") {
+        errors.push("unsupported view type for this method [json-pointer:/view/type]".into());
+    }
+    match map.get("blocks").and_then(Value::as_array) {
+        Some(blocks) if blocks.len() > MAX_VIEW_BLOCKS => errors.push(format!(
+            "no more than {MAX_VIEW_BLOCKS} items allowed [json-pointer:/view/blocks]"
+        )),
+        Some(blocks) => check_blocks(blocks, "/view/blocks", &mut errors),
+        None => errors.push("missing required field: blocks [json-pointer:/view]".into()),
+    }
+    if errors.is_empty() {
+        Ok(map.clone())
+    } else {
+        Err(ApiError::invalid_arguments(errors))
+    }
+}
+
 fn validate_view(view: &Value) -> Result<Map<String, Value>, ApiError> {
     let Some(map) = view.as_object() else {
         return Err(ApiError::invalid_arguments(vec![
