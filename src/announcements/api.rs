@@ -48,7 +48,7 @@ pub fn api() -> OpenApiRouter<AppState> {
 }
 
 /// Parse a JSON body, naming the field that is wrong.
-fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("body", "a JSON object is required"));
     }

@@ -10,9 +10,9 @@
 use serde_json::json;
 
 use super::model::{self, FieldChange, Fields, Outage, Resolution};
-use super::payload::{AudienceRef, Dm, OutageRef};
+use super::payload::{AlertGroupRef, AudienceRef, Dm, OutageRef};
 use super::settings::AnnouncementsSettings;
-use super::{JOB_AUDIENCE, JOB_DM, JOB_POST, JOB_RENDER, JOB_THREAD, message};
+use super::{JOB_ALERT_RENDER, JOB_AUDIENCE, JOB_DM, JOB_POST, JOB_RENDER, JOB_THREAD, message};
 use crate::jobs::NewJob;
 use crate::notifiers::StatusEvent;
 use crate::state::AppState;
@@ -182,13 +182,31 @@ fn event(kind: Kind, outage: &Outage, at: i64) -> StatusEvent {
 
 /// Announce a new outage: store it and queue its message, its audience posts and its event.
 /// `fields` must have passed [`model::validate`].
-pub async fn announce(state: &AppState, mut fields: Fields, by: &str) -> anyhow::Result<Outage> {
+pub async fn announce(state: &AppState, fields: Fields, by: &str) -> anyhow::Result<Outage> {
+    let mut tx = state.db().pool().begin().await?;
+    let outage = announce_in(state, &mut tx, new_id(), fields, by).await?;
+    tx.commit().await?;
+    state.jobs().wake();
+    crate::status::changed(state);
+    Ok(outage)
+}
+
+/// [`announce`] inside the caller's transaction, under a chosen id: for callers that must record
+/// what the outage came from in the same transaction (an alert group). The caller commits, then
+/// wakes the jobs and tells the status page.
+pub async fn announce_in(
+    state: &AppState,
+    tx: &mut sqlx::AnyConnection,
+    id: String,
+    mut fields: Fields,
+    by: &str,
+) -> anyhow::Result<Outage> {
     let settings = &state.settings().announcements;
     model::complete_impact(settings, &mut fields);
     fields.summary = fields.summary.trim().to_string();
     let now = state.now_ms();
     let outage = Outage {
-        id: new_id(),
+        id,
         fields,
         eta_set_at: now,
         state: model::OPEN.into(),
@@ -207,7 +225,6 @@ pub async fn announce(state: &AppState, mut fields: Fields, by: &str) -> anyhow:
         eta_snoozed_until: None,
     };
     let f = &outage.fields;
-    let mut tx = state.db().pool().begin().await?;
     sqlx::query(
         "INSERT INTO outages (id, summary, systems, impact, severity, eta, eta_set_at,
             resolution_assignee, communication_assignee, public, state, announced_by, started_at,
@@ -234,7 +251,7 @@ pub async fn announce(state: &AppState, mut fields: Fields, by: &str) -> anyhow:
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    insert_history(&mut tx, &outage, by, Kind::Announced, &[], None, now).await?;
+    insert_history(tx, &outage, by, Kind::Announced, &[], None, now).await?;
     state
         .jobs()
         .insert(
@@ -249,12 +266,9 @@ pub async fn announce(state: &AppState, mut fields: Fields, by: &str) -> anyhow:
             .dedup(format!("announcements:post:{}", outage.id)),
         )
         .await?;
-    queue_audiences(state, &mut tx, &outage).await?;
-    queue_assignment_dms(state, &mut tx, None, &outage, by).await?;
-    crate::notifiers::enqueue(state, &mut tx, &event(Kind::Announced, &outage, now)).await?;
-    tx.commit().await?;
-    state.jobs().wake();
-    crate::status::changed(state);
+    queue_audiences(state, tx, &outage).await?;
+    queue_assignment_dms(state, tx, None, &outage, by).await?;
+    crate::notifiers::enqueue(state, tx, &event(Kind::Announced, &outage, now)).await?;
     Ok(outage)
 }
 
@@ -472,7 +486,35 @@ async fn queue_follow_ups(
         .await?;
     queue_audiences(state, conn, new).await?;
     queue_assignment_dms(state, conn, Some(old), new, &change.by).await?;
+    queue_suggestion_updates(state, conn, new).await?;
     crate::notifiers::enqueue(state, conn, &event(change.kind, new, now)).await
+}
+
+/// The suggestions this outage was announced from show its state (their Resolve button goes
+/// once it is resolved): queue their update with the change.
+async fn queue_suggestion_updates(
+    state: &AppState,
+    conn: &mut sqlx::AnyConnection,
+    new: &Outage,
+) -> Result<(), sqlx::Error> {
+    let groups: Vec<(String,)> = sqlx::query_as(
+        "SELECT id FROM alert_groups WHERE outage_id = $1 AND message_ts IS NOT NULL",
+    )
+    .bind(&new.id)
+    .fetch_all(&mut *conn)
+    .await?;
+    for (group_id,) in groups {
+        let key = format!("alerts:render:{group_id}:outage:{}:{}", new.id, new.version);
+        let r = AlertGroupRef {
+            group_id,
+            version: 0,
+        };
+        state
+            .jobs()
+            .insert(&mut *conn, NewJob::new(JOB_ALERT_RENDER, &r).dedup(key))
+            .await?;
+    }
+    Ok(())
 }
 
 fn fc(settings: &AnnouncementsSettings, field: &str, from: &str, to: &str) -> FieldChange {

@@ -5,6 +5,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod alerts;
 mod announcements;
 mod approvals_faults;
 mod approvals_flow;
