@@ -779,6 +779,7 @@ pub async fn auto_resolve(state: &AppState) -> anyhow::Result<usize> {
                     postmortem: false,
                     report_url: None,
                     resolved_by: ALERTMANAGER.into(),
+                    postmortem_summary: None,
                 },
                 at,
             )),

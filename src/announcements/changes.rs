@@ -49,6 +49,8 @@ pub enum Kind {
     Reassigned,
     Resolved,
     Reopened,
+    /// The postmortem's report is linked (a resolved outage).
+    Postmortem,
 }
 
 impl Kind {
@@ -59,6 +61,7 @@ impl Kind {
             Kind::Reassigned => "reassigned",
             Kind::Resolved => "resolved",
             Kind::Reopened => "reopened",
+            Kind::Postmortem => "postmortem",
         }
     }
 }
@@ -317,6 +320,7 @@ pub async fn apply(state: &AppState, id: &str, change: Change) -> Result<Outage,
         now,
     )
     .await?;
+    record_postmortem(state, &mut tx, &new, &change, now).await?;
     queue_follow_ups(state, &mut tx, &old, &new, &change, now).await?;
     tx.commit().await?;
     state.jobs().wake();
@@ -377,6 +381,32 @@ fn changed(
             new.resolved_at = Some(at);
             new.resolution = Some(r);
         }
+        Kind::Postmortem => {
+            let Some((r, _)) = change.resolution.clone() else {
+                return Err(ChangeError::Invalid(vec![(
+                    "postmortem".into(),
+                    "required".into(),
+                )]));
+            };
+            if old.is_open() {
+                return Err(ChangeError::WrongState(
+                    "it is open; a postmortem is added once it is resolved".into(),
+                ));
+            }
+            let before = old.resolution.clone().unwrap_or_default();
+            let from = before.report_url.clone().unwrap_or_default();
+            let to = r.report_url.clone().unwrap_or_default();
+            changes.push(fc(settings, "report_url", &from, &to));
+            let summary = r.postmortem_summary.clone().unwrap_or_default();
+            let old_summary = before.postmortem_summary.clone().unwrap_or_default();
+            changes.push(fc(settings, "postmortem_summary", &old_summary, &summary));
+            changes.retain(|c| c.from != c.to);
+            new.resolution = Some(Resolution {
+                report_url: r.report_url,
+                postmortem_summary: r.postmortem_summary,
+                ..before
+            });
+        }
         Kind::Reopened => {
             if old.is_open() {
                 return Err(ChangeError::WrongState("it is open".into()));
@@ -390,6 +420,59 @@ fn changed(
         }
     }
     Ok((new, changes))
+}
+
+/// Keep the outage's postmortem in step, in the change's transaction: resolving with
+/// "postmortem needed" makes it owed (by the resolution assignee, due
+/// `announcements.postmortem_due_days` working days after it was resolved); linking the report
+/// settles it.
+async fn record_postmortem(
+    state: &AppState,
+    conn: &mut sqlx::AnyConnection,
+    new: &Outage,
+    change: &Change,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let Some(r) = new.resolution.as_ref() else {
+        return Ok(());
+    };
+    let owes = change.kind == Kind::Resolved && r.postmortem;
+    if !owes && change.kind != Kind::Postmortem {
+        return Ok(());
+    }
+    let resolved_at = new.resolved_at.unwrap_or(now);
+    let days = state.settings().announcements.postmortem_due_days;
+    let (added_by, added_at) = if r.report_url.is_some() {
+        (Some(change.by.as_str()), Some(now))
+    } else {
+        (None, None)
+    };
+    sqlx::query(
+        "INSERT INTO postmortems (outage_id, owner, due_at, url, summary, added_by, added_at, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (outage_id) DO UPDATE SET url = excluded.url, summary = excluded.summary,
+            added_by = excluded.added_by, added_at = excluded.added_at",
+    )
+    .bind(&new.id)
+    .bind(&new.fields.resolution_assignee)
+    .bind(model::working_days_after(resolved_at, days))
+    .bind(&r.report_url)
+    .bind(&r.postmortem_summary)
+    .bind(added_by)
+    .bind(added_at)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    if owes {
+        // Resolved again after a reopen: a new owner and due date.
+        sqlx::query("UPDATE postmortems SET owner = $1, due_at = $2 WHERE outage_id = $3")
+            .bind(&new.fields.resolution_assignee)
+            .bind(model::working_days_after(resolved_at, days))
+            .bind(&new.id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// What resolving changes, as the thread reply lists it.

@@ -14,6 +14,8 @@
 //! - [`channel`] — "Create channel";
 //! - [`reactions`] — copying a message into the thread with a reaction;
 //! - [`reminders`] — ETA reminders and nudges, each sent once;
+//! - [`postmortem`] — postmortems owed after an outage: reminders to their owner, the Add
+//!   postmortem button and modal, `/announce postmortems`;
 //! - [`api`] — `/api/v1/announcements`;
 //! - [`alertmanager`] — Alertmanager's webhook payload and its checks;
 //! - [`alerts`] — alert groups: which rule they match, what they propose, announcing from them,
@@ -37,6 +39,7 @@ pub mod message;
 pub mod modal;
 pub mod model;
 pub mod payload;
+pub mod postmortem;
 pub mod reactions;
 pub mod reminders;
 pub mod resolve;
@@ -56,6 +59,7 @@ pub const VIEW_NEW: &str = "announcements:new";
 pub const VIEW_UPDATE: &str = "announcements:update";
 pub const VIEW_REASSIGN: &str = "announcements:reassign";
 pub const VIEW_RESOLVE: &str = "announcements:resolve";
+pub const VIEW_POSTMORTEM: &str = "announcements:postmortem";
 
 pub const ACTION_UPDATE: &str = "announcements:update";
 pub const ACTION_REASSIGN: &str = "announcements:reassign";
@@ -63,6 +67,7 @@ pub const ACTION_RESOLVE: &str = "announcements:resolve";
 pub const ACTION_REOPEN: &str = "announcements:reopen";
 pub const ACTION_CHANNEL: &str = "announcements:channel";
 pub const ACTION_SNOOZE: &str = "announcements:snooze";
+pub const ACTION_POSTMORTEM: &str = "announcements:postmortem";
 pub const ACTION_ALERT_ANNOUNCE: &str = "announcements:alerts:announce";
 pub const ACTION_ALERT_DISMISS: &str = "announcements:alerts:dismiss";
 pub const ACTION_ALERT_RESOLVE: &str = "announcements:alerts:resolve";
@@ -91,6 +96,9 @@ pub fn register(registry: &mut Registry, settings: &AnnouncementsSettings) {
         .action_prefix(ACTION_REOPEN, resolve::Reopen)
         .action_prefix(ACTION_CHANNEL, channel::CreateChannel)
         .action_prefix(ACTION_SNOOZE, reminders::Snooze)
+        .action_prefix(ACTION_POSTMORTEM, postmortem::AddPostmortem)
+        .view(VIEW_POSTMORTEM, postmortem::PostmortemView)
+        .subcommand(&settings.command, "postmortems", postmortem::ListCommand)
         .action_prefix(ACTION_ALERT_ANNOUNCE, suggestion::AnnounceAlert)
         .action_prefix(ACTION_ALERT_DISMISS, suggestion::DismissAlert)
         .action_prefix(ACTION_ALERT_RESOLVE, suggestion::ResolveAlert)

@@ -48,6 +48,7 @@ impl Periodic for Reminders {
     async fn run(&self, state: &AppState) -> anyhow::Result<()> {
         check(state).await?;
         super::alerts::auto_resolve(state).await?;
+        super::postmortem::remind(state).await?;
         Ok(())
     }
 }

@@ -19,6 +19,7 @@ mod oncall;
 mod openapi;
 mod ops;
 mod pipelines;
+mod postmortems;
 mod slack_client;
 mod slack_layer;
 mod socket_mode;
