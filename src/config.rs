@@ -28,7 +28,9 @@ pub use crate::settings_check::ConfigProblem;
 
 // Each feature owns its section's type (`src/<feature>/settings.rs`); this module composes them.
 // They are re-exported here for users outside the crate, under the names they always had.
-pub use crate::announcements::settings::{AnnouncementsSettings, AudienceEntry, SystemEntry};
+pub use crate::announcements::settings::{
+    AlertMode, AlertRule, AnnouncementsSettings, AudienceEntry, SystemEntry,
+};
 pub use crate::approvals::settings::{ApprovalRoute, ApprovalsSettings, ApproverRule, OnExpiry};
 pub use crate::maintenance::settings::MaintenanceSettings;
 pub use crate::notifiers::settings::{NotifierSettings, WebhookSettings};

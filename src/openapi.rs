@@ -53,6 +53,7 @@ Times are milliseconds since the epoch for outages and judgments, RFC 3339 for m
     components(schemas(ErrorBody, BadRequestBody)),
     tags(
         (name = "announcements", description = "Outage announcements"),
+        (name = "alerts", description = "Monitoring alerts that propose outages (Prometheus Alertmanager)"),
         (name = "maintenances", description = "Scheduled maintenance windows"),
         (name = "judgments", description = "Spinnaker Manual Judgments decided from Slack"),
         (name = "meta", description = "This document"),
@@ -64,6 +65,7 @@ struct ApiDoc;
 fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(crate::announcements::api::api())
+        .merge(crate::announcements::alerts_api::api())
         .merge(crate::maintenance::api::api())
         .merge(crate::approvals::api::api())
         .routes(routes!(document_json))

@@ -1365,3 +1365,125 @@ pager:
     b.stop().await;
     cluster.finish().await;
 }
+
+// ------------------------------------------------------------------------------- alert groups
+
+const OUTAGES: &str = "C0OUTAGES";
+
+/// The announcements section with one `announce` rule (team=payments) and one `suggest` rule.
+fn alert_config() -> String {
+    format!(
+        r#"announcements:
+  channel: {OUTAGES}
+  systems:
+    - {{id: payments, name: Payments}}
+    - {{id: search, name: Search}}
+  alert_rules:
+    - match: {{team: payments}}
+      mode: announce
+      assignee: {ALICE}
+    - match: {{team: search}}
+"#
+    )
+}
+
+impl Replica {
+    /// Alertmanager's POST of one notification.
+    async fn alertmanager(&self, body: &Value) -> u16 {
+        self.client
+            .post(self.url("/api/v1/alerts/alertmanager"))
+            .bearer_auth(API_TOKEN)
+            .json(body)
+            .send()
+            .await
+            .expect("Alertmanager reaches the replica")
+            .status()
+            .as_u16()
+    }
+
+    /// `GET /api/v1/announcements`.
+    async fn announcements(&self) -> Vec<Value> {
+        let resp = self
+            .client
+            .get(self.url("/api/v1/announcements"))
+            .bearer_auth(API_TOKEN)
+            .send()
+            .await
+            .expect("the API answers");
+        let body: Value = resp.json().await.expect("announcements JSON");
+        body["announcements"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn alert_groups_delivered_to_both_replicas_are_announced_and_suggested_once() {
+    use support::fake_alertmanager::FakeAlertGroup;
+    let _serial = SERIAL.lock().await;
+    let Some(db) =
+        PgDb::create("alert_groups_delivered_to_both_replicas_are_announced_and_suggested_once")
+            .await
+    else {
+        return;
+    };
+    let cluster = Cluster::with_config(db, &alert_config()).await;
+    cluster.slack.add_channel(OUTAGES, "outages");
+    let (a, b) = tokio::join!(cluster.start("replica-a"), cluster.start("replica-b"));
+    const GROUPS: usize = 4;
+    let now = chrono::Utc::now();
+    let mut bodies = Vec::new();
+    for n in 0..GROUPS {
+        let team = if n % 2 == 0 { "payments" } else { "search" };
+        let node = format!("node-{n}");
+        let mut g = FakeAlertGroup::new(&[("alertname", "Down"), ("team", team), ("node", &node)]);
+        g.fire(
+            &[("system", team), ("severity", "critical")],
+            &[("summary", &format!("{team} down on {node}"))],
+            now,
+        );
+        bodies.push(g.notify());
+    }
+
+    // Act: HA Alertmanagers (or a retry) deliver every group to both replicas at once, twice.
+    for body in &bodies {
+        let (r1, r2, r3, r4) = tokio::join!(
+            a.alertmanager(body),
+            b.alertmanager(body),
+            b.alertmanager(body),
+            a.alertmanager(body)
+        );
+        assert_eq!((r1, r2, r3, r4), (200, 200, 200, 200));
+    }
+
+    // Assert: one outage per announce group, one message per group (announcement or suggestion).
+    cluster.slack.wait_for_messages(OUTAGES, GROUPS, WAIT).await;
+    tokio::time::sleep(SETTLE).await;
+    let outages = a.announcements().await;
+    assert_eq!(
+        outages.len(),
+        GROUPS / 2,
+        "one outage per announce group: {outages:#?}"
+    );
+    assert_eq!(b.announcements().await.len(), GROUPS / 2);
+    let top: Vec<Message> = cluster
+        .slack
+        .messages_in(OUTAGES)
+        .into_iter()
+        .filter(|m| m.thread_ts.is_none())
+        .collect();
+    assert_eq!(top.len(), GROUPS, "one message per group: {top:#?}");
+    for n in 0..GROUPS {
+        let node = format!("node-{n}");
+        let shown = top
+            .iter()
+            .filter(|m| m.blocks.to_string().contains(&node))
+            .count();
+        assert_eq!(shown, 1, "{node}");
+    }
+
+    a.stop().await;
+    b.stop().await;
+    cluster.finish().await;
+}

@@ -48,7 +48,7 @@ pub fn api() -> OpenApiRouter<AppState> {
 }
 
 /// Parse a JSON body, naming the field that is wrong.
-fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("body", "a JSON object is required"));
     }
@@ -267,6 +267,20 @@ struct PatchAnnouncement {
     by: Option<String>,
     /// The version the caller saw; a different current version is a 409.
     version: Option<i64>,
+    /// Link the postmortem's report to a resolved outage (in a request of its own).
+    postmortem: Option<PostmortemIn>,
+}
+
+/// A postmortem report.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"url": "https://wiki.example.com/postmortems/2026-12-07-checkout", "summary": "A certificate expired; renewals now alert 30 days ahead."}))]
+struct PostmortemIn {
+    /// An http(s) link to the report.
+    url: String,
+    /// What it concluded (at most 3000 characters).
+    #[schema(max_length = 3000)]
+    summary: Option<String>,
 }
 
 fn eta_change_schema() -> utoipa::openapi::Object {
@@ -294,9 +308,11 @@ fn nullable(mut o: utoipa::openapi::Object) -> utoipa::openapi::Object {
     path = "/api/v1/announcements/{id}",
     operation_id = "changeAnnouncement",
     tag = "announcements",
-    summary = "Update, reassign, resolve or reopen an outage",
+    summary = "Update, reassign, resolve or reopen an outage, or add its postmortem",
     description = "Field changes need a `reason` and are posted as one thread reply listing what \
-                   changed. With `version`, a change based on a stale read is refused with 409.",
+                   changed. With `version`, a change based on a stale read is refused with 409. \
+                   `postmortem: {url, summary}` links the report to a resolved outage (alone in \
+                   its request; an outage still open is a 409).",
     params(("id" = String, Path, description = "The outage id")),
     request_body = PatchAnnouncement,
     responses(
@@ -319,7 +335,11 @@ async fn patch(
         return Err(ApiError::NotFound(format!("no outage {id}")));
     };
     let change = requested_change(&state, &outage, b)?;
-    if change.kind != Kind::Resolved && change.kind != Kind::Reopened && !outage.is_open() {
+    let state_change = matches!(
+        change.kind,
+        Kind::Resolved | Kind::Reopened | Kind::Postmortem
+    );
+    if !state_change && !outage.is_open() {
         return Ok(conflict(
             "the outage is resolved; reopen it first (\"state\": \"open\")",
         ));
@@ -356,6 +376,16 @@ fn requested_change(
             "reason",
             format!("at most {} characters", model::REASON_MAX),
         ));
+    }
+    if let Some(p) = &b.postmortem {
+        if edits_fields || edits_assignees || b.state.is_some() || b.resolution.is_some() {
+            return Err(ApiError::bad_request(
+                "postmortem",
+                "add the postmortem in a request of its own, without other changes",
+            ));
+        }
+        return super::postmortem::report_change(&p.url, p.summary.as_deref(), &by)
+            .map_err(|(f, m)| ApiError::bad_request(&f, m));
     }
     match b.state.clone().as_deref() {
         Some(s) if edits_fields || edits_assignees => Err(ApiError::bad_request(
@@ -434,6 +464,7 @@ fn resolution_change(
                 postmortem: r.postmortem,
                 report_url,
                 resolved_by: by.clone(),
+                postmortem_summary: None,
             },
             at.min(now),
         )),

@@ -10,9 +10,9 @@
 use serde_json::json;
 
 use super::model::{self, FieldChange, Fields, Outage, Resolution};
-use super::payload::{AudienceRef, Dm, OutageRef};
+use super::payload::{AlertGroupRef, AudienceRef, Dm, OutageRef};
 use super::settings::AnnouncementsSettings;
-use super::{JOB_AUDIENCE, JOB_DM, JOB_POST, JOB_RENDER, JOB_THREAD, message};
+use super::{JOB_ALERT_RENDER, JOB_AUDIENCE, JOB_DM, JOB_POST, JOB_RENDER, JOB_THREAD, message};
 use crate::jobs::NewJob;
 use crate::notifiers::StatusEvent;
 use crate::state::AppState;
@@ -49,6 +49,8 @@ pub enum Kind {
     Reassigned,
     Resolved,
     Reopened,
+    /// The postmortem's report is linked (a resolved outage).
+    Postmortem,
 }
 
 impl Kind {
@@ -59,6 +61,7 @@ impl Kind {
             Kind::Reassigned => "reassigned",
             Kind::Resolved => "resolved",
             Kind::Reopened => "reopened",
+            Kind::Postmortem => "postmortem",
         }
     }
 }
@@ -182,13 +185,31 @@ fn event(kind: Kind, outage: &Outage, at: i64) -> StatusEvent {
 
 /// Announce a new outage: store it and queue its message, its audience posts and its event.
 /// `fields` must have passed [`model::validate`].
-pub async fn announce(state: &AppState, mut fields: Fields, by: &str) -> anyhow::Result<Outage> {
+pub async fn announce(state: &AppState, fields: Fields, by: &str) -> anyhow::Result<Outage> {
+    let mut tx = state.db().pool().begin().await?;
+    let outage = announce_in(state, &mut tx, new_id(), fields, by).await?;
+    tx.commit().await?;
+    state.jobs().wake();
+    crate::status::changed(state);
+    Ok(outage)
+}
+
+/// [`announce`] inside the caller's transaction, under a chosen id: for callers that must record
+/// what the outage came from in the same transaction (an alert group). The caller commits, then
+/// wakes the jobs and tells the status page.
+pub async fn announce_in(
+    state: &AppState,
+    tx: &mut sqlx::AnyConnection,
+    id: String,
+    mut fields: Fields,
+    by: &str,
+) -> anyhow::Result<Outage> {
     let settings = &state.settings().announcements;
     model::complete_impact(settings, &mut fields);
     fields.summary = fields.summary.trim().to_string();
     let now = state.now_ms();
     let outage = Outage {
-        id: new_id(),
+        id,
         fields,
         eta_set_at: now,
         state: model::OPEN.into(),
@@ -207,7 +228,6 @@ pub async fn announce(state: &AppState, mut fields: Fields, by: &str) -> anyhow:
         eta_snoozed_until: None,
     };
     let f = &outage.fields;
-    let mut tx = state.db().pool().begin().await?;
     sqlx::query(
         "INSERT INTO outages (id, summary, systems, impact, severity, eta, eta_set_at,
             resolution_assignee, communication_assignee, public, state, announced_by, started_at,
@@ -234,7 +254,7 @@ pub async fn announce(state: &AppState, mut fields: Fields, by: &str) -> anyhow:
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    insert_history(&mut tx, &outage, by, Kind::Announced, &[], None, now).await?;
+    insert_history(tx, &outage, by, Kind::Announced, &[], None, now).await?;
     state
         .jobs()
         .insert(
@@ -249,12 +269,9 @@ pub async fn announce(state: &AppState, mut fields: Fields, by: &str) -> anyhow:
             .dedup(format!("announcements:post:{}", outage.id)),
         )
         .await?;
-    queue_audiences(state, &mut tx, &outage).await?;
-    queue_assignment_dms(state, &mut tx, None, &outage, by).await?;
-    crate::notifiers::enqueue(state, &mut tx, &event(Kind::Announced, &outage, now)).await?;
-    tx.commit().await?;
-    state.jobs().wake();
-    crate::status::changed(state);
+    queue_audiences(state, tx, &outage).await?;
+    queue_assignment_dms(state, tx, None, &outage, by).await?;
+    crate::notifiers::enqueue(state, tx, &event(Kind::Announced, &outage, now)).await?;
     Ok(outage)
 }
 
@@ -345,6 +362,7 @@ pub async fn apply(state: &AppState, id: &str, change: Change) -> Result<Outage,
         now,
     )
     .await?;
+    record_postmortem(state, &mut tx, &new, &change, now).await?;
     queue_follow_ups(state, &mut tx, &old, &new, &change, now).await?;
     tx.commit().await?;
     state.jobs().wake();
@@ -405,6 +423,32 @@ fn changed(
             new.resolved_at = Some(at);
             new.resolution = Some(r);
         }
+        Kind::Postmortem => {
+            let Some((r, _)) = change.resolution.clone() else {
+                return Err(ChangeError::Invalid(vec![(
+                    "postmortem".into(),
+                    "required".into(),
+                )]));
+            };
+            if old.is_open() {
+                return Err(ChangeError::WrongState(
+                    "it is open; a postmortem is added once it is resolved".into(),
+                ));
+            }
+            let before = old.resolution.clone().unwrap_or_default();
+            let from = before.report_url.clone().unwrap_or_default();
+            let to = r.report_url.clone().unwrap_or_default();
+            changes.push(fc(settings, "report_url", &from, &to));
+            let summary = r.postmortem_summary.clone().unwrap_or_default();
+            let old_summary = before.postmortem_summary.clone().unwrap_or_default();
+            changes.push(fc(settings, "postmortem_summary", &old_summary, &summary));
+            changes.retain(|c| c.from != c.to);
+            new.resolution = Some(Resolution {
+                report_url: r.report_url,
+                postmortem_summary: r.postmortem_summary,
+                ..before
+            });
+        }
         Kind::Reopened => {
             if old.is_open() {
                 return Err(ChangeError::WrongState("it is open".into()));
@@ -418,6 +462,59 @@ fn changed(
         }
     }
     Ok((new, changes))
+}
+
+/// Keep the outage's postmortem in step, in the change's transaction: resolving with
+/// "postmortem needed" makes it owed (by the resolution assignee, due
+/// `announcements.postmortem_due_days` working days after it was resolved); linking the report
+/// settles it.
+async fn record_postmortem(
+    state: &AppState,
+    conn: &mut sqlx::AnyConnection,
+    new: &Outage,
+    change: &Change,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let Some(r) = new.resolution.as_ref() else {
+        return Ok(());
+    };
+    let owes = change.kind == Kind::Resolved && r.postmortem;
+    if !owes && change.kind != Kind::Postmortem {
+        return Ok(());
+    }
+    let resolved_at = new.resolved_at.unwrap_or(now);
+    let days = state.settings().announcements.postmortem_due_days;
+    let (added_by, added_at) = if r.report_url.is_some() {
+        (Some(change.by.as_str()), Some(now))
+    } else {
+        (None, None)
+    };
+    sqlx::query(
+        "INSERT INTO postmortems (outage_id, owner, due_at, url, summary, added_by, added_at, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (outage_id) DO UPDATE SET url = excluded.url, summary = excluded.summary,
+            added_by = excluded.added_by, added_at = excluded.added_at",
+    )
+    .bind(&new.id)
+    .bind(&new.fields.resolution_assignee)
+    .bind(model::working_days_after(resolved_at, days))
+    .bind(&r.report_url)
+    .bind(&r.postmortem_summary)
+    .bind(added_by)
+    .bind(added_at)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    if owes {
+        // Resolved again after a reopen: a new owner and due date.
+        sqlx::query("UPDATE postmortems SET owner = $1, due_at = $2 WHERE outage_id = $3")
+            .bind(&new.fields.resolution_assignee)
+            .bind(model::working_days_after(resolved_at, days))
+            .bind(&new.id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// What resolving changes, as the thread reply lists it.
@@ -514,7 +611,35 @@ async fn queue_follow_ups(
         .await?;
     queue_audiences(state, conn, new).await?;
     queue_assignment_dms(state, conn, Some(old), new, &change.by).await?;
+    queue_suggestion_updates(state, conn, new).await?;
     crate::notifiers::enqueue(state, conn, &event(change.kind, new, now)).await
+}
+
+/// The suggestions this outage was announced from show its state (their Resolve button goes
+/// once it is resolved): queue their update with the change.
+async fn queue_suggestion_updates(
+    state: &AppState,
+    conn: &mut sqlx::AnyConnection,
+    new: &Outage,
+) -> Result<(), sqlx::Error> {
+    let groups: Vec<(String,)> = sqlx::query_as(
+        "SELECT id FROM alert_groups WHERE outage_id = $1 AND message_ts IS NOT NULL",
+    )
+    .bind(&new.id)
+    .fetch_all(&mut *conn)
+    .await?;
+    for (group_id,) in groups {
+        let key = format!("alerts:render:{group_id}:outage:{}:{}", new.id, new.version);
+        let r = AlertGroupRef {
+            group_id,
+            version: 0,
+        };
+        state
+            .jobs()
+            .insert(&mut *conn, NewJob::new(JOB_ALERT_RENDER, &r).dedup(key))
+            .await?;
+    }
+    Ok(())
 }
 
 fn fc(settings: &AnnouncementsSettings, field: &str, from: &str, to: &str) -> FieldChange {

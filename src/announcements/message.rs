@@ -7,7 +7,8 @@ use slack_morphism::prelude::SlackBlockButtonStyle;
 
 use super::model::{self, HistoryRow, Outage};
 use super::{
-    ACTION_CHANNEL, ACTION_REASSIGN, ACTION_REOPEN, ACTION_RESOLVE, ACTION_SNOOZE, ACTION_UPDATE,
+    ACTION_CHANNEL, ACTION_POSTMORTEM, ACTION_REASSIGN, ACTION_REOPEN, ACTION_RESOLVE,
+    ACTION_SNOOZE, ACTION_UPDATE,
 };
 use crate::announcements::settings::AnnouncementsSettings;
 use crate::slack::blocks::{self, escape, mention};
@@ -54,8 +55,22 @@ pub fn blocks(o: &Outage, settings: &AnnouncementsSettings) -> Value {
         let mut t = format!("*Resolution*\n{}", escape(&r.summary));
         match (&r.report_url, r.postmortem) {
             (Some(u), _) => t.push_str(&format!("\nSee {}.", blocks::link(u, "the report"))),
-            (None, true) => t.push_str("\nA postmortem will be written."),
+            (None, true) => t.push_str(&format!(
+                "\nA postmortem is due from {} by {}.",
+                mention(&f.resolution_assignee),
+                blocks::date(model::working_days_after(
+                    o.resolved_at.unwrap_or(o.updated_at),
+                    settings.postmortem_due_days
+                ))
+            )),
             (None, false) => {}
+        }
+        if let Some(s) = r
+            .postmortem_summary
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+        {
+            t.push_str(&format!("\n*Postmortem*: {}", escape(s)));
         }
         b.push(blocks::section(&t));
     }
@@ -148,6 +163,16 @@ fn buttons(
             buttons.push(blocks::button(ACTION_CHANNEL, "Create channel", id).into());
         }
     } else {
+        if o.resolution
+            .as_ref()
+            .is_some_and(|r| r.postmortem && r.report_url.is_none())
+        {
+            buttons.push(
+                blocks::button(ACTION_POSTMORTEM, "Add postmortem", id)
+                    .with_style(SlackBlockButtonStyle::Primary)
+                    .into(),
+            );
+        }
         buttons.push(
             blocks::button(ACTION_REOPEN, "Reopen", id)
                 .with_style(SlackBlockButtonStyle::Danger)
@@ -184,6 +209,7 @@ pub fn change_reply(h: &HistoryRow, o: &Outage) -> String {
             ":rotating_light: *Reopened* by {}.",
             who(&h.by_user)
         )),
+        "postmortem" => return postmortem_reply(h, o),
         _ => lines.push(format!("*{}* by {}:", capital(&h.kind), who(&h.by_user))),
     }
     for c in h.changes() {
@@ -214,6 +240,55 @@ pub fn change_reply(h: &HistoryRow, o: &Outage) -> String {
         lines.push(format!("_Why:_ {}", escape(r.trim())));
     }
     blocks::truncate(&lines.join("\n"), 3900)
+}
+
+/// The thread reply when the postmortem's report is linked.
+fn postmortem_reply(h: &HistoryRow, o: &Outage) -> String {
+    let r = o.resolution.clone().unwrap_or_default();
+    let mut t = format!(":page_facing_up: *Postmortem* added by {}", who(&h.by_user));
+    if let Some(u) = &r.report_url {
+        t.push_str(&format!(": {}", blocks::link(u, "the report")));
+    }
+    if let Some(s) = r
+        .postmortem_summary
+        .as_deref()
+        .filter(|s| !s.trim().is_empty())
+    {
+        t.push_str(&format!("\n{}", escape(s.trim())));
+    }
+    blocks::truncate(&t, 3900)
+}
+
+/// The DM to a postmortem's owner once it is due, with the Add postmortem button.
+pub fn postmortem_due_dm(
+    o: &Outage,
+    settings: &AnnouncementsSettings,
+    due_at: i64,
+    now: i64,
+) -> (String, Value) {
+    let late = if now - due_at >= 86_400_000 {
+        format!(" (overdue by {})", model::duration_text(now - due_at))
+    } else {
+        String::new()
+    };
+    let text = format!(
+        ":memo: The postmortem of the outage affecting *{}* was due {}{late}. Add the report's link with *Add postmortem*. {}",
+        escape(&model::system_names(settings, &o.fields.systems)),
+        blocks::date(due_at),
+        link_to(o)
+    );
+    let b = vec![
+        blocks::section(&text),
+        blocks::actions(
+            "postmortem",
+            vec![
+                blocks::button(ACTION_POSTMORTEM, "Add postmortem", &o.id)
+                    .with_style(SlackBlockButtonStyle::Primary)
+                    .into(),
+            ],
+        ),
+    ];
+    (text, blocks::to_json(&b))
 }
 
 /// Mentions and dates are ours and kept; anything a person typed is escaped.

@@ -14,12 +14,23 @@
 //! - [`channel`] — "Create channel";
 //! - [`reactions`] — copying a message into the thread with a reaction;
 //! - [`reminders`] — ETA reminders and nudges, each sent once;
+//! - [`postmortem`] — postmortems owed after an outage: reminders to their owner, the Add
+//!   postmortem button and modal, `/announce postmortems`;
 //! - [`api`] — `/api/v1/announcements`;
+//! - [`alertmanager`] — Alertmanager's webhook payload and its checks;
+//! - [`alerts`] — alert groups: which rule they match, what they propose, announcing from them,
+//!   auto-resolving what they announced;
+//! - [`alerts_api`] — `POST /api/v1/alerts/alertmanager`;
+//! - [`suggestion`] — an alert group's suggestion message and its Announce, Dismiss and Resolve
+//!   buttons;
 //! - [`settings`] — the `announcements` configuration section.
 //!
 //! Slack is only ever called from jobs and from handlers answering the person who acted (opening
 //! a modal); a change itself is never lost because Slack was slow or down.
 
+pub mod alertmanager;
+pub mod alerts;
+pub mod alerts_api;
 pub mod api;
 pub mod changes;
 pub mod channel;
@@ -28,10 +39,12 @@ pub mod message;
 pub mod modal;
 pub mod model;
 pub mod payload;
+pub mod postmortem;
 pub mod reactions;
 pub mod reminders;
 pub mod resolve;
 pub mod settings;
+pub mod suggestion;
 
 use axum::Router;
 use serde_json::json;
@@ -46,6 +59,7 @@ pub const VIEW_NEW: &str = "announcements:new";
 pub const VIEW_UPDATE: &str = "announcements:update";
 pub const VIEW_REASSIGN: &str = "announcements:reassign";
 pub const VIEW_RESOLVE: &str = "announcements:resolve";
+pub const VIEW_POSTMORTEM: &str = "announcements:postmortem";
 
 pub const ACTION_UPDATE: &str = "announcements:update";
 pub const ACTION_REASSIGN: &str = "announcements:reassign";
@@ -53,6 +67,10 @@ pub const ACTION_RESOLVE: &str = "announcements:resolve";
 pub const ACTION_REOPEN: &str = "announcements:reopen";
 pub const ACTION_CHANNEL: &str = "announcements:channel";
 pub const ACTION_SNOOZE: &str = "announcements:snooze";
+pub const ACTION_POSTMORTEM: &str = "announcements:postmortem";
+pub const ACTION_ALERT_ANNOUNCE: &str = "announcements:alerts:announce";
+pub const ACTION_ALERT_DISMISS: &str = "announcements:alerts:dismiss";
+pub const ACTION_ALERT_RESOLVE: &str = "announcements:alerts:resolve";
 
 pub const JOB_POST: &str = "announcements.post";
 pub const JOB_RENDER: &str = "announcements.render";
@@ -62,6 +80,8 @@ pub const JOB_DM: &str = "announcements.dm";
 pub const JOB_CHANNEL: &str = "announcements.channel";
 pub const JOB_CHANNEL_NOTE: &str = "announcements.channel_note";
 pub const JOB_COPY: &str = "announcements.copy";
+pub const JOB_ALERT_POST: &str = "announcements.alert_post";
+pub const JOB_ALERT_RENDER: &str = "announcements.alert_render";
 
 pub fn register(registry: &mut Registry, settings: &AnnouncementsSettings) {
     registry
@@ -76,6 +96,12 @@ pub fn register(registry: &mut Registry, settings: &AnnouncementsSettings) {
         .action_prefix(ACTION_REOPEN, resolve::Reopen)
         .action_prefix(ACTION_CHANNEL, channel::CreateChannel)
         .action_prefix(ACTION_SNOOZE, reminders::Snooze)
+        .action_prefix(ACTION_POSTMORTEM, postmortem::AddPostmortem)
+        .view(VIEW_POSTMORTEM, postmortem::PostmortemView)
+        .subcommand(&settings.command, "postmortems", postmortem::ListCommand)
+        .action_prefix(ACTION_ALERT_ANNOUNCE, suggestion::AnnounceAlert)
+        .action_prefix(ACTION_ALERT_DISMISS, suggestion::DismissAlert)
+        .action_prefix(ACTION_ALERT_RESOLVE, suggestion::ResolveAlert)
         .event("reaction_added", reactions::ReactionAdded)
         .job(JOB_POST, delivery::PostJob)
         .job(JOB_RENDER, delivery::RenderJob)
@@ -85,12 +111,14 @@ pub fn register(registry: &mut Registry, settings: &AnnouncementsSettings) {
         .job(JOB_CHANNEL, channel::ChannelJob)
         .job(JOB_CHANNEL_NOTE, channel::ChannelNoteJob)
         .job(JOB_COPY, reactions::CopyJob)
+        .job(JOB_ALERT_POST, suggestion::PostJob)
+        .job(JOB_ALERT_RENDER, suggestion::RenderJob)
         .periodic(reminders::Reminders);
 }
 
-/// `/api/v1/announcements`.
+/// `/api/v1/announcements` and `/api/v1/alerts/alertmanager`.
 pub fn routes() -> Router<AppState> {
-    api::routes()
+    api::routes().merge(alerts_api::routes())
 }
 
 /// May `user` change this outage: its announcer, its assignees and the configured editors.

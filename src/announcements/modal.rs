@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::warn;
 
+use super::alerts::{self, DecisionError};
 use super::changes::{self, Change, ChangeError, Kind};
 use super::model::{self, AFFECTED, ETAS, Fields, Impact, Outage};
 use super::{ACTION_REASSIGN, VIEW_NEW, VIEW_REASSIGN, VIEW_UPDATE, may_change};
@@ -77,6 +78,9 @@ pub struct Meta {
     pub outage_id: Option<String>,
     #[serde(rename = "v", default)]
     pub version: i64,
+    /// The alert group whose suggestion opened the form (announcing decides the suggestion).
+    #[serde(rename = "g", default, skip_serializing_if = "Option::is_none")]
+    pub alert_group: Option<String>,
     /// The page this announcement was started from (a pager incident's link): the announcement
     /// always links back to it, even when the summary was edited.
     #[serde(rename = "i", default, skip_serializing_if = "Option::is_none")]
@@ -90,6 +94,7 @@ impl Meta {
             outage_id: None,
             version: 0,
             incident_url: None,
+            alert_group: None,
         }
     }
 }
@@ -415,7 +420,22 @@ impl ViewHandler for NewView {
             ));
             return Ok(view_errors(problems, &known));
         }
-        let outage = changes::announce(state, fields, &cx.user_id).await?;
+        let group = serde_json::from_str::<Meta>(&view.private_metadata)
+            .ok()
+            .and_then(|m| m.alert_group);
+        let outage = match group {
+            None => changes::announce(state, fields, &cx.user_id).await?,
+            Some(g) => match alerts::announce_from(state, &g, fields, &cx.user_id).await {
+                Ok(o) => o,
+                Err(DecisionError::Other(e)) => return Err(e),
+                Err(e) => {
+                    return Ok(Ack::ViewUpdate(message_view(
+                        "Announce",
+                        &format!("Nothing was announced: {e}."),
+                    )));
+                }
+            },
+        };
         state
             .audit(
                 super::FEATURE,
@@ -490,6 +510,7 @@ impl ActionHandler for OpenChange {
                 outage_id: Some(outage.id.clone()),
                 version: outage.version,
                 incident_url: None,
+                alert_group: None,
             },
         );
         if let Err(e) = state.slack().views_open(trigger, &view).await {

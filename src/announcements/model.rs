@@ -82,6 +82,9 @@ pub struct Resolution {
     #[serde(default)]
     pub report_url: Option<String>,
     pub resolved_by: String,
+    /// The postmortem's summary, given with its report link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postmortem_summary: Option<String>,
 }
 
 /// What people edit.
@@ -467,6 +470,7 @@ pub fn label(settings: &AnnouncementsSettings, field: &str) -> String {
         "resolved_at" => "Resolved at",
         "postmortem" => "Postmortem",
         "report_url" => "Report",
+        "postmortem_summary" => "Postmortem summary",
         "incident_channel" => "Incident channel",
         other => other,
     }
@@ -662,6 +666,27 @@ pub fn valid_url(s: &str) -> bool {
     url::Url::parse(s).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
 }
 
+/// `days` working days (Monday to Friday) after `from_ms`, at the same time of day (UTC): the
+/// postmortem's due date. A start on a weekend counts from the next Monday.
+pub fn working_days_after(from_ms: i64, days: u64) -> i64 {
+    use chrono::Datelike;
+    let Some(mut t) = chrono::DateTime::from_timestamp_millis(from_ms) else {
+        return from_ms;
+    };
+    let weekend = |d: &chrono::DateTime<chrono::Utc>| d.weekday().number_from_monday() > 5;
+    while weekend(&t) {
+        t += chrono::Duration::days(1);
+    }
+    let mut left = days;
+    while left > 0 {
+        t += chrono::Duration::days(1);
+        if !weekend(&t) {
+            left -= 1;
+        }
+    }
+    t.timestamp_millis()
+}
+
 /// `1d 2h 5m`.
 pub fn duration_text(ms: i64) -> String {
     let mins = (ms.max(0) + 30_000) / 60_000;
@@ -804,6 +829,38 @@ mod tests {
                 "announcements.reaction_emoji",
                 "announcements.snooze_mins",
             ]
+        );
+    }
+
+    #[test]
+    fn postmortems_are_due_in_working_days() {
+        let at = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .unwrap()
+                .timestamp_millis()
+        };
+        // Wednesday + 5 working days = next Wednesday.
+        assert_eq!(
+            working_days_after(at("2026-12-02T10:00:00Z"), 5),
+            at("2026-12-09T10:00:00Z")
+        );
+        // Friday + 1 = Monday; Friday + 5 = next Friday.
+        assert_eq!(
+            working_days_after(at("2026-12-04T16:00:00Z"), 1),
+            at("2026-12-07T16:00:00Z")
+        );
+        assert_eq!(
+            working_days_after(at("2026-12-04T16:00:00Z"), 5),
+            at("2026-12-11T16:00:00Z")
+        );
+        // Resolved on a Saturday: counted from Monday.
+        assert_eq!(
+            working_days_after(at("2026-12-05T09:00:00Z"), 2),
+            at("2026-12-09T09:00:00Z")
+        );
+        assert_eq!(
+            working_days_after(at("2026-12-05T09:00:00Z"), 0),
+            at("2026-12-07T09:00:00Z")
         );
     }
 

@@ -31,3 +31,11 @@ pub struct Dm {
     #[serde(default)]
     pub blocks: Option<Value>,
 }
+
+/// Payload of the suggestion jobs: one version of one alert group (0: whatever is current).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AlertGroupRef {
+    pub group_id: String,
+    #[serde(default)]
+    pub version: i64,
+}

@@ -46,7 +46,10 @@ impl Periodic for Reminders {
         ))
     }
     async fn run(&self, state: &AppState) -> anyhow::Result<()> {
-        check(state).await.map(|_| ())
+        check(state).await?;
+        super::alerts::auto_resolve(state).await?;
+        super::postmortem::remind(state).await?;
+        Ok(())
     }
 }
 

@@ -181,6 +181,7 @@ impl ViewHandler for ResolveView {
                     postmortem,
                     report_url,
                     resolved_by: cx.user_id.clone(),
+                    postmortem_summary: None,
                 },
                 at,
             )),

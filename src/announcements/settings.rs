@@ -43,6 +43,17 @@ pub struct AnnouncementsSettings {
     pub create_channel: bool,
     /// Prefix of incident channels' names (`<prefix>-<system>-<yymmdd>`).
     pub channel_prefix: String,
+    /// How Alertmanager alert groups become suggestions or announcements; the first rule whose
+    /// `match` fits an alert decides. Alerts no rule matches are acknowledged and ignored.
+    pub alert_rules: Vec<AlertRule>,
+    /// An outage announced by a rule in `announce` mode is resolved once all its alerts have
+    /// stayed resolved this long.
+    pub auto_resolve_after_mins: u64,
+    /// A postmortem is due this many working days (Monday to Friday) after the outage resolved.
+    pub postmortem_due_days: u64,
+    /// After the due date, the owner is reminded again every this many days until the report is
+    /// linked.
+    pub postmortem_remind_days: u64,
 }
 
 impl Default for AnnouncementsSettings {
@@ -65,6 +76,10 @@ impl Default for AnnouncementsSettings {
             reminder_check_secs: 60,
             create_channel: true,
             channel_prefix: "inc".into(),
+            alert_rules: Vec::new(),
+            auto_resolve_after_mins: 10,
+            postmortem_due_days: 5,
+            postmortem_remind_days: 2,
         }
     }
 }
@@ -144,7 +159,100 @@ impl AnnouncementsSettings {
                 "lowercase letters, digits, - or _, at most 20 characters",
             );
         }
+        p.extend(self.alert_rule_problems());
+        if self.postmortem_remind_days == 0 {
+            p.push(ConfigProblem {
+                key: "announcements.postmortem_remind_days".into(),
+                message: "must be at least 1".into(),
+            });
+        }
         p
+    }
+
+    /// Each alert rule names where its systems come from, and an `announce` rule names who is
+    /// assigned (an announcement needs a person).
+    fn alert_rule_problems(&self) -> Vec<ConfigProblem> {
+        let mut p = Vec::new();
+        for (i, r) in self.alert_rules.iter().enumerate() {
+            let mut bad = |key: &str, message: &str| {
+                p.push(ConfigProblem {
+                    key: format!("announcements.alert_rules[{i}].{key}"),
+                    message: message.into(),
+                })
+            };
+            if r.systems.is_empty() && r.systems_label.trim().is_empty() {
+                bad("systems_label", "name a label, or list `systems`");
+            }
+            if let Some(s) = r
+                .systems
+                .iter()
+                .find(|s| !self.systems.iter().any(|x| &x.id == *s))
+            {
+                bad("systems", &format!("{s:?} is not in announcements.systems"));
+            }
+            if r.severity_label.trim().is_empty() {
+                bad("severity_label", "must name a label");
+            }
+            let person = r.assignee.as_deref().is_some_and(|a| {
+                a.len() >= 3
+                    && (a.starts_with('U') || a.starts_with('W'))
+                    && a.bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+            });
+            if r.mode == AlertMode::Announce && !person {
+                bad(
+                    "assignee",
+                    "required with mode announce: the Slack user ID assigned to the outages it announces",
+                );
+            } else if r.assignee.is_some() && !person {
+                bad("assignee", "must be a Slack user ID such as U0123ABCD");
+            }
+        }
+        p
+    }
+}
+
+/// What a matching alert group becomes.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertMode {
+    /// A suggestion message with Announce and Dismiss buttons.
+    #[default]
+    Suggest,
+    /// An outage announced at once, resolved automatically.
+    Announce,
+}
+
+/// One `announcements.alert_rules` entry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertRule {
+    /// Labels an alert must carry with exactly these values (empty: every alert).
+    #[serde(rename = "match")]
+    pub matchers: std::collections::BTreeMap<String, String>,
+    /// The label whose value names the affected system (ids of `announcements.systems`,
+    /// comma-separated for several); ignored when `systems` is given.
+    pub systems_label: String,
+    /// Fixed systems for every alert this rule matches.
+    pub systems: Vec<String>,
+    /// The label whose value is the severity (used when it is one of `announcements.severities`).
+    pub severity_label: String,
+    pub mode: AlertMode,
+    /// Who is assigned (resolution and communication) to outages this rule announces; also the
+    /// default in the prefilled `/announce` modal. Required with `mode: announce`.
+    pub assignee: Option<String>,
+}
+
+impl Default for AlertRule {
+    fn default() -> Self {
+        Self {
+            matchers: Default::default(),
+            systems_label: "system".into(),
+            systems: Vec::new(),
+            severity_label: "severity".into(),
+            mode: AlertMode::Suggest,
+            assignee: None,
+        }
     }
 }
 

@@ -20,6 +20,7 @@ pub const EVENT_KINDS: &[&str] = &[
     "outage.reassigned",
     "outage.resolved",
     "outage.reopened",
+    "outage.postmortem",
     "maintenance.scheduled",
     "maintenance.updated",
     "maintenance.started",

@@ -5,6 +5,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod alerts;
 mod announcements;
 mod approvals_command;
 mod approvals_faults;
@@ -24,6 +25,7 @@ mod openapi;
 mod ops;
 mod pager;
 mod pipelines;
+mod postmortems;
 mod slack_client;
 mod slack_layer;
 mod socket_mode;

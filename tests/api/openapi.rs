@@ -60,7 +60,7 @@ async fn every_documented_operation_is_routed_and_refuses_a_missing_token_as_doc
     let app = spawn_app().await;
     let doc = serde_json::to_value(slackops::openapi::document()).expect("document");
     let ops = operations(&doc);
-    assert_eq!(ops.len(), 11, "{ops:?}");
+    assert_eq!(ops.len(), 12, "{ops:?}");
     for (method, path) in ops {
         if path == slackops::openapi::PATH {
             continue;

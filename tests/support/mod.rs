@@ -1,4 +1,5 @@
 #![allow(dead_code)]
+pub mod fake_alertmanager;
 pub mod fake_gate;
 pub mod fake_grafana;
 pub mod fake_oncall;
