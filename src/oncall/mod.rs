@@ -21,6 +21,7 @@ pub mod model;
 pub mod notify;
 pub mod providers;
 pub mod report;
+pub mod schedule;
 pub mod settings;
 pub mod sync;
 
@@ -45,5 +46,6 @@ pub fn register(registry: &mut Registry, settings: &OncallSettings) {
         .job(JOB_NOTICE, notify::NoticeJob)
         .job(JOB_DM, notify::DmJob)
         .job(JOB_ALERT, notify::AlertJob)
-        .periodic(sync::SyncTask);
+        .periodic(sync::SyncTask)
+        .periodic(schedule::HandoffTask::default());
 }

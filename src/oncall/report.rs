@@ -73,6 +73,8 @@ pub struct GroupPlan {
     pub error_kind: Option<String>,
     /// The change was recorded and its notices queued.
     pub announced: bool,
+    /// When the group's members change next (clock ms), as the providers told this run.
+    pub next_change: Option<i64>,
 }
 
 impl GroupPlan {
@@ -91,6 +93,7 @@ impl GroupPlan {
             error_id: None,
             error_kind: None,
             announced: false,
+            next_change: None,
         }
     }
     pub(crate) fn failed(mut self, kind: &str, message: String) -> Self {

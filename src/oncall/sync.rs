@@ -40,6 +40,9 @@ pub struct SyncOptions {
     pub groups: Vec<String>,
     /// Who asked (`system` for the periodic sync, `cli` for the command line).
     pub actor: String,
+    /// Only the groups whose recorded next change has come (the handoff task's runs); decided
+    /// once the run lease is held, so two replicas never both sync a due group.
+    pub due_only: bool,
 }
 
 /// Why a run did not happen.
@@ -107,7 +110,26 @@ pub async fn sync(state: &AppState, opts: &SyncOptions) -> Result<SyncReport, Sy
         })))
     };
 
-    let report = run(state, &groups, opts).await;
+    let groups = if opts.due_only {
+        due_groups(state, groups).await
+    } else {
+        Ok(groups)
+    };
+    let report = match groups {
+        Ok(groups) if !groups.is_empty() || !opts.due_only => {
+            let started = state.now_ms();
+            let report = run(state, &groups, opts).await;
+            if !opts.dry_run {
+                super::schedule::record(state, &report, started).await;
+            }
+            Ok(report)
+        }
+        Ok(_) => Ok(SyncReport {
+            dry_run: opts.dry_run,
+            groups: vec![],
+        }),
+        Err(e) => Err(e),
+    };
 
     if let Some(r) = renew {
         drop(r);
@@ -115,10 +137,25 @@ pub async fn sync(state: &AppState, opts: &SyncOptions) -> Result<SyncReport, Sy
             warn!(error = %crate::store::short_db_error(&e), "releasing the on-call sync lease failed; it expires by itself");
         }
     }
+    let report = report?;
     if !opts.dry_run {
         super::notify::report_problems(state, &report).await;
     }
     Ok(report)
+}
+
+/// The groups among `groups` whose recorded next change has come.
+async fn due_groups(
+    state: &AppState,
+    groups: Vec<GroupSettings>,
+) -> Result<Vec<GroupSettings>, SyncError> {
+    let due = super::schedule::due(state, state.now_ms())
+        .await
+        .context("reading the on-call schedule")?;
+    Ok(groups
+        .into_iter()
+        .filter(|g| due.contains(&g.handle.trim_start_matches('@').to_ascii_lowercase()))
+        .collect())
 }
 
 /// Renews the run lease while held; stops when dropped, also when the sync future is dropped
@@ -283,18 +320,26 @@ fn ignored(g: &GroupSettings, p: &Person) -> bool {
     })
 }
 
-/// Who a group should contain at `now`: the people on call, plus the next shift within the
-/// handover window.
+/// The shifts of a group's sources from `from` to `until` (the end of the handover window) and,
+/// from providers that know shift times, `lookahead` further, so the next change is known.
 pub async fn on_call(
     svc: &Oncall,
     g: &GroupSettings,
     from: Millis,
     until: Millis,
+    lookahead: Millis,
 ) -> Result<Vec<super::Shift>, super::providers::ProviderError> {
     let mut out = Vec::new();
     for source in &g.sources {
         let provider = svc.providers.for_source(source)?;
-        out.extend(provider.shifts(source, from, until).await?);
+        // Providers without shift times (Opsgenie's who-is-on-call) read `until` as an instant:
+        // reading further would mistake later people for the handover's.
+        let read_until = if provider.knows_shift_times() {
+            until + lookahead
+        } else {
+            until
+        };
+        out.extend(provider.shifts(source, from, read_until).await?);
     }
     Ok(out)
 }
@@ -370,11 +415,18 @@ async fn sync_group(
     };
     plan.usergroup_id = Some(group.id.clone());
 
-    let until = now + (g.handover_minutes as i64) * 60_000;
-    let shifts = match on_call(svc, g, now, until).await {
+    let window = (g.handover_minutes as i64) * 60_000;
+    let until = now + window;
+    let lookahead = super::schedule::lookahead_ms(&state.settings().oncall);
+    let shifts = match on_call(svc, g, now, until, lookahead).await {
         Ok(s) => s,
         Err(e) => return plan.failed(e.kind(), e.to_string()),
     };
+    plan.next_change = super::schedule::next_change(
+        shifts.iter().filter(|s| !ignored(g, &s.person)),
+        now,
+        window,
+    );
     let people = on_call_people(g, shifts, now, until, &mut plan);
     let (mut desired, missing) = match resolve(state, svc, people).await {
         Ok(r) => r,
@@ -806,6 +858,11 @@ pub fn render(report: &SyncReport) -> String {
                 "  error: {e} (error id {})\n",
                 g.error_id.as_deref().unwrap_or("-")
             ));
+        } else {
+            out.push_str(&match g.next_change {
+                Some(t) => format!("  changes next: {}\n", super::schedule::utc(t)),
+                None => "  changes next: not known (the interval sync reads it again)\n".into(),
+            });
         }
     }
     let count = |o: Outcome| report.groups.iter().filter(|g| g.outcome == o).count();

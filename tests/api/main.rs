@@ -15,6 +15,7 @@ mod jobs;
 mod maintenance;
 mod monitoring;
 mod oncall;
+mod oncall_handoffs;
 mod openapi;
 mod ops;
 mod pipelines;
