@@ -56,6 +56,8 @@ pub enum SyncError {
     Other(#[from] anyhow::Error),
 }
 
+const DAY_MS: i64 = 86_400_000;
+
 /// A Slack user group as the run's snapshot has it.
 #[derive(Debug, Clone)]
 struct SlackGroup {
@@ -415,9 +417,11 @@ async fn sync_group(
     };
     plan.usergroup_id = Some(group.id.clone());
 
-    let window = (g.handover_minutes as i64) * 60_000;
+    let window = g.window_ms();
     let until = now + window;
-    let lookahead = super::schedule::lookahead_ms(&state.settings().oncall);
+    // PagerDuty answers at most 90 days ahead: a 90-day rotation reads no further.
+    let lookahead =
+        super::schedule::lookahead_ms(&state.settings().oncall).min((90 * DAY_MS - window).max(0));
     let shifts = match on_call(svc, g, now, until, lookahead).await {
         Ok(s) => s,
         Err(e) => return plan.failed(e.kind(), e.to_string()),

@@ -16,6 +16,7 @@ mod maintenance;
 mod monitoring;
 mod oncall;
 mod oncall_handoffs;
+mod oncall_rotation;
 mod openapi;
 mod ops;
 mod pipelines;
