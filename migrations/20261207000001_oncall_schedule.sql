@@ -9,3 +9,12 @@ CREATE TABLE oncall_schedule (
     due_at  BIGINT,             -- NULL: no change known (the interval sync re-reads the group)
     read_at BIGINT NOT NULL     -- when the providers were last read for it
 );
+
+-- Per (channel, group): the "On call: …" part slackops last put at the start of the channel's
+-- topic, so the topic is read and written only when that part changes.
+CREATE TABLE oncall_topics (
+    channel TEXT NOT NULL,
+    handle  TEXT NOT NULL,
+    part    TEXT NOT NULL,
+    PRIMARY KEY (channel, handle)
+);

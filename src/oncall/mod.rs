@@ -24,6 +24,7 @@ pub mod report;
 pub mod schedule;
 pub mod settings;
 pub mod sync;
+pub mod topics;
 
 use crate::registry::Registry;
 use settings::OncallSettings;

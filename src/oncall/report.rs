@@ -75,6 +75,8 @@ pub struct GroupPlan {
     pub announced: bool,
     /// When the group's members change next (clock ms), as the providers told this run.
     pub next_change: Option<i64>,
+    /// The group's topic channels in this run.
+    pub topics: Vec<super::topics::TopicResult>,
 }
 
 impl GroupPlan {
@@ -94,6 +96,7 @@ impl GroupPlan {
             error_kind: None,
             announced: false,
             next_change: None,
+            topics: vec![],
         }
     }
     pub(crate) fn failed(mut self, kind: &str, message: String) -> Self {

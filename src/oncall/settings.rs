@@ -318,6 +318,8 @@ pub struct GroupSettings {
     pub members: Members,
     /// For `members: rotation`: how many days ahead a shift makes someone a member.
     pub rotation_days: u64,
+    /// Channels (IDs) whose topic starts with who is on call in this group.
+    pub topic_channels: Vec<String>,
 }
 
 impl Default for GroupSettings {
@@ -333,6 +335,7 @@ impl Default for GroupSettings {
             dm: None,
             members: Members::default(),
             rotation_days: DEFAULT_ROTATION_DAYS,
+            topic_channels: Vec::new(),
         }
     }
 }
@@ -446,6 +449,14 @@ impl OncallSettings {
                 format!("{key}.fallback"),
                 "required when when_empty is fallback",
             );
+        }
+        for (j, c) in g.topic_channels.iter().enumerate() {
+            if !(c.starts_with('C') || c.starts_with('G')) || c.len() < 2 {
+                bad(
+                    format!("{key}.topic_channels[{j}]"),
+                    "must be a channel ID such as C0123ABCD (not a #name)",
+                );
+            }
         }
         if g.members == Members::Rotation {
             if g.rotation_days == 0 || g.rotation_days > MAX_ROTATION_DAYS {

@@ -448,6 +448,10 @@ async fn sync_group(
         Ok(p) => p,
         Err(failed) => return failed,
     };
+    if !opts.dry_run && !g.topic_channels.is_empty() {
+        let members: Vec<String> = want.iter().cloned().collect();
+        plan.topics = super::topics::update(state, g, &members, plan.next_change).await;
+    }
     if !opts.dry_run {
         let before: Vec<String> = group.users.clone();
         match record(state, g, &group.id, before, &want).await {
@@ -856,6 +860,12 @@ pub fn render(report: &SyncReport) -> String {
         }
         for m in &g.ignored {
             out.push_str(&format!("  . ignored placeholder: {m}\n"));
+        }
+        for t in &g.topics {
+            out.push_str(&match &t.error {
+                Some(e) => format!("  ! topic of {}: cannot write ({e})\n", t.channel),
+                None => format!("  # topic of {}: {}\n", t.channel, t.outcome),
+            });
         }
         if let Some(e) = &g.error {
             out.push_str(&format!(

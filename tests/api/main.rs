@@ -17,6 +17,7 @@ mod monitoring;
 mod oncall;
 mod oncall_handoffs;
 mod oncall_rotation;
+mod oncall_topics;
 mod openapi;
 mod ops;
 mod pipelines;
