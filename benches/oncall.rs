@@ -6,8 +6,14 @@
 //! 2. a warm run with nothing changed (no write, every lookup served from the cache);
 //! 3. a run after a handoff in 10 groups (writes only for those, lookups only for new people).
 //!
+//! Then a simulated day on an injected clock (issue 15): `--day-groups N` groups (default: as many
+//! as `--groups`), one handoff each, spread over the day, once with the 5-minute interval alone and
+//! once with the handoff task as well, both driven tick by tick through the real periodic tasks'
+//! code: Slack and PagerDuty calls per day, and the delay from handoff to group change
+//! (p50, p99, max) in clock time.
+//!
 //! Run: `cargo bench --bench oncall` (options: `-- --groups N --people N --latency-ms N
-//! --concurrency N`). Only 127.0.0.1 is contacted. Exits non-zero when a run fails a group or the
+//! --concurrency N --day-groups N`). Only 127.0.0.1 is contacted. Exits non-zero when a run fails a group or the
 //! call counts are not what diff-only writes and the cache promise.
 
 #[path = "../tests/support/mod.rs"]
