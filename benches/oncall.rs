@@ -417,7 +417,7 @@ async fn simulate(n: usize, handoff_task: bool) -> Day {
         .expect("service builds");
     let state = app.state().clone();
     let interval_task = slackops::oncall::sync::SyncTask;
-    let handoffs = slackops::oncall::schedule::HandoffTask::default();
+    let handoffs = slackops::oncall::sync::HandoffTask::default();
     // The start: every group read once (the handoff task's first run, or the first interval).
     if handoff_task {
         handoffs.run(&state).await.expect("start-up read");

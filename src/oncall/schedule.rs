@@ -5,7 +5,7 @@
 //! handoff, paging whoever just went off call. Every provider that knows shift times says when the
 //! current shifts end and the next ones start; each sync run that reads a group records the next
 //! such moment ([`next_change`]: a shift's end, or a shift's start minus the group's handover
-//! window) in `oncall_schedule`. [`HandoffTask`] looks every [`TICK`] for groups whose moment has
+//! window) in `oncall_schedule`. [`super::sync::HandoffTask`] looks every [`TICK`] for groups whose moment has
 //! come and syncs just those, through the same [`super::sync::sync`] as every other run, so it
 //! holds the same run lease (one replica writes at a time) and stays diff-only. A later read
 //! (the interval's, or any other) replaces the moment, so a provider that moves a shift (an
@@ -16,18 +16,14 @@
 //! (a failed group is retried after [`RETRY_MS`], not every tick), or keep a removed group due.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::model::Shift;
 use super::report::{Outcome, SyncReport};
 use super::settings::OncallSettings;
-use super::sync::{SyncError, SyncOptions, sync};
 use crate::clock::Millis;
-use crate::registry::Periodic;
 use crate::state::AppState;
 
 /// How often the handoff task looks for groups whose change has come: the bound on how late a
@@ -131,58 +127,6 @@ pub async fn recorded(state: &AppState, handle: &str) -> Result<Option<Millis>, 
             .fetch_optional(state.db().pool())
             .await?;
     Ok(row.flatten())
-}
-
-/// Syncs each group at its next change; in each process, first reads every group once.
-#[derive(Default)]
-pub struct HandoffTask {
-    /// This process has read every group once.
-    started: AtomicBool,
-}
-
-#[async_trait]
-impl Periodic for HandoffTask {
-    fn name(&self) -> &'static str {
-        "oncall.handoffs"
-    }
-    /// On whenever the periodic sync is (the interval stays the safety net).
-    fn interval(&self, state: &AppState) -> Option<Duration> {
-        let s = &state.settings().oncall;
-        (s.interval_secs > 0 && !s.groups.is_empty()).then_some(TICK)
-    }
-    async fn run(&self, state: &AppState) -> anyhow::Result<()> {
-        let started = self.started.load(Ordering::SeqCst);
-        let opts = if started {
-            if due(state, state.now_ms()).await?.is_empty() {
-                return Ok(());
-            }
-            SyncOptions {
-                actor: "system".into(),
-                due_only: true,
-                ..Default::default()
-            }
-        } else {
-            SyncOptions {
-                actor: "system".into(),
-                ..Default::default()
-            }
-        };
-        match sync(state, &opts).await {
-            Ok(report) => {
-                if !started {
-                    info!(
-                        groups = report.groups.len(),
-                        "read every on-call group at start"
-                    );
-                }
-                self.started.store(true, Ordering::SeqCst);
-                Ok(())
-            }
-            // Another run holds the lease: try again next tick (the groups stay due).
-            Err(SyncError::Busy) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -818,6 +819,61 @@ impl Periodic for SyncTask {
                 info!("another on-call sync is running; skipping this interval");
                 Ok(())
             }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Syncs each group at its next change; in each process, first reads every group once.
+#[derive(Default)]
+pub struct HandoffTask {
+    /// This process has read every group once.
+    started: AtomicBool,
+}
+
+#[async_trait]
+impl Periodic for HandoffTask {
+    fn name(&self) -> &'static str {
+        "oncall.handoffs"
+    }
+    /// On whenever the periodic sync is (the interval stays the safety net).
+    fn interval(&self, state: &AppState) -> Option<Duration> {
+        let s = &state.settings().oncall;
+        (s.interval_secs > 0 && !s.groups.is_empty()).then_some(super::schedule::TICK)
+    }
+    async fn run(&self, state: &AppState) -> anyhow::Result<()> {
+        let started = self.started.load(Ordering::SeqCst);
+        let opts = if started {
+            if super::schedule::due(state, state.now_ms())
+                .await?
+                .is_empty()
+            {
+                return Ok(());
+            }
+            SyncOptions {
+                actor: "system".into(),
+                due_only: true,
+                ..Default::default()
+            }
+        } else {
+            SyncOptions {
+                actor: "system".into(),
+                ..Default::default()
+            }
+        };
+        match sync(state, &opts).await {
+            Ok(report) => {
+                if !started {
+                    info!(
+                        groups = report.groups.len(),
+                        "read every on-call group at start"
+                    );
+                }
+                self.started.store(true, Ordering::SeqCst);
+                Ok(())
+            }
+            // Another run holds the lease: try again next tick (the groups stay due).
+            Err(SyncError::Busy) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
