@@ -6,8 +6,14 @@
 //! 2. a warm run with nothing changed (no write, every lookup served from the cache);
 //! 3. a run after a handoff in 10 groups (writes only for those, lookups only for new people).
 //!
+//! Then a simulated day on an injected clock (issue 15): `--day-groups N` groups (default: as many
+//! as `--groups`), one handoff each, spread over the day, once with the 5-minute interval alone and
+//! once with the handoff task as well, both driven tick by tick through the real periodic tasks'
+//! code: Slack and PagerDuty calls per day, and the delay from handoff to group change
+//! (p50, p99, max) in clock time.
+//!
 //! Run: `cargo bench --bench oncall` (options: `-- --groups N --people N --latency-ms N
-//! --concurrency N`). Only 127.0.0.1 is contacted. Exits non-zero when a run fails a group or the
+//! --concurrency N --day-groups N`). Only 127.0.0.1 is contacted. Exits non-zero when a run fails a group or the
 //! call counts are not what diff-only writes and the cache promise.
 
 #[path = "../tests/support/mod.rs"]
@@ -250,7 +256,212 @@ async fn main() {
         ok &= pass;
     }
     drop(app);
+    ok &= day(arg("--day-groups", n_groups)).await;
     if !ok {
         std::process::exit(1);
     }
+}
+
+// ------------------------------------------------------------------ a simulated day
+
+const SEC: i64 = 1000;
+const DAY: i64 = 86_400 * SEC;
+const INTERVAL: i64 = 300 * SEC;
+
+/// What one simulated day cost and how late each group followed its handoff.
+struct Day {
+    slack: BTreeMap<String, usize>,
+    pagerduty: usize,
+    /// Handoff → group change, per group (ms on the injected clock).
+    delays: Vec<i64>,
+    wall: Duration,
+}
+
+/// `n` groups on one simulated day on an injected clock, each with one handoff, spread evenly
+/// over the day: with the 5-minute interval alone, and with the handoff task as well (both the
+/// real periodic tasks' code, driven tick by tick). The fakes answer at once: this counts calls
+/// and measures lateness in clock time; the wall time of a run is the first table's.
+async fn day(n: usize) -> bool {
+    let interval_only = simulate(n, false).await;
+    let scheduled = simulate(n, true).await;
+    println!(
+        "\n## A simulated day: {n} groups, one handoff each, spread over the day; interval 300 s\n"
+    );
+    println!(
+        "| mode | Slack calls | usergroups.list | usergroups.users.list | usergroups.users.update | PagerDuty calls | delay p50 | delay p99 | delay max | simulation wall time |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (name, d) in [
+        ("interval alone", &interval_only),
+        ("interval + handoff task (2 s tick)", &scheduled),
+    ] {
+        let c = |m: &str| d.slack.get(m).copied().unwrap_or(0);
+        println!(
+            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} s |",
+            d.slack.values().sum::<usize>(),
+            c("usergroups.list"),
+            c("usergroups.users.list"),
+            c("usergroups.users.update"),
+            d.pagerduty,
+            secs(pct(&d.delays, 50)),
+            secs(pct(&d.delays, 99)),
+            secs(*d.delays.iter().max().unwrap_or(&0)),
+            d.wall.as_secs_f64(),
+        );
+    }
+    let total = |d: &Day| d.slack.values().sum::<usize>() + d.pagerduty;
+    let writes = |d: &Day| d.slack.get("usergroups.users.update").copied().unwrap_or(0);
+    let checks = [
+        (
+            "every group changed once in each mode",
+            interval_only.delays.len() == n && scheduled.delays.len() == n,
+        ),
+        (
+            "one write per handoff in each mode (diff-only)",
+            writes(&interval_only) == n && writes(&scheduled) == n,
+        ),
+        (
+            "the handoff task adds at most 2 % calls",
+            total(&scheduled) * 100 <= total(&interval_only) * 102,
+        ),
+        (
+            "every handoff reaches Slack within 10 s",
+            scheduled.delays.iter().all(|d| (0..=10 * SEC).contains(d)),
+        ),
+    ];
+    println!();
+    let mut ok = true;
+    for (what, pass) in checks {
+        println!("- {what}: {}", if pass { "yes" } else { "NO" });
+        ok &= pass;
+    }
+    ok
+}
+
+fn pct(v: &[i64], p: usize) -> i64 {
+    let mut v = v.to_vec();
+    v.sort_unstable();
+    if v.is_empty() {
+        return 0;
+    }
+    v[((v.len() * p).div_ceil(100)).clamp(1, v.len()) - 1]
+}
+
+fn secs(ms: i64) -> String {
+    format!("{:.1} s", ms as f64 / 1000.0)
+}
+
+/// One simulated day; `handoff_task`: run the handoff task every tick besides the interval.
+async fn simulate(n: usize, handoff_task: bool) -> Day {
+    use slackops::clock::ManualClock;
+    use slackops::registry::Periodic;
+
+    let t0 = 1_794_182_400_000; // 2026-11-09 00:00 UTC
+    let spacing = DAY / n.max(1) as i64;
+    let handoff = |g: usize| t0 + spacing / 2 + g as i64 * spacing;
+    let slack = FakeSlack::start().await;
+    let oncall = FakeOncall::start().await;
+    let mut groups = Vec::new();
+    for g in 0..n {
+        let h = handoff(g);
+        let people = [format!("U{g:04}A"), format!("U{g:04}B")];
+        for (i, u) in people.iter().enumerate() {
+            slack.add_user(u, u, &format!("{u}@example.com"), "UTC");
+            oncall.pd_add(PdOncall::scheduled(
+                &format!("P{u}"),
+                &format!("{u}@example.com"),
+                &format!("PS{g}"),
+                h - DAY + i as i64 * DAY,
+                h + i as i64 * DAY,
+            ));
+        }
+        slack.add_usergroup(
+            &format!("S{g:04}"),
+            &format!("team{g}-oncall"),
+            &[&people[0]],
+        );
+        groups.push(GroupSettings {
+            handle: format!("team{g}-oncall"),
+            sources: vec![SourceSettings {
+                provider: ProviderKind::Pagerduty,
+                schedules: vec![format!("PS{g}")],
+                escalation_policies: vec![],
+                escalation_levels: vec![],
+                permanent: false,
+                by_name: false,
+                rota: None,
+            }],
+            channel: Some("C0ONCALL".into()),
+            ..Default::default()
+        });
+    }
+    slack.add_channel("C0ONCALL", "oncall");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut s = Settings::default();
+    s.server.listen = "127.0.0.1:0".parse().unwrap();
+    s.database.url = Secret::new(format!("sqlite://{}", dir.path().join("day.db").display()));
+    s.slack.signing_secret = Secret::new("bench-signing-secret-0123456789");
+    s.slack.bot_token = Secret::new(slack.token());
+    s.slack.api_url = slack.api_url().parse().unwrap();
+    s.oncall.interval_secs = (INTERVAL / SEC) as u64;
+    s.oncall.pagerduty.base_url = oncall.pagerduty_url().parse().unwrap();
+    s.oncall.pagerduty.token = Secret::new(PD_TOKEN);
+    s.oncall.groups = groups;
+    let clock = ManualClock::at_secs(t0 / 1000);
+    let app = Application::builder(s)
+        .clock(std::sync::Arc::new(clock.clone()))
+        .without_worker()
+        .without_periodic()
+        .build()
+        .await
+        .expect("service builds");
+    let state = app.state().clone();
+    let interval_task = slackops::oncall::sync::SyncTask;
+    let handoffs = slackops::oncall::sync::HandoffTask::default();
+    // The start: every group read once (the handoff task's first run, or the first interval).
+    if handoff_task {
+        handoffs.run(&state).await.expect("start-up read");
+    } else {
+        interval_task.run(&state).await.expect("first interval");
+    }
+    slack.reset_calls();
+    oncall.reset_calls();
+    let tick = slackops::oncall::schedule::TICK.as_millis() as i64;
+    let started = Instant::now();
+    let mut t = t0;
+    while t < t0 + DAY {
+        t += if handoff_task { tick } else { INTERVAL };
+        clock.set_ms(t);
+        if (t - t0) % INTERVAL == 0 {
+            interval_task.run(&state).await.expect("interval sync");
+        }
+        if handoff_task {
+            handoffs.run(&state).await.expect("handoff tick");
+        }
+    }
+    let wall = started.elapsed();
+    let changed: Vec<(String, i64)> =
+        sqlx::query_as("SELECT handle, changed_at FROM oncall_groups WHERE generation = 1")
+            .fetch_all(state.db().pool())
+            .await
+            .expect("read the changes");
+    let delays = changed
+        .iter()
+        .filter_map(|(handle, at)| {
+            let g: usize = handle
+                .strip_prefix("team")?
+                .strip_suffix("-oncall")?
+                .parse()
+                .ok()?;
+            Some(at - handoff(g))
+        })
+        .collect();
+    let day = Day {
+        slack: counts(&slack),
+        pagerduty: oncall.calls("pagerduty").len(),
+        delays,
+        wall,
+    };
+    drop(app);
+    day
 }

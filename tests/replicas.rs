@@ -1487,3 +1487,60 @@ async fn alert_groups_delivered_to_both_replicas_are_announced_and_suggested_onc
     b.stop().await;
     cluster.finish().await;
 }
+
+/// The handoff reaches Slack within seconds on two replicas with the default 5-minute interval,
+/// written and announced once: each replica reads the group at start, records the handoff, and
+/// one of them (the run lease) syncs the group when it comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_scheduled_handoff_is_synced_once_across_replicas_within_seconds() {
+    let Some(db) = PgDb::create("a_scheduled_handoff_is_synced_once").await else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let pd = support::fake_oncall::FakeOncall::start().await;
+    let oncall = format!(
+        "oncall:\n  interval_secs: 300\n  request_timeout_ms: 5000\n  pagerduty:\n    base_url: {}\n    token: pd-token-0123456789\n  groups:\n    - handle: platform-oncall\n      channel: {NOTICES}\n      sources:\n        - provider: pagerduty\n          schedules: [PSCHED0]\n",
+        pd.pagerduty_url()
+    );
+    let cluster = Cluster::with_config(db, &oncall).await;
+    cluster.slack.add_channel(NOTICES, "oncall-notices");
+    cluster
+        .slack
+        .add_usergroup("S0GROUP0", "platform-oncall", &[ALICE]);
+    // PagerDuty times are whole seconds: bob hands over to carol 15 s from now.
+    let handoff = (chrono::Utc::now().timestamp() + 15) * 1000;
+    for (user, email, start, end) in [
+        ("PBOB", "bob@example.com", handoff - 3_600_000, handoff),
+        ("PCAROL", "carol@example.com", handoff, handoff + 3_600_000),
+    ] {
+        pd.pd_add(support::fake_oncall::PdOncall::scheduled(
+            user, email, "PSCHED0", start, end,
+        ));
+    }
+    let a = cluster.start("replica-a").await;
+    let b = cluster.start("replica-b").await;
+    eventually("the start-up read", || async {
+        (cluster.slack.usergroup_members("S0GROUP0") == vec![BOB.to_string()]).then_some(())
+    })
+    .await;
+    eventually("the handoff", || async {
+        (cluster.slack.usergroup_members("S0GROUP0") == vec![CAROL.to_string()]).then_some(())
+    })
+    .await;
+    let late = chrono::Utc::now().timestamp_millis() - handoff;
+    assert!(
+        (0..10_000).contains(&late),
+        "seen {late} ms after the handoff (target: within 10 s, interval 300 s)"
+    );
+    tokio::time::sleep(SETTLE).await;
+    assert_eq!(
+        cluster.slack.calls("usergroups.users.update").len(),
+        2,
+        "the start-up write and the handoff's, once each"
+    );
+    let notices = shift_notices(&cluster.slack);
+    assert_eq!(notices.len(), 2, "one notice per change: {notices:#?}");
+    a.stop().await;
+    b.stop().await;
+    cluster.finish().await;
+}

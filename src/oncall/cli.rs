@@ -35,6 +35,7 @@ pub async fn run(app: Application, command: OncallCommand) -> ExitCode {
         dry_run,
         groups,
         actor: "cli".into(),
+        due_only: false,
     };
     let stop = CancellationToken::new();
     // The worker delivers the notices this run queues.

@@ -96,6 +96,11 @@ async fn describe(state: &AppState, svc: &Oncall, g: &GroupSettings, now: Millis
     let mut out = format!("*@{handle}*\n");
     out.push_str(&now_line(state, svc, &shifts, now).await);
     out.push_str(&next_line(state, svc, &shifts, next_untimed, next_unknown, now).await);
+    let window = g.window_ms();
+    out.push_str(&match super::schedule::next_change(&shifts, now, window) {
+        Some(t) => format!("\n@{handle} changes next at {}", date(t)),
+        None => format!("\n@{handle} changes next: not known"),
+    });
     out
 }
 

@@ -21,8 +21,10 @@ pub mod model;
 pub mod notify;
 pub mod providers;
 pub mod report;
+pub mod schedule;
 pub mod settings;
 pub mod sync;
+pub mod topics;
 
 use crate::registry::Registry;
 use settings::OncallSettings;
@@ -45,5 +47,6 @@ pub fn register(registry: &mut Registry, settings: &OncallSettings) {
         .job(JOB_NOTICE, notify::NoticeJob)
         .job(JOB_DM, notify::DmJob)
         .job(JOB_ALERT, notify::AlertJob)
-        .periodic(sync::SyncTask);
+        .periodic(sync::SyncTask)
+        .periodic(sync::HandoffTask::default());
 }

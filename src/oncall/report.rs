@@ -73,6 +73,10 @@ pub struct GroupPlan {
     pub error_kind: Option<String>,
     /// The change was recorded and its notices queued.
     pub announced: bool,
+    /// When the group's members change next (clock ms), as the providers told this run.
+    pub next_change: Option<i64>,
+    /// The group's topic channels in this run.
+    pub topics: Vec<super::topics::TopicResult>,
 }
 
 impl GroupPlan {
@@ -91,6 +95,8 @@ impl GroupPlan {
             error_id: None,
             error_kind: None,
             announced: false,
+            next_change: None,
+            topics: vec![],
         }
     }
     pub(crate) fn failed(mut self, kind: &str, message: String) -> Self {

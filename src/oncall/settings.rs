@@ -281,7 +281,22 @@ pub enum EmptyPolicy {
     Fallback,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+/// Who a group holds.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Members {
+    /// Whoever is on call now (plus the next shift within the handover window).
+    #[default]
+    OnCall,
+    /// Everyone with a shift in the next `rotation_days` days: the whole rota, to mention.
+    Rotation,
+}
+
+const DEFAULT_ROTATION_DAYS: u64 = 28;
+/// PagerDuty answers `/oncalls` at most 90 days ahead.
+const MAX_ROTATION_DAYS: u64 = 90;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GroupSettings {
     /// The Slack user group's handle, without `@` (e.g. `platform-oncall`).
@@ -297,13 +312,46 @@ pub struct GroupSettings {
     pub when_empty: EmptyPolicy,
     /// With `when_empty: fallback`: emails or Slack user IDs.
     pub fallback: Vec<String>,
-    /// DM people when they come on call.
+    /// DM people when they come on call (default: yes for `on_call` groups, no for rotations).
     pub dm: Option<bool>,
+    /// `on_call` (default) or `rotation`.
+    pub members: Members,
+    /// For `members: rotation`: how many days ahead a shift makes someone a member.
+    pub rotation_days: u64,
+    /// Channels (IDs) whose topic starts with who is on call in this group.
+    pub topic_channels: Vec<String>,
+}
+
+impl Default for GroupSettings {
+    fn default() -> Self {
+        Self {
+            handle: String::new(),
+            sources: Vec::new(),
+            channel: None,
+            handover_minutes: 0,
+            ignore: Vec::new(),
+            when_empty: EmptyPolicy::default(),
+            fallback: Vec::new(),
+            dm: None,
+            members: Members::default(),
+            rotation_days: DEFAULT_ROTATION_DAYS,
+            topic_channels: Vec::new(),
+        }
+    }
 }
 
 impl GroupSettings {
     pub fn dm(&self) -> bool {
-        self.dm.unwrap_or(true)
+        self.dm.unwrap_or(self.members == Members::OnCall)
+    }
+
+    /// How far past now a shift puts someone in the group: the handover window, or the rotation's
+    /// days (ms).
+    pub fn window_ms(&self) -> i64 {
+        match self.members {
+            Members::OnCall => (self.handover_minutes as i64) * 60_000,
+            Members::Rotation => (self.rotation_days as i64) * DAY_MS,
+        }
     }
 }
 
@@ -401,6 +449,31 @@ impl OncallSettings {
                 format!("{key}.fallback"),
                 "required when when_empty is fallback",
             );
+        }
+        for (j, c) in g.topic_channels.iter().enumerate() {
+            if !(c.starts_with('C') || c.starts_with('G')) || c.len() < 2 {
+                bad(
+                    format!("{key}.topic_channels[{j}]"),
+                    "must be a channel ID such as C0123ABCD (not a #name)",
+                );
+            }
+        }
+        if g.members == Members::Rotation {
+            if g.rotation_days == 0 || g.rotation_days > MAX_ROTATION_DAYS {
+                bad(
+                    format!("{key}.rotation_days"),
+                    "must be between 1 and 90 (PagerDuty answers at most 90 days ahead)",
+                );
+            }
+            if g.sources
+                .iter()
+                .any(|s| s.provider == ProviderKind::Opsgenie)
+            {
+                bad(
+                    format!("{key}.members"),
+                    "rotation groups need shift times; Opsgenie's who-is-on-call gives none (use on_call)",
+                );
+            }
         }
         for (j, s) in g.sources.iter().enumerate() {
             p.extend(self.source_problems(&format!("{key}.sources[{j}]"), s));

@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -40,6 +41,9 @@ pub struct SyncOptions {
     pub groups: Vec<String>,
     /// Who asked (`system` for the periodic sync, `cli` for the command line).
     pub actor: String,
+    /// Only the groups whose recorded next change has come (the handoff task's runs); decided
+    /// once the run lease is held, so two replicas never both sync a due group.
+    pub due_only: bool,
 }
 
 /// Why a run did not happen.
@@ -52,6 +56,8 @@ pub enum SyncError {
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
+
+const DAY_MS: i64 = 86_400_000;
 
 /// A Slack user group as the run's snapshot has it.
 #[derive(Debug, Clone)]
@@ -113,7 +119,26 @@ pub async fn sync(state: &AppState, opts: &SyncOptions) -> Result<SyncReport, Sy
         })))
     };
 
-    let report = run(state, &groups, opts).await;
+    let groups = if opts.due_only {
+        due_groups(state, groups).await
+    } else {
+        Ok(groups)
+    };
+    let report = match groups {
+        Ok(groups) if !groups.is_empty() || !opts.due_only => {
+            let started = state.now_ms();
+            let report = run(state, &groups, opts).await;
+            if !opts.dry_run {
+                super::schedule::record(state, &report, started).await;
+            }
+            Ok(report)
+        }
+        Ok(_) => Ok(SyncReport {
+            dry_run: opts.dry_run,
+            groups: vec![],
+        }),
+        Err(e) => Err(e),
+    };
 
     if let Some(r) = renew {
         drop(r);
@@ -121,10 +146,25 @@ pub async fn sync(state: &AppState, opts: &SyncOptions) -> Result<SyncReport, Sy
             warn!(error = %crate::store::short_db_error(&e), "releasing the on-call sync lease failed; it expires by itself");
         }
     }
+    let report = report?;
     if !opts.dry_run {
         super::notify::report_problems(state, &report).await;
     }
     Ok(report)
+}
+
+/// The groups among `groups` whose recorded next change has come.
+async fn due_groups(
+    state: &AppState,
+    groups: Vec<GroupSettings>,
+) -> Result<Vec<GroupSettings>, SyncError> {
+    let due = super::schedule::due(state, state.now_ms())
+        .await
+        .context("reading the on-call schedule")?;
+    Ok(groups
+        .into_iter()
+        .filter(|g| due.contains(&g.handle.trim_start_matches('@').to_ascii_lowercase()))
+        .collect())
 }
 
 /// Renews the run lease while held; stops when dropped, also when the sync future is dropped
@@ -289,18 +329,26 @@ fn ignored(g: &GroupSettings, p: &Person) -> bool {
     })
 }
 
-/// Who a group should contain at `now`: the people on call, plus the next shift within the
-/// handover window.
+/// The shifts of a group's sources from `from` to `until` (the end of the handover window) and,
+/// from providers that know shift times, `lookahead` further, so the next change is known.
 pub async fn on_call(
     svc: &Oncall,
     g: &GroupSettings,
     from: Millis,
     until: Millis,
+    lookahead: Millis,
 ) -> Result<Vec<super::Shift>, super::providers::ProviderError> {
     let mut out = Vec::new();
     for source in &g.sources {
         let provider = svc.providers.for_source(source)?;
-        out.extend(provider.shifts(source, from, until).await?);
+        // Providers without shift times (Opsgenie's who-is-on-call) read `until` as an instant:
+        // reading further would mistake later people for the handover's.
+        let read_until = if provider.knows_shift_times() {
+            until + lookahead
+        } else {
+            until
+        };
+        out.extend(provider.shifts(source, from, read_until).await?);
     }
     Ok(out)
 }
@@ -376,11 +424,20 @@ async fn sync_group(
     };
     plan.usergroup_id = Some(group.id.clone());
 
-    let until = now + (g.handover_minutes as i64) * 60_000;
-    let shifts = match on_call(svc, g, now, until).await {
+    let window = g.window_ms();
+    let until = now + window;
+    // PagerDuty answers at most 90 days ahead: a 90-day rotation reads no further.
+    let lookahead =
+        super::schedule::lookahead_ms(&state.settings().oncall).min((90 * DAY_MS - window).max(0));
+    let shifts = match on_call(svc, g, now, until, lookahead).await {
         Ok(s) => s,
         Err(e) => return plan.failed(e.kind(), e.to_string()),
     };
+    plan.next_change = super::schedule::next_change(
+        shifts.iter().filter(|s| !ignored(g, &s.person)),
+        now,
+        window,
+    );
     let people = on_call_people(g, shifts, now, until, &mut plan);
     let (mut desired, missing) = match resolve(state, svc, people).await {
         Ok(r) => r,
@@ -398,6 +455,10 @@ async fn sync_group(
         Ok(p) => p,
         Err(failed) => return failed,
     };
+    if !opts.dry_run && !g.topic_channels.is_empty() {
+        let members: Vec<String> = want.iter().cloned().collect();
+        plan.topics = super::topics::update(state, g, &members, plan.next_change).await;
+    }
     if !opts.dry_run {
         let before: Vec<String> = group.users.clone();
         match record(state, g, &group.id, before, &want).await {
@@ -769,6 +830,61 @@ impl Periodic for SyncTask {
     }
 }
 
+/// Syncs each group at its next change; in each process, first reads every group once.
+#[derive(Default)]
+pub struct HandoffTask {
+    /// This process has read every group once.
+    started: AtomicBool,
+}
+
+#[async_trait]
+impl Periodic for HandoffTask {
+    fn name(&self) -> &'static str {
+        "oncall.handoffs"
+    }
+    /// On whenever the periodic sync is (the interval stays the safety net).
+    fn interval(&self, state: &AppState) -> Option<Duration> {
+        let s = &state.settings().oncall;
+        (s.interval_secs > 0 && !s.groups.is_empty()).then_some(super::schedule::TICK)
+    }
+    async fn run(&self, state: &AppState) -> anyhow::Result<()> {
+        let started = self.started.load(Ordering::SeqCst);
+        let opts = if started {
+            if super::schedule::due(state, state.now_ms())
+                .await?
+                .is_empty()
+            {
+                return Ok(());
+            }
+            SyncOptions {
+                actor: "system".into(),
+                due_only: true,
+                ..Default::default()
+            }
+        } else {
+            SyncOptions {
+                actor: "system".into(),
+                ..Default::default()
+            }
+        };
+        match sync(state, &opts).await {
+            Ok(report) => {
+                if !started {
+                    info!(
+                        groups = report.groups.len(),
+                        "read every on-call group at start"
+                    );
+                }
+                self.started.store(true, Ordering::SeqCst);
+                Ok(())
+            }
+            // Another run holds the lease: try again next tick (the groups stay due).
+            Err(SyncError::Busy) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
 /// The plan as the command line prints it.
 pub fn render(report: &SyncReport) -> String {
     let mut out = String::new();
@@ -807,11 +923,22 @@ pub fn render(report: &SyncReport) -> String {
         for m in &g.ignored {
             out.push_str(&format!("  . ignored placeholder: {m}\n"));
         }
+        for t in &g.topics {
+            out.push_str(&match &t.error {
+                Some(e) => format!("  ! topic of {}: cannot write ({e})\n", t.channel),
+                None => format!("  # topic of {}: {}\n", t.channel, t.outcome),
+            });
+        }
         if let Some(e) = &g.error {
             out.push_str(&format!(
                 "  error: {e} (error id {})\n",
                 g.error_id.as_deref().unwrap_or("-")
             ));
+        } else {
+            out.push_str(&match g.next_change {
+                Some(t) => format!("  changes next: {}\n", super::schedule::utc(t)),
+                None => "  changes next: not known (the interval sync reads it again)\n".into(),
+            });
         }
     }
     let count = |o: Outcome| report.groups.iter().filter(|g| g.outcome == o).count();

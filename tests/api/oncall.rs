@@ -19,13 +19,13 @@ use crate::support::fake_oncall::{
 };
 use crate::support::fake_slack::Fault;
 
-const GROUP: &str = "S0PLAT";
-const HANDLE: &str = "platform-oncall";
-const NOTICES: &str = "C0ONCALL";
-const OPS: &str = "C0OPSALERTS";
-const HOUR: i64 = 3_600_000;
+pub(crate) const GROUP: &str = "S0PLAT";
+pub(crate) const HANDLE: &str = "platform-oncall";
+pub(crate) const NOTICES: &str = "C0ONCALL";
+pub(crate) const OPS: &str = "C0OPSALERTS";
+pub(crate) const HOUR: i64 = 3_600_000;
 
-fn pd_source(schedules: &[&str]) -> SourceSettings {
+pub(crate) fn pd_source(schedules: &[&str]) -> SourceSettings {
     SourceSettings {
         provider: ProviderKind::Pagerduty,
         schedules: schedules.iter().map(|s| s.to_string()).collect(),
@@ -37,7 +37,7 @@ fn pd_source(schedules: &[&str]) -> SourceSettings {
     }
 }
 
-fn group(handle: &str, sources: Vec<SourceSettings>) -> GroupSettings {
+pub(crate) fn group(handle: &str, sources: Vec<SourceSettings>) -> GroupSettings {
     GroupSettings {
         handle: handle.into(),
         sources,
@@ -47,9 +47,20 @@ fn group(handle: &str, sources: Vec<SourceSettings>) -> GroupSettings {
 }
 
 /// The service with the on-call fakes wired in and one PagerDuty-backed group; `f` adjusts.
-async fn spawn(
+pub(crate) async fn spawn(
     db: TestDb,
     clock: Option<ManualClock>,
+    f: impl FnOnce(&mut slackops::config::Settings) + Send + 'static,
+) -> (TestApp, FakeOncall) {
+    spawn_with(db, clock, false, f).await
+}
+
+/// [`spawn`], with the periodic tasks (the interval sync and the handoff task) running when
+/// `periodic` is set.
+pub(crate) async fn spawn_with(
+    db: TestDb,
+    clock: Option<ManualClock>,
+    periodic: bool,
     f: impl FnOnce(&mut slackops::config::Settings) + Send + 'static,
 ) -> (TestApp, FakeOncall) {
     let oncall = FakeOncall::start().await;
@@ -75,6 +86,9 @@ async fn spawn(
     if let Some(c) = clock {
         b = b.clock(std::sync::Arc::new(c));
     }
+    if periodic {
+        b = b.with_periodic();
+    }
     let app = b.spawn().await;
     let slack = &app.slack;
     slack.add_channel(NOTICES, "platform-oncall");
@@ -87,7 +101,7 @@ async fn spawn(
     (app, oncall)
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
@@ -102,33 +116,34 @@ fn on_call_now(oncall: &FakeOncall, user: &str, email: &str) {
     ));
 }
 
-async fn run(app: &TestApp, dry_run: bool) -> SyncReport {
+pub(crate) async fn run(app: &TestApp, dry_run: bool) -> SyncReport {
     sync(
         &app.state,
         &SyncOptions {
             dry_run,
             groups: vec![],
             actor: "test".into(),
+            due_only: false,
         },
     )
     .await
     .expect("sync runs")
 }
 
-fn plan<'a>(r: &'a SyncReport, handle: &str) -> &'a slackops::oncall::sync::GroupPlan {
+pub(crate) fn plan<'a>(r: &'a SyncReport, handle: &str) -> &'a slackops::oncall::sync::GroupPlan {
     r.groups
         .iter()
         .find(|g| g.handle == handle)
         .unwrap_or_else(|| panic!("a plan for @{handle}: {r:?}"))
 }
 
-fn ids(members: &[slackops::oncall::sync::Member]) -> Vec<&str> {
+pub(crate) fn ids(members: &[slackops::oncall::sync::Member]) -> Vec<&str> {
     members.iter().map(|m| m.slack_id.as_str()).collect()
 }
 
 /// Wait until every queued job has finished, so moving the manual clock cannot expire a running
 /// job's lease (which would run it again, as after a crash).
-async fn settled(app: &TestApp) {
+pub(crate) async fn settled(app: &TestApp) {
     eventually(
         Duration::from_secs(10),
         "the job queue to drain",
@@ -145,7 +160,7 @@ async fn settled(app: &TestApp) {
     .await;
 }
 
-async fn count(app: &TestApp, sql: &str) -> i64 {
+pub(crate) async fn count(app: &TestApp, sql: &str) -> i64 {
     sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_string()))
         .fetch_one(app.state.db().pool())
         .await

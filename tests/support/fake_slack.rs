@@ -100,6 +100,7 @@ const WRITE_METHODS: &[&str] = &[
     "conversations.open",
     "conversations.create",
     "conversations.invite",
+    "conversations.setTopic",
     "usergroups.users.update",
 ];
 
@@ -239,6 +240,8 @@ struct Channel {
     im_user: Option<String>,
     /// Explicit human member list (None = not tracked; any known user counts as member).
     members: Option<Vec<String>>,
+    /// The channel topic (`conversations.setTopic`; shown by `conversations.info`).
+    topic: String,
 }
 
 #[derive(Debug, Clone)]
@@ -462,6 +465,15 @@ impl FakeSlack {
     }
 
     /// Sets whether the bot is a member of a channel. Panics if unknown.
+    /// Set a channel's topic as a person would. Panics if unknown.
+    pub fn set_topic(&self, id: &str, topic: &str) {
+        self.state().channel_mut(id).topic = topic.to_string();
+    }
+    /// A channel's topic. Panics if unknown.
+    pub fn topic(&self, id: &str) -> String {
+        self.state().channel_mut(id).topic.clone()
+    }
+
     pub fn set_bot_member(&self, id: &str, member: bool) {
         self.state().channel_mut(id).member = member;
     }
@@ -880,6 +892,7 @@ impl Inner {
                 is_im: false,
                 is_mpim: false,
                 im_user: None,
+                topic: String::new(),
                 members: None,
             },
         );
@@ -1317,6 +1330,7 @@ impl Inner {
             "conversations.join" => self.conversations_join(&args, ctx),
             "conversations.open" => self.conversations_open(&args),
             "conversations.info" => self.conversations_info(&args),
+            "conversations.setTopic" => self.conversations_set_topic(&args),
             "conversations.create" => self.conversations_create(&args),
             "conversations.invite" => self.conversations_invite(&args),
             "conversations.history" => self.conversations_history(&args),
@@ -1872,6 +1886,7 @@ impl Inner {
                 is_im: true,
                 is_mpim: false,
                 im_user: Some(user.to_string()),
+                topic: String::new(),
                 members: Some(vec![user.to_string()]),
             },
         );
@@ -1913,6 +1928,7 @@ impl Inner {
                     is_im: false,
                     is_mpim: true,
                     im_user: None,
+                    topic: String::new(),
                     members: Some(users.clone()),
                 },
             );
@@ -1924,6 +1940,31 @@ impl Inner {
             out.insert("already_open".into(), json!(true));
         }
         Ok(out)
+    }
+
+    /// `conversations.setTopic` (channel, topic): the bot must be in the channel
+    /// (`not_in_channel`), which must not be archived (`is_archived`); topics are at most 250
+    /// characters (`too_long`; Slack refuses, it does not truncate). `missing_scope` (no
+    /// `channels:write.topic`) is scripted with `fail_next`.
+    fn conversations_set_topic(&mut self, args: &Args) -> ApiResult {
+        let arg = arg_str(args, "channel").ok_or_else(|| err("channel_not_found"))?;
+        let topic = arg_str(args, "topic").unwrap_or_default();
+        let id = self
+            .resolve_channel(&arg)
+            .ok_or_else(|| err("channel_not_found"))?;
+        let channel = self.channel_mut(&id);
+        if channel.archived {
+            return Err(err("is_archived"));
+        }
+        if !channel.member && !channel.is_im {
+            return Err(err("not_in_channel"));
+        }
+        if topic.chars().count() > 250 {
+            return Err(err("too_long"));
+        }
+        channel.topic = topic;
+        let info = channel_json(channel);
+        Ok(obj(json!({ "channel": info })))
     }
 
     fn conversations_info(&mut self, args: &Args) -> ApiResult {
@@ -2164,7 +2205,7 @@ fn channel_json(c: &Channel) -> Value {
         "is_shared": false,
         "is_org_shared": false,
         "is_member": c.member,
-        "topic": {"value": "", "creator": "", "last_set": 0},
+        "topic": {"value": c.topic, "creator": if c.topic.is_empty() { "" } else { "U0ADMIN" }, "last_set": 0},
         "purpose": {"value": "", "creator": "", "last_set": 0},
         "previous_names": [],
     })
