@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::slack::verify::single_header;
 use crate::state::AppState;
 
 /// Every error of `/api/v1` except a 400.
@@ -149,9 +150,9 @@ pub fn require_api_token(state: &AppState, headers: &HeaderMap) -> Result<(), Ap
             "the API is disabled: set api.tokens",
         ));
     }
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+    // One Authorization header: with two, which one a proxy or we would read is a guess.
+    let presented = single_header(headers, header::AUTHORIZATION.as_str())
+        .map_err(|()| ApiError::Unauthorized("more than one Authorization header"))?
         .and_then(|v| {
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))

@@ -4,6 +4,11 @@
 //! the timestamp within 300 s of now in *both* directions (bolt-js checks only the past). The clock
 //! is injected so Slack's 2018 known-answer vector verifies in tests. Failures carry a reason for
 //! the metrics label; neither the received nor the expected signature is ever logged or returned.
+//!
+//! As strict as Slack's own SDKs, no more lenient: the received header must equal `v0=` followed
+//! by the *lowercase* hex digest, byte for byte (an uppercase digest is refused, as
+//! `hmac.compare_digest` in python-slack-sdk refuses it), and a request that carries either header
+//! more than once is refused rather than judged by one of its copies.
 
 use axum::http::HeaderMap;
 use hmac::{Hmac, KeyInit, Mac};
@@ -37,11 +42,15 @@ pub enum VerifyError {
     Future,
     #[error("signature does not match")]
     BadSignature,
+    #[error("more than one X-Slack-Request-Timestamp header")]
+    DuplicateTimestamp,
+    #[error("more than one X-Slack-Signature header")]
+    DuplicateSignature,
 }
 
 impl VerifyError {
     /// Every reason, so each is exported from the start (see `Metrics::preset`).
-    pub const ALL: [VerifyError; 8] = [
+    pub const ALL: [VerifyError; 10] = [
         VerifyError::MissingTimestamp,
         VerifyError::MissingSignature,
         VerifyError::MalformedTimestamp,
@@ -50,6 +59,8 @@ impl VerifyError {
         VerifyError::Stale,
         VerifyError::Future,
         VerifyError::BadSignature,
+        VerifyError::DuplicateTimestamp,
+        VerifyError::DuplicateSignature,
     ];
 
     pub fn reason(&self) -> &'static str {
@@ -62,6 +73,8 @@ impl VerifyError {
             VerifyError::Stale => "stale_timestamp",
             VerifyError::Future => "future_timestamp",
             VerifyError::BadSignature => "bad_signature",
+            VerifyError::DuplicateTimestamp => "duplicate_timestamp",
+            VerifyError::DuplicateSignature => "duplicate_signature",
         }
     }
 }
@@ -86,8 +99,12 @@ impl SignatureVerifier {
 
     /// Check the headers against the raw body.
     pub fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), VerifyError> {
-        let ts = header(headers, HEADER_TIMESTAMP).ok_or(VerifyError::MissingTimestamp)?;
-        let sig = header(headers, HEADER_SIGNATURE).ok_or(VerifyError::MissingSignature)?;
+        let ts = single_header(headers, HEADER_TIMESTAMP)
+            .map_err(|()| VerifyError::DuplicateTimestamp)?
+            .ok_or(VerifyError::MissingTimestamp)?;
+        let sig = single_header(headers, HEADER_SIGNATURE)
+            .map_err(|()| VerifyError::DuplicateSignature)?
+            .ok_or(VerifyError::MissingSignature)?;
         self.verify_parts(ts, sig, body)
     }
 
@@ -107,8 +124,7 @@ impl SignatureVerifier {
         if version != "v0" {
             return Err(VerifyError::UnknownVersion);
         }
-        let received = hex::decode(hex_sig).map_err(|_| VerifyError::MalformedSignature)?;
-        if received.len() != 32 {
+        if hex_sig.len() != 64 || !hex_sig.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(VerifyError::MalformedSignature);
         }
         let now = self.clock.now_secs();
@@ -120,9 +136,14 @@ impl SignatureVerifier {
         }
         let mut mac = self.mac(timestamp.trim());
         mac.update(body);
-        // verify_slice compares in constant time.
-        mac.verify_slice(&received)
-            .map_err(|_| VerifyError::BadSignature)
+        let expected = format!("v0={}", hex::encode(mac.finalize().into_bytes()));
+        // The whole header against `v0=<lowercase hex>`, byte for byte and in constant time:
+        // decoding the hex first would accept uppercase digits Slack never sends.
+        if constant_time_eq(expected.as_bytes(), signature.as_bytes()) {
+            Ok(())
+        } else {
+            Err(VerifyError::BadSignature)
+        }
     }
 
     fn mac(&self, timestamp: &str) -> Hmac<Sha256> {
@@ -149,11 +170,27 @@ pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
     format!("v0={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get(name)
+/// The one value of a header: `Ok(None)` when absent (or empty, or not text), `Err(())` when the
+/// request carries it more than once. `HeaderMap::get` would silently pick the first copy.
+pub fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ()> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(());
+    }
+    Ok(first
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
+        .filter(|v| !v.is_empty()))
+}
+
+/// Equal bytes, in time that depends only on the lengths (which are public: a signature header
+/// has a fixed length).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
 }
 
 #[cfg(test)]
@@ -176,14 +213,16 @@ mod tests {
             VerifyError::Stale => 5,
             VerifyError::Future => 6,
             VerifyError::BadSignature => 7,
+            VerifyError::DuplicateTimestamp => 8,
+            VerifyError::DuplicateSignature => 9,
         };
         let mut seen: Vec<usize> = VerifyError::ALL.iter().map(|e| index(*e)).collect();
         seen.sort_unstable();
         seen.dedup();
-        // 8 = the number of arms above.
+        // 10 = the number of arms above.
         assert_eq!(
             seen,
-            (0..8).collect::<Vec<_>>(),
+            (0..10).collect::<Vec<_>>(),
             "VerifyError::ALL must list every variant once"
         );
     }
@@ -273,5 +312,50 @@ mod tests {
             v.verify(&HeaderMap::new(), b""),
             Err(VerifyError::MissingTimestamp)
         );
+    }
+
+    #[test]
+    fn uppercase_hex_is_refused_even_when_the_digest_matches() {
+        let v = verifier(KAT1_SECRET, KAT1_TS);
+        let sig = sign(KAT1_SECRET, KAT1_TS, b"x");
+        let upper = format!("v0={}", sig["v0=".len()..].to_ascii_uppercase());
+        assert_ne!(upper, sig);
+        assert_eq!(
+            v.verify_parts("1531420618", &upper, b"x"),
+            Err(VerifyError::BadSignature)
+        );
+        assert_eq!(v.verify_parts("1531420618", &sig, b"x"), Ok(()));
+    }
+
+    #[test]
+    fn a_second_signature_or_timestamp_header_is_refused() {
+        let v = verifier(KAT1_SECRET, KAT1_TS);
+        let sig = sign(KAT1_SECRET, KAT1_TS, b"x");
+        let good = || {
+            let mut h = HeaderMap::new();
+            h.insert(HEADER_TIMESTAMP, "1531420618".parse().unwrap());
+            h.insert(HEADER_SIGNATURE, sig.parse().unwrap());
+            h
+        };
+        assert_eq!(v.verify(&good(), b"x"), Ok(()));
+        let mut two_sigs = good();
+        two_sigs.append(HEADER_SIGNATURE, "v0=00".parse().unwrap());
+        assert_eq!(
+            v.verify(&two_sigs, b"x"),
+            Err(VerifyError::DuplicateSignature)
+        );
+        let mut two_ts = good();
+        two_ts.append(HEADER_TIMESTAMP, "1531420618".parse().unwrap());
+        assert_eq!(
+            v.verify(&two_ts, b"x"),
+            Err(VerifyError::DuplicateTimestamp)
+        );
+    }
+
+    #[test]
+    fn constant_time_eq_compares_every_byte() {
+        assert!(constant_time_eq(b"v0=ab", b"v0=ab"));
+        assert!(!constant_time_eq(b"v0=ab", b"v0=aB"));
+        assert!(!constant_time_eq(b"v0=ab", b"v0=abc"));
     }
 }

@@ -23,6 +23,7 @@ use tracing::{Span, debug, error, warn};
 
 use crate::secret::Secret;
 use crate::slack::routes::read_capped;
+use crate::slack::verify::single_header;
 use crate::state::AppState;
 
 /// echo sends whole executions; they can be large.
@@ -50,9 +51,9 @@ pub fn authenticate(headers: &HeaderMap, token: &Secret) -> Result<(), &'static 
     if token.is_empty() {
         return Err("the echo endpoint is disabled: set spinnaker.echo_token");
     }
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+    // One Authorization header: with two, which one a proxy or we would read is a guess.
+    let value = single_header(headers, header::AUTHORIZATION.as_str())
+        .map_err(|()| "more than one Authorization header")?
         .ok_or("missing Authorization header")?;
     let (scheme, cred) = value
         .split_once(' ')
@@ -179,6 +180,19 @@ mod tests {
         assert!(authenticate(&auth("Token echo-token-123456"), token).is_err());
         assert!(authenticate(&HeaderMap::new(), token).is_err());
         assert!(authenticate(&auth("Bearer "), &Secret::default()).is_err());
+    }
+
+    #[test]
+    fn a_second_authorization_header_is_refused_even_when_one_is_right() {
+        let token = &Secret::new("echo-token-123456");
+        for (first, second) in [("Bearer nope", "Bearer echo-token-123456"), ("Bearer echo-token-123456", "Bearer nope")] {
+            let mut h = auth(first);
+            h.append(header::AUTHORIZATION, second.parse().unwrap());
+            assert_eq!(
+                authenticate(&h, token),
+                Err("more than one Authorization header")
+            );
+        }
     }
 
     #[test]

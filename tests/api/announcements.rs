@@ -1103,6 +1103,20 @@ async fn the_api_needs_a_valid_token() {
             .unwrap();
         assert_eq!(resp.status(), 401);
     }
+    // Two Authorization headers, one of them right, whatever the order: refused, not judged by
+    // whichever copy is read first.
+    for (first, second) in [(API_TOKEN, "wrong-token-0123456789"), ("wrong-token-0123456789", API_TOKEN)] {
+        let resp = app
+            .client
+            .post(app.url("/api/v1/announcements"))
+            .header("authorization", format!("Bearer {first}"))
+            .header("authorization", format!("Bearer {second}"))
+            .json(&api_body("2h"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401, "Bearer {first} then {second}");
+    }
     assert!(outages(&app).await.is_empty());
     app.stop().await;
 }

@@ -492,6 +492,69 @@ async fn a_body_with_one_byte_changed_is_refused_and_not_dispatched() {
 }
 
 #[tokio::test]
+async fn an_uppercase_hex_signature_is_refused_although_the_digest_matches() {
+    // Arrange: KAT-1 with its digest in uppercase. Slack sends lowercase hex and its SDKs
+    // compare the header string exactly (reference/slack.md §1).
+    let rec = Recorder::new();
+    let app = kat1_app(&rec).await;
+    let upper = format!("v0={}", KAT1_SIGNATURE["v0=".len()..].to_ascii_uppercase());
+
+    // Act
+    let resp = post_raw(
+        &app,
+        "/slack/commands",
+        FORM,
+        KAT1_BODY.as_bytes(),
+        Some(KAT1_TS.to_string()),
+        Some(upper),
+    )
+    .await;
+
+    // Assert
+    assert_refused(&app, resp, "bad_signature", &rec).await;
+}
+
+#[tokio::test]
+async fn a_second_signature_or_timestamp_header_is_refused_whatever_its_order() {
+    let rec = Recorder::new();
+    let app = kat1_app(&rec).await;
+    let wrong_sig = format!("v0={}", "0".repeat(64));
+    let cases = [
+        ("x-slack-signature", KAT1_SIGNATURE.to_string(), wrong_sig.clone(), "duplicate_signature"),
+        ("x-slack-signature", wrong_sig, KAT1_SIGNATURE.to_string(), "duplicate_signature"),
+        ("x-slack-request-timestamp", KAT1_TS.to_string(), "1".into(), "duplicate_timestamp"),
+        ("x-slack-request-timestamp", "1".into(), KAT1_TS.to_string(), "duplicate_timestamp"),
+    ];
+    for (name, first, second, reason) in cases {
+        // Arrange: KAT-1, correctly signed, plus a second copy of one header.
+        let before = signature_failures(&app, reason).await;
+        let mut req = app
+            .client
+            .post(app.url("/slack/commands"))
+            .header("content-type", FORM)
+            .body(KAT1_BODY);
+        for (n, v) in [
+            ("x-slack-request-timestamp", KAT1_TS.to_string()),
+            ("x-slack-signature", KAT1_SIGNATURE.to_string()),
+        ] {
+            if n != name {
+                req = req.header(n, v);
+            }
+        }
+        // reqwest appends a repeated header, so the request carries both copies.
+        req = req.header(name, first).header(name, second);
+
+        // Act
+        let resp = req.send().await.expect("request reaches the service");
+
+        // Assert
+        assert_eq!(resp.status(), 401, "{name} twice");
+        assert_eq!(signature_failures(&app, reason).await, before + 1.0, "{reason}");
+    }
+    assert_eq!(rec.count(), 0, "nothing dispatched");
+}
+
+#[tokio::test]
 async fn a_timestamp_301_seconds_in_the_past_is_refused_as_stale() {
     // Arrange
     let rec = Recorder::new();
