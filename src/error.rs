@@ -152,7 +152,7 @@ pub fn require_api_token(state: &AppState, headers: &HeaderMap) -> Result<(), Ap
     }
     // One Authorization header: with two, which one a proxy or we would read is a guess.
     let presented = single_header(headers, header::AUTHORIZATION.as_str())
-        .map_err(|()| ApiError::Unauthorized("more than one Authorization header"))?
+        .map_err(|_| ApiError::Unauthorized("more than one Authorization header"))?
         .and_then(|v| {
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))

@@ -100,10 +100,10 @@ impl SignatureVerifier {
     /// Check the headers against the raw body.
     pub fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), VerifyError> {
         let ts = single_header(headers, HEADER_TIMESTAMP)
-            .map_err(|()| VerifyError::DuplicateTimestamp)?
+            .map_err(|_| VerifyError::DuplicateTimestamp)?
             .ok_or(VerifyError::MissingTimestamp)?;
         let sig = single_header(headers, HEADER_SIGNATURE)
-            .map_err(|()| VerifyError::DuplicateSignature)?
+            .map_err(|_| VerifyError::DuplicateSignature)?
             .ok_or(VerifyError::MissingSignature)?;
         self.verify_parts(ts, sig, body)
     }
@@ -170,13 +170,20 @@ pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
     format!("v0={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// The one value of a header: `Ok(None)` when absent (or empty, or not text), `Err(())` when the
+/// A header the request carries more than once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RepeatedHeader;
+
+/// The one value of a header: `Ok(None)` when absent (or empty, or not text), `Err` when the
 /// request carries it more than once. `HeaderMap::get` would silently pick the first copy.
-pub fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ()> {
+pub fn single_header<'a>(
+    headers: &'a HeaderMap,
+    name: &str,
+) -> Result<Option<&'a str>, RepeatedHeader> {
     let mut values = headers.get_all(name).iter();
     let first = values.next();
     if values.next().is_some() {
-        return Err(());
+        return Err(RepeatedHeader);
     }
     Ok(first
         .and_then(|v| v.to_str().ok())

@@ -53,7 +53,7 @@ pub fn authenticate(headers: &HeaderMap, token: &Secret) -> Result<(), &'static 
     }
     // One Authorization header: with two, which one a proxy or we would read is a guess.
     let value = single_header(headers, header::AUTHORIZATION.as_str())
-        .map_err(|()| "more than one Authorization header")?
+        .map_err(|_| "more than one Authorization header")?
         .ok_or("missing Authorization header")?;
     let (scheme, cred) = value
         .split_once(' ')
