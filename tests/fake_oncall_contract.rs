@@ -11,7 +11,7 @@ mod support;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 use support::fake_oncall::{FakeOncall, GRAFANA_TOKEN, OG_TOKEN, OncallFault, PD_TOKEN, PdOncall};
 
 const HOUR: i64 = 3_600_000;
@@ -135,6 +135,60 @@ async fn pagerduty_users_are_references_unless_included_and_permanent_oncalls_ha
     assert!(perm["start"].is_null() && perm["end"].is_null() && perm["schedule"].is_null());
     let bob = items.iter().find(|i| i["user"]["id"] == "PBOB").unwrap();
     assert_eq!(bob["user"]["email"], "bob@x.com");
+}
+
+/// §D: on-calls exist per escalation rule, so a schedule no policy references is absent from
+/// `/oncalls`; its own final layer names who is on call, and only when since/until are given.
+#[tokio::test]
+async fn pagerduty_a_schedule_outside_every_policy_is_only_in_its_final_layer() {
+    let f = FakeOncall::start().await;
+    let (start, end) = (now() - HOUR, now() + HOUR);
+    f.pd_add_unreferenced(PdOncall::scheduled(
+        "PCAROL",
+        "carol@x.com",
+        "PLONE",
+        start,
+        end,
+    ));
+    let oncalls = format!("{}/oncalls", f.pagerduty_url());
+    let window = [("since", iso(now())), ("until", iso(now() + 60_000))];
+    let mut q: Vec<(&str, String)> = vec![("schedule_ids[]", "PLONE".into())];
+    q.extend(window.iter().cloned());
+    let (s, _, v) = get(&oncalls, Some(&pd_auth()), &q).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        v["oncalls"],
+        json!([]),
+        "/oncalls knows no unreferenced schedule"
+    );
+
+    let schedule = format!("{}/schedules/PLONE", f.pagerduty_url());
+    let (s, _, v) = get(&schedule, Some(&pd_auth()), &[]).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        v["schedule"]["final_schedule"]["rendered_schedule_entries"].is_null(),
+        "entries are rendered only with since/until: {v}"
+    );
+    let (_, _, v) = get(&schedule, Some(&pd_auth()), &window).await;
+    let entries = v["schedule"]["final_schedule"]["rendered_schedule_entries"]
+        .as_array()
+        .unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["user"]["id"], "PCAROL");
+    assert_eq!(entries[0]["user"]["type"], "user_reference");
+    assert!(entries[0]["user"]["email"].is_null());
+    assert_eq!(
+        entries[0]["start"],
+        json!(window[0].1),
+        "clipped to the window"
+    );
+    let (s, _, _) = get(
+        &format!("{}/schedules/PNONE", f.pagerduty_url()),
+        Some(&pd_auth()),
+        &window,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]

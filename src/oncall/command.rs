@@ -87,6 +87,7 @@ async fn describe(state: &AppState, svc: &Oncall, g: &GroupSettings, now: Millis
         mut shifts,
         mut next_untimed,
         next_unknown,
+        sources,
     } = match ask_sources(svc, g, now, horizon).await {
         Ok(asked) => asked,
         Err(warning) => return format!("*@{handle}*\n:warning: {warning}"),
@@ -101,6 +102,9 @@ async fn describe(state: &AppState, svc: &Oncall, g: &GroupSettings, now: Millis
         Some(t) => format!("\n@{handle} changes next at {}", date(t)),
         None => format!("\n@{handle} changes next: not known"),
     });
+    if !sources.is_empty() {
+        out.push_str(&format!("\n_Source: {}_", escape(&sources.join("; "))));
+    }
     out
 }
 
@@ -111,6 +115,8 @@ struct Asked {
     next_untimed: Vec<Person>,
     /// A provider could not say who is next.
     next_unknown: bool,
+    /// Which provider endpoints answered.
+    sources: Vec<String>,
 }
 
 /// Ask every source of the group; `Err` is the warning to show instead (escaped).
@@ -123,6 +129,7 @@ async fn ask_sources(
     let mut shifts: Vec<Shift> = Vec::new();
     let mut next_unknown = false;
     let mut next_untimed: Vec<Person> = Vec::new();
+    let mut sources: Vec<String> = Vec::new();
     for source in &g.sources {
         let provider = match svc.providers.for_source(source) {
             Ok(p) => p,
@@ -137,8 +144,11 @@ async fn ask_sources(
             }
             now
         };
-        match provider.shifts(source, now, until).await {
-            Ok(s) => shifts.extend(s),
+        match provider.answer(source, now, until).await {
+            Ok(answer) => {
+                shifts.extend(answer.shifts);
+                sources.extend(answer.sources);
+            }
             Err(e) => {
                 return Err(format!(
                     "could not ask {}: {}",
@@ -152,6 +162,7 @@ async fn ask_sources(
         shifts,
         next_untimed,
         next_unknown,
+        sources,
     })
 }
 

@@ -63,6 +63,8 @@ pub struct GroupPlan {
     pub missing: Vec<String>,
     /// Placeholder accounts left out (`ignore`).
     pub ignored: Vec<String>,
+    /// Which provider endpoints answered (`pagerduty /oncalls: …`, or a schedule's final layer).
+    pub sources: Vec<String>,
     /// The fallback list was used.
     pub fell_back: bool,
     pub error: Option<String>,
@@ -90,6 +92,7 @@ impl GroupPlan {
             unchanged: vec![],
             missing: vec![],
             ignored: vec![],
+            sources: vec![],
             fell_back: false,
             error: None,
             error_id: None,

@@ -330,15 +330,16 @@ fn ignored(g: &GroupSettings, p: &Person) -> bool {
 }
 
 /// The shifts of a group's sources from `from` to `until` (the end of the handover window) and,
-/// from providers that know shift times, `lookahead` further, so the next change is known.
+/// from providers that know shift times, `lookahead` further, so the next change is known; and
+/// which provider endpoints answered.
 pub async fn on_call(
     svc: &Oncall,
     g: &GroupSettings,
     from: Millis,
     until: Millis,
     lookahead: Millis,
-) -> Result<Vec<super::Shift>, super::providers::ProviderError> {
-    let mut out = Vec::new();
+) -> Result<super::providers::Answer, super::providers::ProviderError> {
+    let mut out = super::providers::Answer::default();
     for source in &g.sources {
         let provider = svc.providers.for_source(source)?;
         // Providers without shift times (Opsgenie's who-is-on-call) read `until` as an instant:
@@ -348,7 +349,9 @@ pub async fn on_call(
         } else {
             until
         };
-        out.extend(provider.shifts(source, from, read_until).await?);
+        let answer = provider.answer(source, from, read_until).await?;
+        out.shifts.extend(answer.shifts);
+        out.sources.extend(answer.sources);
     }
     Ok(out)
 }
@@ -430,7 +433,10 @@ async fn sync_group(
     let lookahead =
         super::schedule::lookahead_ms(&state.settings().oncall).min((90 * DAY_MS - window).max(0));
     let shifts = match on_call(svc, g, now, until, lookahead).await {
-        Ok(s) => s,
+        Ok(answer) => {
+            plan.sources = answer.sources;
+            answer.shifts
+        }
         Err(e) => return plan.failed(e.kind(), e.to_string()),
     };
     plan.next_change = super::schedule::next_change(
@@ -905,6 +911,9 @@ pub fn render(report: &SyncReport) -> String {
         };
         let id = g.usergroup_id.as_deref().unwrap_or("?");
         out.push_str(&format!("@{} ({id}): {status}\n", g.handle));
+        for source in &g.sources {
+            out.push_str(&format!("  source: {source}\n"));
+        }
         if g.fell_back {
             out.push_str("  nobody on call: using the fallback list\n");
         }

@@ -185,7 +185,10 @@ mod tests {
     #[test]
     fn a_second_authorization_header_is_refused_even_when_one_is_right() {
         let token = &Secret::new("echo-token-123456");
-        for (first, second) in [("Bearer nope", "Bearer echo-token-123456"), ("Bearer echo-token-123456", "Bearer nope")] {
+        for (first, second) in [
+            ("Bearer nope", "Bearer echo-token-123456"),
+            ("Bearer echo-token-123456", "Bearer nope"),
+        ] {
             let mut h = auth(first);
             h.append(header::AUTHORIZATION, second.parse().unwrap());
             assert_eq!(

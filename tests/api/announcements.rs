@@ -1105,7 +1105,10 @@ async fn the_api_needs_a_valid_token() {
     }
     // Two Authorization headers, one of them right, whatever the order: refused, not judged by
     // whichever copy is read first.
-    for (first, second) in [(API_TOKEN, "wrong-token-0123456789"), ("wrong-token-0123456789", API_TOKEN)] {
+    for (first, second) in [
+        (API_TOKEN, "wrong-token-0123456789"),
+        ("wrong-token-0123456789", API_TOKEN),
+    ] {
         let resp = app
             .client
             .post(app.url("/api/v1/announcements"))

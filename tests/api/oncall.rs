@@ -90,6 +90,8 @@ pub(crate) async fn spawn_with(
         b = b.with_periodic();
     }
     let app = b.spawn().await;
+    // The schedule the default group reads exists, whether or not anyone is on it.
+    oncall.pd_add_schedule("PSCHED1");
     let slack = &app.slack;
     slack.add_channel(NOTICES, "platform-oncall");
     slack.add_channel(OPS, "ops-alerts");
@@ -700,6 +702,65 @@ async fn the_oncall_command_shows_who_is_on_now_and_next() {
     );
     // Reading changes nothing.
     assert_eq!(app.slack.call_count("usergroups.users.update"), 0);
+    app.stop().await;
+}
+
+/// §D: `/oncalls` lists on-calls per escalation rule, so a schedule no policy uses returns
+/// nothing there; its own final layer says who is on call, and the plan says which answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_schedule_outside_every_escalation_policy_is_read_from_its_final_layer() {
+    let (app, oncall) = spawn(TestDb::sqlite(), None, |s| {
+        s.oncall.groups = vec![group(HANDLE, vec![pd_source(&["PSCHED1", "PLONE"])])];
+    })
+    .await;
+    on_call_now(&oncall, "PBOB", "bob@example.com");
+    oncall.pd_add_unreferenced(PdOncall::scheduled(
+        "PCAROL",
+        "carol@example.com",
+        "PLONE",
+        now() - HOUR,
+        now() + HOUR,
+    ));
+
+    // The dry run names both people and where each answer came from.
+    let r = run(&app, true).await;
+    let out = render(&r);
+    assert!(
+        out.contains("+ added     U0CAROL (carol@example.com)"),
+        "{out}"
+    );
+    assert!(out.contains("+ added     U0BOB (bob@example.com)"), "{out}");
+    assert!(
+        out.contains("source: pagerduty /oncalls: schedule PSCHED1\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("source: pagerduty /schedules/PLONE final layer"),
+        "{out}"
+    );
+    let asked: Vec<String> = oncall
+        .calls("pagerduty")
+        .iter()
+        .map(|c| c.path.clone())
+        .collect();
+    assert!(
+        !asked.contains(&"/schedules/PSCHED1".to_string()),
+        "a schedule /oncalls answered for needs no fallback: {asked:?}"
+    );
+
+    // The real run puts both in the group.
+    let r = run(&app, false).await;
+    assert_eq!(plan(&r, HANDLE).outcome, Outcome::Updated);
+    let mut members = app.slack.usergroup_members(GROUP);
+    members.sort();
+    assert_eq!(members, ["U0BOB", "U0CAROL"]);
+
+    // `/oncall` names Carol too, and says where the answer came from.
+    let resp = app.command("/oncall", "@platform-oncall", "U0ALICE").await;
+    let body: Value = resp.json().await.unwrap();
+    let text = body["text"].as_str().unwrap();
+    assert!(text.contains("<@U0CAROL>"), "{text}");
+    assert!(text.contains("/schedules/PLONE final layer"), "{text}");
     app.stop().await;
 }
 

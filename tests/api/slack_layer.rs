@@ -520,10 +520,30 @@ async fn a_second_signature_or_timestamp_header_is_refused_whatever_its_order() 
     let app = kat1_app(&rec).await;
     let wrong_sig = format!("v0={}", "0".repeat(64));
     let cases = [
-        ("x-slack-signature", KAT1_SIGNATURE.to_string(), wrong_sig.clone(), "duplicate_signature"),
-        ("x-slack-signature", wrong_sig, KAT1_SIGNATURE.to_string(), "duplicate_signature"),
-        ("x-slack-request-timestamp", KAT1_TS.to_string(), "1".into(), "duplicate_timestamp"),
-        ("x-slack-request-timestamp", "1".into(), KAT1_TS.to_string(), "duplicate_timestamp"),
+        (
+            "x-slack-signature",
+            KAT1_SIGNATURE.to_string(),
+            wrong_sig.clone(),
+            "duplicate_signature",
+        ),
+        (
+            "x-slack-signature",
+            wrong_sig,
+            KAT1_SIGNATURE.to_string(),
+            "duplicate_signature",
+        ),
+        (
+            "x-slack-request-timestamp",
+            KAT1_TS.to_string(),
+            "1".into(),
+            "duplicate_timestamp",
+        ),
+        (
+            "x-slack-request-timestamp",
+            "1".into(),
+            KAT1_TS.to_string(),
+            "duplicate_timestamp",
+        ),
     ];
     for (name, first, second, reason) in cases {
         // Arrange: KAT-1, correctly signed, plus a second copy of one header.
@@ -549,7 +569,11 @@ async fn a_second_signature_or_timestamp_header_is_refused_whatever_its_order() 
 
         // Assert
         assert_eq!(resp.status(), 401, "{name} twice");
-        assert_eq!(signature_failures(&app, reason).await, before + 1.0, "{reason}");
+        assert_eq!(
+            signature_failures(&app, reason).await,
+            before + 1.0,
+            "{reason}"
+        );
     }
     assert_eq!(rec.count(), 0, "nothing dispatched");
 }

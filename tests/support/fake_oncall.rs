@@ -11,6 +11,12 @@
 //!   for permanent on-calls; without `include[]=users` the user is a bare reference with no email.
 //!   Auth `Authorization: Token token=…`. Rate limit: 429 with `ratelimit-limit`,
 //!   `ratelimit-remaining` and `ratelimit-reset` (seconds).
+//!   On-calls exist per escalation rule, so a schedule no escalation policy references returns
+//!   **nothing** from `/oncalls` ([`FakeOncall::pd_add_unreferenced`]); only
+//!   `GET /schedules/{id}?since&until` shows who it puts on call, in
+//!   `final_schedule.rendered_schedule_entries` (filled only when `since`/`until` are given; the
+//!   missing one is 2 weeks from the other; entries clipped to the window unless `overflow=true`;
+//!   users are bare references, no email).
 //! - **Opsgenie** (§D "Opsgenie"): `GET /v2/schedules/{id}/on-calls?scheduleIdentifierType=id|name
 //!   &flat=true&date=` → `data.onCallRecipients` (emails) or, without `flat`, `onCallParticipants`;
 //!   `/next-on-calls` → `data.nextOnCallRecipients` (no shift times).
@@ -98,6 +104,11 @@ type OgEntries = Vec<(Option<i64>, Option<i64>, String)>;
 #[derive(Default)]
 struct Inner {
     pd: Vec<PdOncall>,
+    /// Shifts of schedules that no escalation policy references: in `/schedules/{id}` only.
+    pd_unreferenced: Vec<PdOncall>,
+    /// Schedules that exist (`/schedules/{id}` answers 404 for others). Clearing the shifts
+    /// leaves them: a schedule nobody is on is still a schedule.
+    pd_schedules: std::collections::BTreeSet<String>,
     /// Opsgenie schedule id → (name, entries (start, end, email)).
     og: BTreeMap<String, (String, OgEntries)>,
     og_forbidden: Vec<String>,
@@ -140,6 +151,7 @@ impl FakeOncall {
         let app = Router::new()
             .route("/pd/oncalls", get(pd_oncalls))
             .route("/pd/users/{id}", get(pd_user))
+            .route("/pd/schedules/{id}", get(pd_schedule))
             .route("/og/v2/schedules/{id}/on-calls", get(og_oncalls))
             .route("/og/v2/schedules/{id}/next-on-calls", get(og_next_oncalls))
             .route("/grafana/api/v1/schedules/{id}/", get(gf_schedule))
@@ -179,10 +191,29 @@ impl FakeOncall {
     }
 
     pub fn pd_add(&self, entry: PdOncall) {
-        self.state().pd.push(entry);
+        let mut st = self.state();
+        if let Some(s) = &entry.schedule {
+            st.pd_schedules.insert(s.clone());
+        }
+        st.pd.push(entry);
+    }
+    /// A schedule that exists, with nobody on it yet.
+    pub fn pd_add_schedule(&self, id: &str) {
+        self.state().pd_schedules.insert(id.into());
     }
     pub fn pd_clear(&self) {
-        self.state().pd.clear();
+        let mut st = self.state();
+        st.pd.clear();
+        st.pd_unreferenced.clear();
+    }
+    /// A shift on a schedule that no escalation policy references (its `policy` and `level` are
+    /// ignored): `/oncalls` never lists it, `/schedules/{id}` does (§D).
+    pub fn pd_add_unreferenced(&self, entry: PdOncall) {
+        let mut st = self.state();
+        if let Some(s) = &entry.schedule {
+            st.pd_schedules.insert(s.clone());
+        }
+        st.pd_unreferenced.push(entry);
     }
 
     /// Opsgenie: `email` is on call on `schedule` (named `name`) from `start` to `end` (ms; `None`: open).
@@ -515,10 +546,108 @@ async fn pd_user(
         return pd_error(StatusCode::UNAUTHORIZED, "Unauthorized", 2006, &[]);
     }
     let st = lock(&shared);
-    match st.pd.iter().find(|e| e.user_id == id) {
+    match st
+        .pd
+        .iter()
+        .chain(&st.pd_unreferenced)
+        .find(|e| e.user_id == id)
+    {
         Some(e) => json_resp(StatusCode::OK, json!({"user": pd_user_json(e, true)})),
         None => pd_error(StatusCode::NOT_FOUND, "Not Found", 2100, &[]),
     }
+}
+
+/// `GET /schedules/{id}`: the schedule with its final layer. Entries come from every shift on the
+/// schedule, referenced by a policy or not, once per (user, start, end) however many policies
+/// and levels use it; permanent on-calls belong to no schedule.
+async fn pd_schedule(
+    State(shared): State<Shared>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let q = query_pairs(&raw);
+    if let Some(r) = enter(&shared, "pagerduty", format!("/schedules/{id}"), &q).await {
+        return r;
+    }
+    if !pd_authorized(&headers) {
+        return pd_error(StatusCode::UNAUTHORIZED, "Unauthorized", 2006, &[]);
+    }
+    let parse = |key: &str| one(&q, key).map(parse_iso);
+    let (since, until) = match (parse("since"), parse("until")) {
+        (Some(None), _) | (_, Some(None)) => {
+            return pd_error(
+                StatusCode::BAD_REQUEST,
+                "Invalid Input Provided",
+                2001,
+                &["Since and until must be valid dates"],
+            );
+        }
+        (None, None) => (None, None),
+        (Some(Some(s)), None) => (Some(s), Some(s + 14 * DAY_MS)),
+        (None, Some(Some(u))) => (Some(u - 14 * DAY_MS), Some(u)),
+        (Some(Some(s)), Some(Some(u))) => (Some(s), Some(u)),
+    };
+    let overflow = one(&q, "overflow") == Some("true");
+    let st = lock(&shared);
+    let on_schedule: Vec<&PdOncall> = st
+        .pd
+        .iter()
+        .chain(&st.pd_unreferenced)
+        .filter(|e| e.schedule.as_deref() == Some(id.as_str()))
+        .collect();
+    if !st.pd_schedules.contains(&id) {
+        return pd_error(StatusCode::NOT_FOUND, "Not Found", 2100, &[]);
+    }
+    let mut rendered: Vec<(String, i64, i64, &PdOncall)> = Vec::new();
+    if let (Some(since), Some(until)) = (since, until) {
+        for e in &on_schedule {
+            let (Some(start), Some(end)) = (e.start, e.end) else {
+                continue;
+            };
+            if start >= until || end <= since {
+                continue;
+            }
+            let (start, end) = if overflow {
+                (start, end)
+            } else {
+                (start.max(since), end.min(until))
+            };
+            if !rendered
+                .iter()
+                .any(|(u, s, en, _)| *u == e.user_id && *s == start && *en == end)
+            {
+                rendered.push((e.user_id.clone(), start, end, e));
+            }
+        }
+    }
+    rendered.sort_by_key(|(u, s, _, _)| (*s, u.clone()));
+    let entries: Vec<Value> = rendered
+        .iter()
+        .map(|(_, start, end, e)| {
+            json!({"start": iso(*start), "end": iso(*end), "user": pd_user_json(e, false)})
+        })
+        .collect();
+    let policies: Vec<Value> = st
+        .pd
+        .iter()
+        .filter(|e| e.schedule.as_deref() == Some(id.as_str()))
+        .map(
+            |e| json!({"id": e.policy, "type": "escalation_policy_reference", "summary": e.policy}),
+        )
+        .collect();
+    json_resp(
+        StatusCode::OK,
+        json!({"schedule": {
+            "id": id, "type": "schedule", "summary": id, "name": id, "time_zone": "Etc/UTC",
+            "escalation_policies": policies,
+            "final_schedule": {
+                "name": "Final Schedule",
+                // Filled only when since/until are given (§D).
+                "rendered_schedule_entries": since.map(|_| Value::Array(entries)),
+            },
+        }}),
+    )
 }
 
 // ------------------------------------------------------------------------------ Opsgenie

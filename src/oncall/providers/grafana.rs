@@ -173,12 +173,16 @@ impl Provider for Grafana {
                         ],
                     )
                     .await?;
-                // A single page: a bare list, or `results` of a paginated envelope.
+                // A single page: a bare list, or `results` of a paginated envelope. Anything
+                // else is an answer we do not understand, not "nobody is on call ahead".
                 let list = v
                     .as_array()
                     .or_else(|| v.get("results").and_then(Value::as_array))
                     .cloned()
-                    .unwrap_or_default();
+                    .ok_or_else(|| ProviderError::Decode {
+                        provider: NAME,
+                        message: "final_shifts is neither a list nor has results".into(),
+                    })?;
                 for e in list {
                     let Some(pk) = e.get("user_pk").and_then(Value::as_str) else {
                         continue;

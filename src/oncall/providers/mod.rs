@@ -80,9 +80,44 @@ impl ProviderError {
     }
 }
 
+/// What a provider answered for one source: the shifts, and which of its endpoints answered,
+/// so a plan can say where "nobody" or a name came from.
+#[derive(Debug, Clone, Default)]
+pub struct Answer {
+    pub shifts: Vec<Shift>,
+    /// One short line per endpoint that answered (`pagerduty /oncalls: schedule PABC123`).
+    pub sources: Vec<String>,
+}
+
+/// The line a provider without several endpoints answers with: its name and schedules.
+pub fn default_source(source: &SourceSettings) -> String {
+    let what = match (&source.rota, source.schedules.is_empty()) {
+        (Some(rota), _) => format!("rota {rota}"),
+        (None, false) => format!("schedule {}", source.schedules.join(", ")),
+        (None, true) => format!(
+            "escalation policy {}",
+            source.escalation_policies.join(", ")
+        ),
+    };
+    format!("{}: {what}", source.provider.as_str())
+}
+
 /// Who is on call: every shift overlapping `[from, until]`.
 #[async_trait]
 pub trait Provider: Send + Sync + 'static {
+    /// [`Provider::shifts`] and which endpoints answered. A provider that asks one endpoint per
+    /// source keeps this default; one with a fallback (PagerDuty) says which answered.
+    async fn answer(
+        &self,
+        source: &SourceSettings,
+        from: Millis,
+        until: Millis,
+    ) -> Result<Answer, ProviderError> {
+        Ok(Answer {
+            shifts: self.shifts(source, from, until).await?,
+            sources: vec![default_source(source)],
+        })
+    }
     /// Shifts overlapping the window. A shift without `start` is already running; without `end`
     /// it has no known end (a permanent on-call, or a provider that does not say).
     async fn shifts(

@@ -6,14 +6,22 @@
 //! every email inline, so there is no per-user request. Pages are followed with `offset`/`limit`
 //! until `more` is false (PagerDuty refuses `offset + limit` above 10,000). The same person on
 //! several policies or levels comes back once per entry; callers de-duplicate.
+//!
+//! `/oncalls` lists on-calls per escalation rule, so a schedule that no escalation policy uses
+//! is missing from it even while someone is on call (§D). For every configured schedule
+//! `/oncalls` has no entry for, the schedule's own final layer (`GET /schedules/{id}`) answers
+//! instead, and [`Answer::sources`] says which endpoint answered for what. Escalation levels do
+//! not filter that layer (a schedule outside every policy has no level, and it was named
+//! explicitly); a source that also names `escalation_policies` asks only for schedules inside
+//! them, so it never falls back.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use serde_json::Value;
 use url::Url;
 
-use super::{Http, Provider, ProviderError, iso, parse_time};
+use super::{Answer, Http, Provider, ProviderError, iso, parse_time};
 use crate::clock::Millis;
 use crate::oncall::model::{Person, Shift};
 use crate::oncall::settings::{PagerDutySettings, SourceSettings};
@@ -115,6 +123,16 @@ impl PagerDuty {
         {
             return Ok(None);
         }
+        self.entry_shift(item, emails).await
+    }
+
+    /// A `{user, start, end}` entry (of `/oncalls` or of a schedule's final layer) as a shift;
+    /// `None` when it names no user.
+    async fn entry_shift(
+        &self,
+        item: &Value,
+        emails: &mut HashMap<String, Option<String>>,
+    ) -> Result<Option<Shift>, ProviderError> {
         let Some(user) = item.get("user") else {
             return Ok(None);
         };
@@ -162,9 +180,51 @@ impl Provider for PagerDuty {
         from: Millis,
         until: Millis,
     ) -> Result<Vec<Shift>, ProviderError> {
+        Ok(self.answer(source, from, until).await?.shifts)
+    }
+
+    /// `/oncalls` first; then, for every configured schedule `/oncalls` said nothing about, that
+    /// schedule's own final layer. `/oncalls` lists on-calls per escalation rule, so a schedule
+    /// no escalation policy uses is absent from it even while someone is on call (§D).
+    async fn answer(
+        &self,
+        source: &SourceSettings,
+        from: Millis,
+        until: Millis,
+    ) -> Result<Answer, ProviderError> {
+        let mut emails: HashMap<String, Option<String>> = HashMap::new();
+        let (mut shifts, seen) = self.oncalls(source, from, until, &mut emails).await?;
+        let mut sources = vec![oncalls_source(source, &seen)];
+        // With `escalation_policies`, the source asks for the schedules *within* those policies:
+        // a schedule outside every policy is rightly absent, so there is nothing to fall back on.
+        let unanswered = source
+            .schedules
+            .iter()
+            .filter(|s| source.escalation_policies.is_empty() && !seen.contains(*s));
+        for schedule in unanswered {
+            shifts.extend(self.final_layer(schedule, from, until, &mut emails).await?);
+            sources.push(format!(
+                "pagerduty /schedules/{schedule} final layer: /oncalls has no entry for schedule {schedule} (no escalation policy uses it, or nobody is on call)"
+            ));
+        }
+        Ok(Answer { shifts, sources })
+    }
+}
+
+impl PagerDuty {
+    /// Every `/oncalls` entry of the source in the window, paged, and the schedule IDs the
+    /// entries named (before the escalation-level filter: a schedule `/oncalls` knows needs no
+    /// fallback, whatever level it sits at).
+    async fn oncalls(
+        &self,
+        source: &SourceSettings,
+        from: Millis,
+        until: Millis,
+        emails: &mut HashMap<String, Option<String>>,
+    ) -> Result<(Vec<Shift>, BTreeSet<String>), ProviderError> {
         let base = oncalls_query(source, from, until);
         let mut shifts = Vec::new();
-        let mut emails: HashMap<String, Option<String>> = HashMap::new();
+        let mut seen = BTreeSet::new();
         let mut offset = 0u32;
         loop {
             let mut query = base.clone();
@@ -179,7 +239,10 @@ impl Provider for PagerDuty {
                     message: "no oncalls array".into(),
                 })?;
             for item in items {
-                if let Some(shift) = self.shift(source, item, &mut emails).await? {
+                if let Some(id) = item.pointer("/schedule/id").and_then(Value::as_str) {
+                    seen.insert(id.to_string());
+                }
+                if let Some(shift) = self.shift(source, item, emails).await? {
                     shifts.push(shift);
                 }
             }
@@ -197,6 +260,40 @@ impl Provider for PagerDuty {
                 });
             }
         }
+        Ok((shifts, seen))
+    }
+
+    /// A schedule's final layer (`GET /schedules/{id}?since&until`): who the schedule itself
+    /// puts on call, overrides included. `rendered_schedule_entries` is filled only when both
+    /// `since` and `until` are given; its users are references without email.
+    async fn final_layer(
+        &self,
+        schedule: &str,
+        from: Millis,
+        until: Millis,
+        emails: &mut HashMap<String, Option<String>>,
+    ) -> Result<Vec<Shift>, ProviderError> {
+        let query = vec![
+            ("since".to_string(), iso(from)),
+            ("until".to_string(), iso(until.max(from + 60_000))),
+            ("time_zone".to_string(), "UTC".to_string()),
+        ];
+        let v = self.get(&format!("/schedules/{schedule}"), &query).await?;
+        let entries = v
+            .pointer("/schedule/final_schedule/rendered_schedule_entries")
+            .and_then(Value::as_array)
+            .ok_or_else(|| ProviderError::Decode {
+                provider: NAME,
+                message: format!(
+                    "schedule {schedule}: no final_schedule.rendered_schedule_entries"
+                ),
+            })?;
+        let mut shifts = Vec::new();
+        for entry in entries {
+            if let Some(shift) = self.entry_shift(entry, emails).await? {
+                shifts.push(shift);
+            }
+        }
         Ok(shifts)
     }
 }
@@ -204,6 +301,31 @@ impl Provider for PagerDuty {
 /// An id as one path segment (ids are alphanumeric; anything else is percent-encoded).
 fn segment(id: &str) -> String {
     url::form_urlencoded::byte_serialize(id.as_bytes()).collect()
+}
+
+/// Which `/oncalls` entries answered, for the plan.
+fn oncalls_source(source: &SourceSettings, seen: &BTreeSet<String>) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let answered: Vec<&str> = source
+        .schedules
+        .iter()
+        .filter(|s| seen.contains(*s))
+        .map(String::as_str)
+        .collect();
+    if !answered.is_empty() {
+        parts.push(format!("schedule {}", answered.join(", ")));
+    }
+    if !source.escalation_policies.is_empty() {
+        parts.push(format!(
+            "escalation policy {}",
+            source.escalation_policies.join(", ")
+        ));
+    }
+    if parts.is_empty() {
+        "pagerduty /oncalls: no entry".to_string()
+    } else {
+        format!("pagerduty /oncalls: {}", parts.join("; "))
+    }
 }
 
 /// The `/oncalls` query for a source and a window, without paging.
