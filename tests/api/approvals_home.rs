@@ -55,7 +55,7 @@ fn home_click(
         "team": {"id": "T0FAKE", "domain": "fake"},
         "view": view,
         "actions": [{"action_id": action_id, "block_id": format!("approvals_home_{judgment_id}"),
-                     "type": "button", "value": judgment_id, "action_ts": "1700000000.000001"}]
+                     "type": "button", "value": judgment_id, "action_ts": crate::helpers::action_ts()}]
     })
 }
 

@@ -169,7 +169,7 @@ impl Pager {
             "state": {"values": {}},
             "response_url": url,
             "actions": [{"action_id": action_id, "block_id": "pager_act", "type": "button",
-                         "value": row_id(msg), "action_ts": "1700000000.000001"}]
+                         "value": row_id(msg), "action_ts": crate::helpers::action_ts()}]
         });
         let status = self.app.interaction(&payload).await.status().as_u16();
         (status, url)

@@ -361,7 +361,7 @@ fn click(app: &TestApp, user: &str, outage: &str, ts: &str) -> Value {
         "message": {"ts": ts, "type": "message"},
         "response_url": app.slack.response_url_for_message(CHANNEL, ts),
         "actions": [{"action_id": "announcements:postmortem", "block_id": "announcement",
-                     "type": "button", "value": outage, "action_ts": "1700000001.000001"}]
+                     "type": "button", "value": outage, "action_ts": crate::helpers::action_ts()}]
     })
 }
 
