@@ -417,13 +417,9 @@ async fn simulate(n: usize, handoff_task: bool) -> Day {
         .expect("service builds");
     let state = app.state().clone();
     let interval_task = slackops::oncall::sync::SyncTask;
-    let handoffs = slackops::oncall::sync::HandoffTask::default();
-    // The start: every group read once (the handoff task's first run, or the first interval).
-    if handoff_task {
-        handoffs.run(&state).await.expect("start-up read");
-    } else {
-        interval_task.run(&state).await.expect("first interval");
-    }
+    let handoffs = slackops::oncall::sync::HandoffTask;
+    // The start: every group read once (the interval task runs as soon as it takes its lease).
+    interval_task.run(&state).await.expect("first interval");
     slack.reset_calls();
     oncall.reset_calls();
     let tick = slackops::oncall::schedule::TICK.as_millis() as i64;

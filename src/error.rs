@@ -38,6 +38,8 @@ pub enum ErrorCode {
     Unauthorized,
     NotFound,
     Conflict,
+    /// An upstream the answer depends on (Slack) could not be asked; retry after `Retry-After`.
+    Unavailable,
     Internal,
 }
 
@@ -79,6 +81,10 @@ pub enum ApiError {
     /// The resource changed since the caller read it (a stale `version`): 409.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// Slack (or another upstream the answer needs) could not be asked: 503 with `Retry-After`.
+    /// Nothing was changed.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -124,6 +130,12 @@ impl IntoResponse for ApiError {
             ApiError::Conflict(m) => (
                 StatusCode::CONFLICT,
                 Json(ErrorBody::new(ErrorCode::Conflict, m)),
+            )
+                .into_response(),
+            ApiError::Unavailable(m) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "5")],
+                Json(ErrorBody::new(ErrorCode::Unavailable, m)),
             )
                 .into_response(),
             ApiError::Internal(e) => {

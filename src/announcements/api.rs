@@ -31,8 +31,7 @@ use utoipa_axum::routes;
 use super::changes::{self, Change, ChangeError, Kind};
 use super::model::{self, Fields, HistoryEntry, Impact, Outage, OutageView, Resolution};
 use crate::error::{
-    ApiError, ApiPath, ApiQuery, BadRequestBody, ErrorBody, ErrorCode, refuse_nul,
-    require_api_token,
+    ApiError, ApiPath, ApiQuery, BadRequestBody, ErrorBody, refuse_nul, require_api_token,
 };
 use crate::state::AppState;
 
@@ -96,14 +95,6 @@ fn first_problem(problems: Vec<(String, String)>) -> ApiError {
         Some((f, m)) => ApiError::bad_request(&f, m),
         None => ApiError::bad_request("body", "invalid"),
     }
-}
-
-fn conflict(message: &str) -> Response {
-    (
-        StatusCode::CONFLICT,
-        Json(ErrorBody::new(ErrorCode::Conflict, message)),
-    )
-        .into_response()
 }
 
 fn actor(by: Option<&str>) -> String {
@@ -174,6 +165,9 @@ struct NewAnnouncement {
         )),
         (status = 400, description = "A field is wrong (or outage announcements are not configured: \
                                       field `announcements.channel`); nothing was announced", body = BadRequestBody),
+        (status = 503, description = "Slack could not be asked whether an assignee is an active person; \
+                                      nothing was announced: retry after `Retry-After` seconds", body = ErrorBody,
+         headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     )
 )]
 async fn create(
@@ -203,7 +197,9 @@ async fn create(
     model::complete_impact(settings, &mut fields);
     let mut problems = model::validate(settings, &fields);
     if problems.is_empty() {
-        problems = changes::assignee_problems(&state, &fields, None).await?;
+        problems = changes::assignee_problems(&state, &fields, None)
+            .await
+            .map_err(|e| applied_error(e, ""))?;
     }
     if !problems.is_empty() {
         return Err(first_problem(problems));
@@ -321,6 +317,9 @@ fn nullable(mut o: utoipa::openapi::Object) -> utoipa::openapi::Object {
         (status = 404, description = "No such outage", body = ErrorBody),
         (status = 409, description = "The outage changed meanwhile (`version`), or it is resolved \
                                       and must be reopened first", body = ErrorBody),
+        (status = 503, description = "Slack could not be asked whether a new assignee is an active \
+                                      person; nothing was changed: retry after `Retry-After` seconds", body = ErrorBody,
+         headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     )
 )]
 async fn patch(
@@ -340,8 +339,8 @@ async fn patch(
         Kind::Resolved | Kind::Reopened | Kind::Postmortem
     );
     if !state_change && !outage.is_open() {
-        return Ok(conflict(
-            "the outage is resolved; reopen it first (\"state\": \"open\")",
+        return Err(ApiError::Conflict(
+            "the outage is resolved; reopen it first (\"state\": \"open\")".into(),
         ));
     }
     applied(changes::apply(&state, &id, change).await, &id)
@@ -539,17 +538,27 @@ fn edit_change(
 fn applied(result: Result<Outage, ChangeError>, id: &str) -> Result<Response, ApiError> {
     match result {
         Ok(o) => Ok(Json(o.to_json()).into_response()),
-        Err(ChangeError::Invalid(p)) => Err(first_problem(p)),
-        Err(ChangeError::NothingChanged) => Err(ApiError::bad_request(
+        Err(e) => Err(applied_error(e, id)),
+    }
+}
+
+/// The API error for a change that was refused or could not be made.
+fn applied_error(e: ChangeError, id: &str) -> ApiError {
+    match e {
+        ChangeError::Invalid(p) => first_problem(p),
+        ChangeError::NothingChanged => ApiError::bad_request(
             "body",
             "nothing would change: every given value is the current one",
-        )),
-        Err(ChangeError::NotFound) => Err(ApiError::NotFound(format!("no outage {id}"))),
-        Err(ChangeError::Conflict) => Ok(conflict(
-            "the outage changed meanwhile (version); read it again and retry",
-        )),
-        Err(ChangeError::WrongState(s)) => Ok(conflict(&format!("not changed: {s}"))),
-        Err(ChangeError::Other(e)) => Err(ApiError::Internal(e)),
+        ),
+        ChangeError::NotFound => ApiError::NotFound(format!("no outage {id}")),
+        ChangeError::Conflict => ApiError::Conflict(
+            "the outage changed meanwhile (version); read it again and retry".into(),
+        ),
+        ChangeError::WrongState(s) => ApiError::Conflict(format!("not changed: {s}")),
+        ChangeError::Unavailable { field, message } => {
+            ApiError::Unavailable(format!("{field}: {message}"))
+        }
+        ChangeError::Other(e) => ApiError::Internal(e),
     }
 }
 

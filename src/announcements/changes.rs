@@ -31,6 +31,9 @@ pub enum ChangeError {
     WrongState(String),
     #[error("invalid: {0:?}")]
     Invalid(Vec<(String, String)>),
+    /// Slack could not be asked whether an assignee is an active person; nothing was changed.
+    #[error("{message}")]
+    Unavailable { field: String, message: String },
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
@@ -292,12 +295,12 @@ pub struct Change {
 /// never receive the reminders and nudges (users.info: `deleted`, `is_bot`, `is_app_user`).
 /// Checks the assignees of `fields` that differ from `before` (all of them for a new outage), so
 /// an outage whose assignee left can still be edited and reassigned. Field-named problems, or
-/// `Err` when Slack could not be asked.
+/// [`ChangeError::Unavailable`] when Slack could not be asked.
 pub async fn assignee_problems(
     state: &AppState,
     fields: &Fields,
     before: Option<&Fields>,
-) -> anyhow::Result<Vec<(String, String)>> {
+) -> Result<Vec<(String, String)>, ChangeError> {
     let mut problems = Vec::new();
     for (field, user, old) in [
         (
@@ -314,12 +317,14 @@ pub async fn assignee_problems(
         if old == Some(user) {
             continue;
         }
-        if let Err(why) = state
-            .authz()
-            .active_person(user)
-            .await
-            .map_err(|e| anyhow::anyhow!("could not check {field} with Slack: {e}"))?
-        {
+        if let Err(why) = state.authz().active_person(user).await.map_err(|e| {
+            tracing::warn!(field, error = %e, "could not check an assignee with Slack");
+            ChangeError::Unavailable {
+                field: field.to_string(),
+                message: "Slack could not be asked whether this is an active person; try again."
+                    .into(),
+            }
+        })? {
             problems.push((field.to_string(), format!("Choose an active person: {why}")));
         }
     }

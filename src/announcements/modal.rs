@@ -408,7 +408,11 @@ impl ViewHandler for NewView {
         model::complete_impact(settings, &mut fields);
         let mut problems = model::validate(settings, &fields);
         if problems.is_empty() {
-            problems = changes::assignee_problems(state, &fields, None).await?;
+            problems = match changes::assignee_problems(state, &fields, None).await {
+                Ok(p) => p,
+                Err(ChangeError::Unavailable { field, message }) => vec![(field, message)],
+                Err(e) => return Err(e.into()),
+            };
         }
         if !problems.is_empty() {
             let known = block_ids(&form_view(
@@ -587,6 +591,9 @@ impl ViewHandler for ChangeView {
         match changes::apply(state, &id, change).await {
             Ok(_) => Ok(Ack::Empty),
             Err(ChangeError::Invalid(p)) => Ok(view_errors(p, &known)),
+            Err(ChangeError::Unavailable { field, message }) => {
+                Ok(view_errors(vec![(field, message)], &known))
+            }
             Err(ChangeError::NothingChanged) => Ok(Ack::view_error(
                 known.first().cloned().unwrap_or_else(|| "reason".into()),
                 "Nothing changed: change a field, or cancel.",

@@ -48,5 +48,5 @@ pub fn register(registry: &mut Registry, settings: &OncallSettings) {
         .job(JOB_DM, notify::DmJob)
         .job(JOB_ALERT, notify::AlertJob)
         .periodic(sync::SyncTask)
-        .periodic(sync::HandoffTask::default());
+        .periodic(sync::HandoffTask);
 }

@@ -10,7 +10,8 @@
 //! holds the same run lease (one replica writes at a time) and stays diff-only. A later read
 //! (the interval's, or any other) replaces the moment, so a provider that moves a shift (an
 //! override) moves the scheduled sync. The rows live in the database: a restart or a change of
-//! replica keeps the schedule, and each process's first tick reads every group once anyway.
+//! replica keeps the schedule, and the interval task reads every group as soon as a replica takes
+//! its lease (at start and on takeover), so a new or changed group gets its moment at once.
 //!
 //! What it must never do: write anything itself (only the sync writes), hammer a failing provider
 //! (a failed group is retried after [`RETRY_MS`], not every tick), or keep a removed group due.

@@ -11,7 +11,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -836,12 +835,10 @@ impl Periodic for SyncTask {
     }
 }
 
-/// Syncs each group at its next change; in each process, first reads every group once.
+/// Syncs each group at its next change. It reads nothing else: the interval task reads every
+/// group as soon as a replica takes its lease (at start, on takeover) and records the moments.
 #[derive(Default)]
-pub struct HandoffTask {
-    /// This process has read every group once.
-    started: AtomicBool,
-}
+pub struct HandoffTask;
 
 #[async_trait]
 impl Periodic for HandoffTask {
@@ -854,36 +851,19 @@ impl Periodic for HandoffTask {
         (s.interval_secs > 0 && !s.groups.is_empty()).then_some(super::schedule::TICK)
     }
     async fn run(&self, state: &AppState) -> anyhow::Result<()> {
-        let started = self.started.load(Ordering::SeqCst);
-        let opts = if started {
-            if super::schedule::due(state, state.now_ms())
-                .await?
-                .is_empty()
-            {
-                return Ok(());
-            }
-            SyncOptions {
-                actor: "system".into(),
-                due_only: true,
-                ..Default::default()
-            }
-        } else {
-            SyncOptions {
-                actor: "system".into(),
-                ..Default::default()
-            }
+        if super::schedule::due(state, state.now_ms())
+            .await?
+            .is_empty()
+        {
+            return Ok(());
+        }
+        let opts = SyncOptions {
+            actor: "system".into(),
+            due_only: true,
+            ..Default::default()
         };
         match sync(state, &opts).await {
-            Ok(report) => {
-                if !started {
-                    info!(
-                        groups = report.groups.len(),
-                        "read every on-call group at start"
-                    );
-                }
-                self.started.store(true, Ordering::SeqCst);
-                Ok(())
-            }
+            Ok(_) => Ok(()),
             // Another run holds the lease: try again next tick (the groups stay due).
             Err(SyncError::Busy) => Ok(()),
             Err(e) => Err(e.into()),

@@ -1629,3 +1629,77 @@ async fn bots_apps_deactivated_and_unknown_users_cannot_be_assignees() {
         app.stop().await;
     }
 }
+
+/// When Slack cannot be asked whether an assignee is an active person (users.info fails past its
+/// retries), nothing is announced: the API answers 503 with `Retry-After` (a documented answer a
+/// tool can retry, not a 500), the modal a field error on the assignee it could not check.
+#[tokio::test]
+async fn an_assignee_slack_cannot_check_refuses_the_announcement_with_a_retryable_answer() {
+    for db in TestDb::all("assignee_check_unavailable").await {
+        let engine = db.engine;
+        let app = spawn(db).await;
+        app.slack
+            .add_user("U0NEWBIE", "newbie", "newbie@example.com", "UTC");
+        app.slack.fail_next(
+            "users.info",
+            crate::support::fake_slack::Fault::ServerError(500),
+            20,
+        );
+        let mut body = api_body("2h");
+        body["communication_assignee"] = json!("U0NEWBIE");
+        let resp = reqwest::Client::new()
+            .post(app.url("/api/v1/announcements"))
+            .bearer_auth(API_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 503, "{engine:?}");
+        assert_eq!(
+            resp.headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()),
+            Some("5"),
+            "{engine:?}"
+        );
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["error"], "unavailable", "{engine:?}: {v}");
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("_assignee: Slack could not be asked"),
+            "{engine:?}: names the field it could not check: {v}"
+        );
+        assert!(
+            outages(&app).await.is_empty(),
+            "{engine:?}: nothing announced"
+        );
+
+        // The modal: a field error on an assignee; still nothing announced.
+        app.slack.clear_faults();
+        let resp = app.command("/announce", "pay", ALICE).await;
+        assert_eq!(resp.status(), 200);
+        let view = last_view(&app, "announcements:new");
+        app.slack.fail_next(
+            "users.info",
+            crate::support::fake_slack::Fault::ServerError(500),
+            20,
+        );
+        let mut values = valid_values();
+        values["communication_assignee"] = user_value("U0NEWBIE");
+        let ack = post(&app, &submission(&app, ALICE, &view, values)).await;
+        assert_eq!(ack["response_action"], "errors", "{engine:?}: {ack}");
+        let errors = ack["errors"].as_object().expect("field errors");
+        assert!(
+            errors.iter().any(|(k, m)| k.ends_with("_assignee")
+                && m.as_str().unwrap_or_default().contains("try again")),
+            "{engine:?}: {ack}"
+        );
+        assert!(
+            outages(&app).await.is_empty(),
+            "{engine:?}: nothing announced"
+        );
+        app.stop().await;
+    }
+}

@@ -440,6 +440,21 @@ impl TestApp {
             .expect("metrics body")
     }
 
+    /// Wait until no job is running and none is due: call it before jumping a `ManualClock`, whose
+    /// jump would otherwise expire the lease of a job still running and let the worker run it
+    /// again (a real clock never jumps a day while a job runs).
+    pub async fn settle_jobs(&self) {
+        eventually(
+            Duration::from_secs(20),
+            "the job queue to settle",
+            || async {
+                let d = self.state.jobs().depth().await.ok()?;
+                (d.running == 0 && d.due == 0).then_some(())
+            },
+        )
+        .await
+    }
+
     /// Stop gracefully and wait, keeping the fakes for inspection.
     pub async fn shutdown(&mut self) {
         self.stop.cancel();

@@ -63,6 +63,19 @@ pub(crate) async fn spawn_with(
     periodic: bool,
     f: impl FnOnce(&mut slackops::config::Settings) + Send + 'static,
 ) -> (TestApp, FakeOncall) {
+    spawn_prepared(db, clock, periodic, f, |_| {}).await
+}
+
+/// [`spawn_with`], with `prepare` run on the fake provider before the service starts: the
+/// workspace and the schedules are in place before anything reads them (with periodic tasks on,
+/// the sync runs as soon as the service takes its lease).
+pub(crate) async fn spawn_prepared(
+    db: TestDb,
+    clock: Option<ManualClock>,
+    periodic: bool,
+    f: impl FnOnce(&mut slackops::config::Settings) + Send + 'static,
+    prepare: impl FnOnce(&FakeOncall),
+) -> (TestApp, FakeOncall) {
     let oncall = FakeOncall::start().await;
     let (pd, og, gf) = (
         oncall.pagerduty_url(),
@@ -89,10 +102,9 @@ pub(crate) async fn spawn_with(
     if periodic {
         b = b.with_periodic();
     }
-    let app = b.spawn().await;
     // The schedule the default group reads exists, whether or not anyone is on it.
     oncall.pd_add_schedule("PSCHED1");
-    let slack = &app.slack;
+    let slack = &b.slack;
     slack.add_channel(NOTICES, "platform-oncall");
     slack.add_channel(OPS, "ops-alerts");
     slack.add_user("U0ALICE", "alice", "alice@example.com", "UTC");
@@ -100,6 +112,8 @@ pub(crate) async fn spawn_with(
     slack.add_user("U0CAROL", "carol", "carol@example.com", "UTC");
     slack.add_user("U0NOOP", "noop", "noop@example.com", "UTC");
     slack.add_usergroup(GROUP, HANDLE, &["U0ALICE"]);
+    prepare(&oncall);
+    let app = b.spawn().await;
     (app, oncall)
 }
 

@@ -12,7 +12,7 @@ use slackops::oncall::schedule;
 use slackops::oncall::sync::{Outcome, SyncOptions, render, sync};
 
 use crate::helpers::{TestApp, TestAppBuilder, TestDb, eventually};
-use crate::oncall::{GROUP, HANDLE, HOUR, plan, run, settled, spawn, spawn_with};
+use crate::oncall::{GROUP, HANDLE, HOUR, plan, run, settled, spawn, spawn_prepared};
 use crate::support::fake_oncall::{FakeOncall, PdOncall};
 
 const MIN: i64 = 60_000;
@@ -70,20 +70,19 @@ async fn members_become(app: &TestApp, want: &[&str], within: Duration, what: &s
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "races its own set-up since periodic tasks run as soon as a replica takes their lease: \
-            the interval sync reads the group before the fake Slack has it; the harness must build \
-            the fake workspace before `spawn`. Covered meanwhile by \
-            replicas::a_scheduled_handoff_is_synced_once_across_replicas_within_seconds"]
 async fn a_handoff_reaches_the_group_within_seconds_without_waiting_for_the_interval() {
     for db in TestDb::all("oncall_handoffs::a_handoff_reaches_the_group").await {
         let h = t("2026-11-09T09:00:00Z");
         let clock = ManualClock::at_secs((h - 10 * MIN) / 1000);
         // The default 5-minute interval: on the injected clock it never comes round here.
-        let (app, oncall) = spawn_with(db, Some(clock.clone()), true, |s| {
-            s.oncall.interval_secs = 300;
-        })
+        let (app, oncall) = spawn_prepared(
+            db,
+            Some(clock.clone()),
+            true,
+            |s| s.oncall.interval_secs = 300,
+            |oncall| handoff_at(oncall, h),
+        )
         .await;
-        handoff_at(&oncall, h);
         // `serve` reads every group once when it starts.
         members_become(
             &app,

@@ -175,9 +175,11 @@ async fn a_postmortem_is_due_in_working_days_and_reminded_once_per_step() {
             "5 working days after a Friday is the next Friday"
         );
         // Before the due date: nothing.
+        app.settle_jobs().await;
         clock.set_ms(FRIDAY_4PM + 7 * DAY - 1);
         assert_eq!(remind(&app).await, 0);
         // At the due date: one DM, however often the check runs.
+        app.settle_jobs().await;
         clock.set_ms(FRIDAY_4PM + 7 * DAY);
         assert_eq!(remind(&app).await, 1);
         assert_eq!(remind(&app).await, 0);
@@ -186,8 +188,10 @@ async fn a_postmortem_is_due_in_working_days_and_reminded_once_per_step() {
             (dms(&app, ALICE).len() == 1).then_some(())
         })
         .await;
+        app.settle_jobs().await;
         clock.advance_ms(DAY);
         assert_eq!(remind(&app).await, 0, "every 2 days, not daily");
+        app.settle_jobs().await;
         clock.advance_ms(DAY);
         assert_eq!(remind(&app).await, 1, "2 days after the due date");
         assert_eq!(remind(&app).await, 0);
@@ -213,6 +217,7 @@ async fn a_postmortem_is_due_in_working_days_and_reminded_once_per_step() {
         )
         .await;
         assert_eq!(status, 200);
+        app.settle_jobs().await;
         clock.advance_ms(10 * DAY);
         assert_eq!(remind(&app).await, 0);
         assert!(
