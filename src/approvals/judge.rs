@@ -17,6 +17,8 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
+use crate::mrkdwn;
+use crate::slack::mrkdwn::Mrkdwn;
 use super::JudgeRequest;
 use super::delivery::thread_note;
 use super::intake::record_external;
@@ -66,11 +68,11 @@ impl JobHandler for JudgeJob {
                         state,
                         &j,
                         &format!("gate-trouble:{}", req.claimed_at),
-                        format!(
+                        mrkdwn!(
                             ":warning: Spinnaker's Gate did not answer ({}). slackops keeps trying to {} for {}; nothing has been sent twice.",
                             escape(&e.to_string()),
                             if j.decision.as_deref() == Some("stop") { "reject" } else { "approve" },
-                            mention(j.judge_user.as_deref().unwrap_or(""))
+                            mention(j.judge_user.as_deref().unwrap_or("")),
                         ),
                     )
                     .await;
@@ -317,9 +319,9 @@ async fn settle(
                 state,
                 j,
                 "decided-before-click",
-                format!(
+                mrkdwn!(
                     "{}: Spinnaker had already settled this stage before your judgment reached it; nothing was changed.",
-                    mention(j.judge_user.as_deref().unwrap_or(""))
+                    mention(j.judge_user.as_deref().unwrap_or("")),
                 ),
             )
             .await;
@@ -395,10 +397,10 @@ pub async fn give_back(state: &AppState, j: &Judgment, text: &str) -> anyhow::Re
             state,
             j,
             &format!("not-accepted:{claimed_at}"),
-            format!(
+            mrkdwn!(
                 ":warning: {}: {}",
                 mention(j.judge_user.as_deref().unwrap_or("")),
-                escape(text)
+                escape(text),
             ),
         )
         .await?;

@@ -17,7 +17,7 @@
 //! Slack would show `&lt;` there literally. This module must never offer a public way to wrap a
 //! runtime `String` unescaped.
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Text that is safe to place in a Slack mrkdwn field. See the module docs for how one is made.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
@@ -98,13 +98,14 @@ impl Mrkdwn {
             if i > 0 {
                 out.push(&sep);
             }
-            out.push(&p.to_mrkdwn());
+            out.push(p.to_mrkdwn());
         }
         out
     }
 
-    pub fn push(&mut self, more: &Mrkdwn) {
-        self.0.push_str(&more.0);
+    /// Append mrkdwn (a literal, or another `Mrkdwn`).
+    pub fn push(&mut self, more: impl Into<Mrkdwn>) {
+        self.0.push_str(&more.into().0);
     }
 
     /// At most `max` characters, ending with `…` when cut, and never cut inside an escape or a
@@ -168,6 +169,13 @@ impl From<&Mrkdwn> for Mrkdwn {
 impl Serialize for Mrkdwn {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.0)
+    }
+}
+
+/// Only for our own job payloads: what was stored was a `Mrkdwn` when the job was queued.
+impl<'de> Deserialize<'de> for Mrkdwn {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Mrkdwn)
     }
 }
 
