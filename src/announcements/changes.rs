@@ -9,6 +9,7 @@
 
 use serde_json::json;
 
+use crate::slack::mrkdwn::Mrkdwn;
 use super::model::{self, FieldChange, Fields, Outage, Resolution};
 use super::payload::{AlertGroupRef, AudienceRef, Dm, OutageRef};
 use super::settings::AnnouncementsSettings;
@@ -144,7 +145,7 @@ async fn queue_assignment_dms(
         ]
     };
     let mut dms: Vec<Dm> = Vec::new();
-    let mut tell = |user: &str, text: String| {
+    let mut tell = |user: &str, text: Mrkdwn| {
         if user != by && !user.is_empty() {
             dms.push(Dm {
                 user: user.to_string(),
@@ -531,7 +532,7 @@ fn resolution_changes(
     let mut changes = vec![
         fc(settings, "state", model::OPEN, model::RESOLVED),
         fc(settings, "resolution", "", &r.summary),
-        fc(settings, "resolved_at", "", &crate::slack::blocks::date(at)),
+        fc(settings, "resolved_at", "", crate::slack::blocks::date(at).as_str()),
         fc(settings, "postmortem", "", &model::yes_no(r.postmortem)),
     ];
     if let Some(u) = &r.report_url {

@@ -10,6 +10,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::mrkdwn;
+use crate::slack::mrkdwn::Mrkdwn;
 use super::modal::outage_for_action;
 use super::payload::OutageRef;
 use super::{JOB_CHANNEL, JOB_CHANNEL_NOTE, JOB_RENDER, model};
@@ -65,7 +67,7 @@ impl ActionHandler for CreateChannel {
             Err(ack) => return Ok(ack),
         };
         if let Some(c) = &outage.incident_channel {
-            return Ok(Ack::ephemeral(format!("This outage already has <#{c}>.")));
+            return Ok(Ack::ephemeral(mrkdwn!("This outage already has <#{}>.", c)));
         }
         let queued = state
             .jobs()
@@ -241,10 +243,10 @@ impl JobHandler for ChannelNoteJob {
         match n.note {
             NoteKind::Intro => {
                 let intro = match &o.permalink {
-                    Some(p) => format!(
+                    Some(p) => mrkdwn!(
                         "Incident channel for {} ({}).",
                         link(p, "this outage"),
-                        model::system_names(settings, &o.fields.systems)
+                        model::system_names(settings, &o.fields.systems),
                     ),
                     None => "Incident channel for an outage.".into(),
                 };
@@ -260,10 +262,10 @@ impl JobHandler for ChannelNoteJob {
                         std::time::Duration::from_millis(500),
                     ));
                 };
-                let text = format!(
+                let text = mrkdwn!(
                     "Incident channel <#{}> created by {}.",
                     n.channel,
-                    mention(&n.by)
+                    mention(&n.by),
                 );
                 state
                     .slack()

@@ -19,6 +19,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::json;
 
+use crate::mrkdwn;
+use crate::slack::mrkdwn::Mrkdwn;
 use super::message;
 use super::modal::outage_for_action;
 use super::model::{self, Outage};
@@ -202,9 +204,9 @@ impl ActionHandler for Snooze {
             )
             .await;
         Ok(Ack::Message(
-            Reply::ephemeral(format!(
+            Reply::ephemeral(mrkdwn!(
                 ":zzz: Snoozed: you will be asked again {} unless the ETA is updated.",
-                blocks::date(until)
+                blocks::date(until),
             ))
             .replace_original(),
         ))

@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::warn;
 
+use crate::mrkdwn;
+use crate::slack::mrkdwn::Mrkdwn;
 use super::changes::{self, Change, ChangeError, Kind};
 use super::modal::{message_view, outage_for_action};
 use super::model::{self, Outage, Resolution};
@@ -128,8 +130,9 @@ impl ActionHandler for OpenResolve {
         let view = resolve_view(&outage.id, outage.version, state.now_ms(), tz_offset);
         if let Err(e) = state.slack().views_open(&trigger, &view).await {
             warn!(error = %e, "opening the resolve modal failed");
-            return Ok(Ack::ephemeral(format!(
-                "The form could not be opened ({e}); nothing changed. Try again."
+            return Ok(Ack::ephemeral(mrkdwn!(
+                "The form could not be opened ({}); nothing changed. Try again.",
+                e,
             )));
         }
         Ok(Ack::Empty)
@@ -235,7 +238,7 @@ impl ActionHandler for Reopen {
         match changes::apply(state, &outage.id, change).await {
             Ok(_) => Ok(Ack::Empty),
             Err(ChangeError::Other(e)) => Err(e),
-            Err(e) => Ok(Ack::ephemeral(format!("Not reopened: {e}."))),
+            Err(e) => Ok(Ack::ephemeral(mrkdwn!("Not reopened: {}.", e))),
         }
     }
 }
@@ -323,7 +326,7 @@ fn answer(result: Result<Outage, ChangeError>) -> anyhow::Result<Ack> {
         ))),
         Err(e) => Ok(Ack::ViewUpdate(message_view(
             "Resolve",
-            &truncate(&format!("Not resolved: {e}."), 2000),
+            mrkdwn!("Not resolved: {}.", truncate(&e.to_string(), 2000)),
         ))),
     }
 }

@@ -129,6 +129,30 @@ impl Mrkdwn {
         Mrkdwn(format!("{cut}…{}", suffix.0))
     }
 
+    /// Text Slack sent us (a message's `text`, mrkdwn with `&`, `<`, `>` escaped) to quote
+    /// without acting again: its `<…>` tokens become what they read as, so a copy neither
+    /// mentions, broadcasts nor hides a link behind a label (`label (url)`).
+    pub fn quote_slack(text: &str) -> Self {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(open) = rest.find('<') {
+            out.push_str(&rest[..open].replace('>', "&gt;"));
+            let after = &rest[open + 1..];
+            match after.find('>') {
+                Some(close) => {
+                    out.push_str(&token_text(&after[..close]));
+                    rest = &after[close + 1..];
+                }
+                None => {
+                    out.push_str("&lt;");
+                    rest = after;
+                }
+            }
+        }
+        out.push_str(&rest.replace('>', "&gt;"));
+        Mrkdwn(out)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -146,6 +170,24 @@ impl Mrkdwn {
     pub fn __composed(safe: String) -> Self {
         Mrkdwn(safe)
     }
+}
+
+/// What a Slack `<…>` token reads as, with no markup left in it.
+fn token_text(inner: &str) -> String {
+    let (target, label) = match inner.split_once('|') {
+        Some((t, l)) => (t, Some(l)),
+        None => (inner, None),
+    };
+    let shown = match (target.chars().next(), label) {
+        (Some('@'), Some(l)) => format!("@{}", l.trim_start_matches('@')),
+        (Some('#'), Some(l)) => format!("#{l}"),
+        (Some('@' | '#'), None) => target.to_string(),
+        (Some('!'), Some(l)) => l.to_string(),
+        (Some('!'), None) => format!("@{}", target[1..].split('^').next().unwrap_or("")),
+        (_, Some(l)) => format!("{l} ({target})"),
+        (_, None) => target.to_string(),
+    };
+    shown.replace('<', "&lt;").replace('>', "&gt;")
 }
 
 /// Slack IDs are upper-case letters and digits (`U0123`, `C0123`, `S0123`, `W0123`).
@@ -307,6 +349,17 @@ mod tests {
         let w = Mrkdwn::text(&"a".repeat(100))
             .truncate_with(20, &Mrkdwn::link("https://u.example", "more"));
         assert!(w.as_str().ends_with("<https://u.example|more>"), "{w:?}");
+    }
+
+    #[test]
+    fn quoting_slack_text_keeps_its_escapes_and_defuses_its_tokens() {
+        let m = Mrkdwn::quote_slack(
+            "<!channel> <https://evil.example|Log in> &amp; <@U0EVIL> <#C1|ops> &lt;b&gt; <!subteam^S1|@team> x > y <oops",
+        );
+        assert_eq!(
+            m,
+            "@channel Log in (https://evil.example) &amp; @U0EVIL #ops &lt;b&gt; @team x &gt; y &lt;oops"
+        );
     }
 
     #[test]
