@@ -13,9 +13,9 @@ use std::time::Duration;
 use moka::future::Cache;
 
 use crate::mrkdwn;
-use crate::slack::mrkdwn::Mrkdwn;
 use crate::principals::Principals;
 use crate::slack::api::{SlackApi, SlackError};
+use crate::slack::mrkdwn::Mrkdwn;
 
 /// A Slack user as authorization sees them.
 #[derive(Debug, Clone)]

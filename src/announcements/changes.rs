@@ -9,13 +9,13 @@
 
 use serde_json::json;
 
-use crate::slack::mrkdwn::Mrkdwn;
 use super::model::{self, FieldChange, Fields, Outage, Resolution};
 use super::payload::{AlertGroupRef, AudienceRef, Dm, OutageRef};
 use super::settings::AnnouncementsSettings;
 use super::{JOB_ALERT_RENDER, JOB_AUDIENCE, JOB_DM, JOB_POST, JOB_RENDER, JOB_THREAD, message};
 use crate::jobs::NewJob;
 use crate::notifiers::StatusEvent;
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::state::AppState;
 use crate::store::new_id;
 
@@ -532,7 +532,12 @@ fn resolution_changes(
     let mut changes = vec![
         fc(settings, "state", model::OPEN, model::RESOLVED),
         fc(settings, "resolution", "", &r.summary),
-        fc(settings, "resolved_at", "", crate::slack::blocks::date(at).as_str()),
+        fc(
+            settings,
+            "resolved_at",
+            "",
+            crate::slack::blocks::date(at).as_str(),
+        ),
         fc(settings, "postmortem", "", &model::yes_no(r.postmortem)),
     ];
     if let Some(u) = &r.report_url {

@@ -10,16 +10,16 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::mrkdwn;
-use crate::slack::mrkdwn::Mrkdwn;
 use super::modal::outage_for_action;
 use super::payload::OutageRef;
 use super::{JOB_CHANNEL, JOB_CHANNEL_NOTE, JOB_RENDER, model};
 use crate::jobs::{Job, JobError, NewJob};
+use crate::mrkdwn;
 use crate::registry::{ActionHandler, JobHandler, SlackCtx};
 use crate::slack::ack::Ack;
 use crate::slack::api::{Message, SlackErrorCode};
 use crate::slack::blocks::{link, mention};
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::slack::payload::{Action, Interaction};
 use crate::state::AppState;
 
@@ -67,7 +67,10 @@ impl ActionHandler for CreateChannel {
             Err(ack) => return Ok(ack),
         };
         if let Some(c) = &outage.incident_channel {
-            return Ok(Ack::ephemeral(mrkdwn!("This outage already has <#{}>.", c)));
+            return Ok(Ack::ephemeral(mrkdwn!(
+                "This outage already has {}.",
+                Mrkdwn::channel(c)
+            )));
         }
         let queued = state
             .jobs()
@@ -263,8 +266,8 @@ impl JobHandler for ChannelNoteJob {
                     ));
                 };
                 let text = mrkdwn!(
-                    "Incident channel <#{}> created by {}.",
-                    n.channel,
+                    "Incident channel {} created by {}.",
+                    Mrkdwn::channel(&n.channel),
                     mention(&n.by),
                 );
                 state

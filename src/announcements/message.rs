@@ -5,15 +5,15 @@
 use serde_json::Value;
 use slack_morphism::prelude::SlackBlockButtonStyle;
 
-use crate::mrkdwn;
-use crate::slack::mrkdwn::Mrkdwn;
 use super::model::{self, HistoryRow, Outage};
 use super::{
     ACTION_CHANNEL, ACTION_POSTMORTEM, ACTION_REASSIGN, ACTION_REOPEN, ACTION_RESOLVE,
     ACTION_SNOOZE, ACTION_UPDATE,
 };
 use crate::announcements::settings::AnnouncementsSettings;
+use crate::mrkdwn;
 use crate::slack::blocks::{self, escape, mention};
+use crate::slack::mrkdwn::Mrkdwn;
 
 fn severity_emoji(severity: &str, settings: &AnnouncementsSettings) -> &'static str {
     match settings.severities.iter().position(|s| s == severity) {
@@ -354,7 +354,10 @@ pub fn assignment_dm(
     let what = if now_assigned {
         mrkdwn!("made you the *{} assignee*", role)
     } else {
-        mrkdwn!("made someone else the *{} assignee* (you no longer are)", role)
+        mrkdwn!(
+            "made someone else the *{} assignee* (you no longer are)",
+            role
+        )
     };
     mrkdwn!(
         ":wave: {} {} of the outage affecting *{}*: {} {}",

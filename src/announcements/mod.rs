@@ -50,8 +50,8 @@ use axum::Router;
 use serde_json::json;
 
 use crate::mrkdwn;
-use crate::slack::mrkdwn::Mrkdwn;
 use crate::registry::Registry;
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::state::AppState;
 use settings::AnnouncementsSettings;
 

@@ -11,17 +11,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::warn;
 
-use crate::mrkdwn;
-use crate::slack::mrkdwn::Mrkdwn;
 use super::alerts::{self, DecisionError};
 use super::changes::{self, Change, ChangeError, Kind};
 use super::model::{self, AFFECTED, ETAS, Fields, Impact, Outage};
 use super::{ACTION_REASSIGN, VIEW_NEW, VIEW_REASSIGN, VIEW_UPDATE, may_change};
 use crate::announcements::settings::AnnouncementsSettings;
+use crate::mrkdwn;
 use crate::policy::may_announce;
 use crate::registry::{ActionHandler, CommandHandler, SlackCtx, ViewHandler};
 use crate::slack::ack::Ack;
 use crate::slack::blocks::truncate;
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::slack::payload::{Action, Interaction, SlashCommand, View};
 use crate::state::AppState;
 

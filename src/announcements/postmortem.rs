@@ -19,16 +19,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::warn;
 
-use crate::mrkdwn;
-use crate::slack::mrkdwn::Mrkdwn;
 use super::changes::{self, Change, ChangeError, Kind};
 use super::model::{self, Outage, Resolution};
 use super::payload::Dm;
 use super::{JOB_DM, VIEW_POSTMORTEM, may_change, message};
 use crate::jobs::NewJob;
+use crate::mrkdwn;
 use crate::registry::{ActionHandler, CommandHandler, SlackCtx, ViewHandler};
 use crate::slack::ack::Ack;
 use crate::slack::blocks::{self, escape, mention, message_view};
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::slack::payload::{Action, Interaction, SlashCommand};
 use crate::state::AppState;
 

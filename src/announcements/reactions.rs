@@ -12,14 +12,14 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::mrkdwn;
-use crate::slack::mrkdwn::Mrkdwn;
 use super::JOB_COPY;
 use super::model::{COLUMNS, Outage, OutageRow};
 use crate::jobs::{Job, JobError, NewJob};
+use crate::mrkdwn;
 use crate::registry::{EventHandler, JobHandler};
 use crate::slack::api::Message;
 use crate::slack::blocks::{link, mention, truncate};
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::slack::payload::EventCallback;
 use crate::state::AppState;
 

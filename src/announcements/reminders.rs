@@ -19,14 +19,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::json;
 
-use crate::mrkdwn;
-use crate::slack::mrkdwn::Mrkdwn;
 use super::message;
 use super::modal::outage_for_action;
 use super::model::{self, Outage};
 use super::payload::Dm;
 use super::{JOB_DM, model::COLUMNS, model::OutageRow};
 use crate::jobs::NewJob;
+use crate::mrkdwn;
 use crate::registry::{ActionHandler, Periodic, SlackCtx};
 use crate::slack::ack::{Ack, Reply};
 use crate::slack::blocks;

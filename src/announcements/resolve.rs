@@ -14,12 +14,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::warn;
 
-use crate::mrkdwn;
-use crate::slack::mrkdwn::Mrkdwn;
 use super::changes::{self, Change, ChangeError, Kind};
 use super::modal::{message_view, outage_for_action};
 use super::model::{self, Outage, Resolution};
 use super::{VIEW_RESOLVE, may_change};
+use crate::mrkdwn;
 use crate::registry::{ActionHandler, SlackCtx, ViewHandler};
 use crate::slack::ack::Ack;
 use crate::slack::blocks::truncate;

@@ -16,8 +16,6 @@ use serde_json::{Value, json};
 use slack_morphism::prelude::SlackBlockButtonStyle;
 use tracing::warn;
 
-use crate::mrkdwn;
-use crate::slack::mrkdwn::Mrkdwn;
 use super::alertmanager::StoredAlert;
 use super::alerts::{self, ANNOUNCED, DISMISSED, DecisionError, Group};
 use super::delivery::post_joining;
@@ -27,11 +25,13 @@ use super::payload::AlertGroupRef;
 use super::settings::AnnouncementsSettings;
 use super::{ACTION_ALERT_ANNOUNCE, ACTION_ALERT_DISMISS, ACTION_ALERT_RESOLVE, may_change};
 use crate::jobs::{Job, JobError};
+use crate::mrkdwn;
 use crate::policy::may_announce;
 use crate::registry::{ActionHandler, JobHandler, SlackCtx};
 use crate::slack::ack::Ack;
 use crate::slack::api::Message;
 use crate::slack::blocks::{self, escape, truncate};
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::slack::payload::{Action, Interaction};
 use crate::state::AppState;
 

@@ -12,8 +12,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tracing::{Instrument, info, warn};
 
-use crate::mrkdwn;
-use crate::slack::mrkdwn::Mrkdwn;
 use super::message::{
     ACTION_APPROVE, ACTION_INPUT, ACTION_REJECT, DECIDE_BLOCK, slack_date, status_line,
 };
@@ -21,10 +19,12 @@ use super::model::{self, Judgment};
 use super::quorum::{self, Counted};
 use super::{FEATURE, JOB_RENDER, delivery, enqueue, policy};
 use crate::authz::Identity;
+use crate::mrkdwn;
 use crate::registry::{ActionHandler, SlackCtx};
 use crate::slack::ack::Ack;
 use crate::slack::blocks::{escape, mention, truncate};
 use crate::slack::choices;
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::slack::payload::{Action, Interaction};
 use crate::state::AppState;
 

@@ -10,15 +10,15 @@
 use async_trait::async_trait;
 use slack_morphism::prelude::{SlackBlock, SlackBlockButtonStyle};
 
-use crate::mrkdwn;
-use crate::slack::mrkdwn::Mrkdwn;
 use super::click::{Decided, Request, decide};
 use super::message::{ACTION_APPROVE, ACTION_REJECT};
 use super::model::Judgment;
+use crate::mrkdwn;
 use crate::pipelines::parse::{execution_id, words};
 use crate::registry::{CommandHandler, SlackCtx};
 use crate::slack::ack::{Ack, Reply};
 use crate::slack::blocks::{self, escape};
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::slack::payload::SlashCommand;
 use crate::state::AppState;
 

@@ -7,16 +7,16 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::mrkdwn;
-use crate::slack::mrkdwn::Mrkdwn;
 use super::message::{render, status_line};
 use super::model::{self, Judgment};
 use super::quorum;
 use super::{JOB_NOTE, JOB_RENDER, JudgmentRef, channel_for, enqueue, route_for};
 use crate::jobs::{Job, JobError, NewJob};
+use crate::mrkdwn;
 use crate::registry::JobHandler;
 use crate::slack::api::{Message, SlackErrorCode};
 use crate::slack::blocks::escape;
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::state::AppState;
 use crate::store::audit::AuditEntry;
 
@@ -189,7 +189,11 @@ impl JobHandler for NotifyJob {
             &j.pipeline_name,
         ) {
             for c in &route.notify_channels {
-                notes.push((c.clone(), None, mrkdwn!("{}: {}{}", head, status, reference)));
+                notes.push((
+                    c.clone(),
+                    None,
+                    mrkdwn!("{}: {}{}", head, status, reference),
+                ));
             }
         }
         if state.settings().approvals.notify_trigger_user

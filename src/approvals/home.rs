@@ -14,14 +14,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use slack_morphism::prelude::{SlackBlock, SlackBlockButtonStyle};
 
-use crate::mrkdwn;
-use crate::slack::mrkdwn::Mrkdwn;
 use super::message::{ACTION_APPROVE, ACTION_REJECT, progress_text};
 use super::model::{self, Judgment};
 use super::{JOB_HOME, policy, quorum};
 use crate::jobs::{Job, JobError, NewJob};
+use crate::mrkdwn;
 use crate::registry::{EventHandler, JobHandler};
 use crate::slack::blocks::{self, escape, link};
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::slack::payload::EventCallback;
 use crate::state::AppState;
 

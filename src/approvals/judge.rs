@@ -17,14 +17,13 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use crate::mrkdwn;
-use crate::slack::mrkdwn::Mrkdwn;
 use super::JudgeRequest;
 use super::delivery::thread_note;
 use super::intake::record_external;
 use super::model::{self, Judgment, Outcome, StageOutcome, find_stage, stage_outcome};
 use super::{FEATURE, announce_outcome};
 use crate::jobs::{Job, JobError};
+use crate::mrkdwn;
 use crate::registry::JobHandler;
 use crate::slack::blocks::{escape, mention};
 use crate::spinnaker::gate::{GateError, JudgmentPatch};

@@ -12,11 +12,11 @@ use url::Url;
 
 use super::model::{self, Judgment, StageInfo};
 use super::quorum::Progress;
+use crate::mrkdwn;
 use crate::slack::blocks::{self, escape, link, mention, truncate};
 use crate::slack::choices;
 use crate::slack::html::to_mrkdwn;
 use crate::slack::mrkdwn::Mrkdwn;
-use crate::mrkdwn;
 use crate::spinnaker::deck_url;
 
 pub use crate::slack::blocks::date as slack_date;
@@ -252,7 +252,11 @@ fn expired_line(j: &Judgment, when: &Mrkdwn) -> Mrkdwn {
         _ => Mrkdwn::default(),
     };
     if j.decision.as_deref() == Some("stop") {
-        mrkdwn!(":alarm_clock: *Expired{}*: slackops rejected it{}.", after, when)
+        mrkdwn!(
+            ":alarm_clock: *Expired{}*: slackops rejected it{}.",
+            after,
+            when
+        )
     } else {
         mrkdwn!(
             ":alarm_clock: *Expired in Slack{}*. The buttons are gone; Spinnaker still waits.",

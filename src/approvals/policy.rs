@@ -5,13 +5,13 @@
 //! Deck only greys buttons out and orca checks roles after the fact (silently resetting the
 //! judgment, reference/spinnaker.md §4), so slackops checks before claiming.
 
-use crate::mrkdwn;
-use crate::slack::mrkdwn::Mrkdwn;
 use super::model::StageInfo;
 use super::settings::{ApprovalsSettings, ApproverRule};
 use crate::authz::Identity;
+use crate::mrkdwn;
 use crate::principals::Principals;
 use crate::slack::blocks::escape;
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::state::AppState;
 
 /// The rules that apply: pipeline-specific rules for this application, else application-wide

@@ -15,17 +15,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::info;
 
-use crate::mrkdwn;
-use crate::slack::mrkdwn::Mrkdwn;
 use super::message::progress_text;
 use super::model::{self, Judgment};
 use super::policy::approvers_for;
 use super::settings::OnExpiry;
 use super::{FEATURE, JOB_REMIND, JOB_RENDER, announce_outcome, delivery, enqueue, quorum};
 use crate::jobs::{Job, JobError, NewJob};
+use crate::mrkdwn;
 use crate::principals::Principals;
 use crate::registry::{JobHandler, Periodic};
 use crate::slack::blocks::escape;
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::state::AppState;
 use crate::store::Db;
 

@@ -44,7 +44,9 @@ pub fn truncate_with(text: &str, max: usize, suffix: &str) -> String {
 }
 
 pub fn md_text(text: &Mrkdwn, max: usize) -> SlackBlockText {
-    SlackBlockText::MarkDown(SlackBlockMarkDownText::new(text.truncate(max).into_string()))
+    SlackBlockText::MarkDown(SlackBlockMarkDownText::new(
+        text.truncate(max).into_string(),
+    ))
 }
 
 pub fn plain(text: &str, max: usize) -> SlackBlockPlainTextOnly {

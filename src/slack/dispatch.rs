@@ -20,8 +20,8 @@ use tracing::{Instrument, Span, debug, error, info, warn};
 
 use super::ack::{Ack, Reply};
 use super::mrkdwn::Mrkdwn;
-use crate::mrkdwn;
 use super::payload::{EventCallback, EventEnvelope, Interaction, SlashCommand};
+use crate::mrkdwn;
 use crate::registry::SlackCtx;
 use crate::state::AppState;
 

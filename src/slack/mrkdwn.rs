@@ -192,7 +192,10 @@ fn token_text(inner: &str) -> String {
 
 /// Slack IDs are upper-case letters and digits (`U0123`, `C0123`, `S0123`, `W0123`).
 fn is_slack_id(id: &str) -> bool {
-    !id.is_empty() && id.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
 }
 
 /// A literal in our own code is markup we wrote; runtime strings are never `'static`.
@@ -239,18 +242,41 @@ impl ToMrkdwn for Mrkdwn {
     }
 }
 
+impl ToMrkdwn for &Mrkdwn {
+    fn to_mrkdwn(&self) -> Mrkdwn {
+        (*self).clone()
+    }
+}
+
+/// `iter.join_mrkdwn(", ")`: [`Mrkdwn::join`] at the end of an iterator chain.
+pub trait JoinMrkdwn: Iterator + Sized
+where
+    Self::Item: ToMrkdwn,
+{
+    fn join_mrkdwn(self, sep: &str) -> Mrkdwn {
+        Mrkdwn::join(self, sep)
+    }
+}
+
+impl<I: Iterator> JoinMrkdwn for I where I::Item: ToMrkdwn {}
+
 impl<T: std::fmt::Display + ?Sized> ToMrkdwn for T {
     fn to_mrkdwn(&self) -> Mrkdwn {
         Mrkdwn::text(&self.to_string())
     }
 }
 
-/// Refuses at compile time a `{name}` capture in a [`mrkdwn!`](crate::mrkdwn) format string: a
-/// captured variable would bypass the escaping of arguments.
+/// Refuses at compile time a `{name}` capture in a [`mrkdwn!`](crate::mrkdwn) format string (a
+/// captured variable would bypass the escaping of arguments) and a `<` (mentions and links are
+/// made by the builders, which check what goes in them).
 pub const fn check_format(fmt: &str) {
     let b = fmt.as_bytes();
     let mut i = 0;
     while i < b.len() {
+        assert!(
+            b[i] != b'<',
+            "mrkdwn!: build mentions and links with Mrkdwn::user/channel/link, not in the format"
+        );
         if b[i] == b'{' {
             if i + 1 < b.len() && b[i + 1] == b'{' {
                 i += 2;
@@ -366,6 +392,8 @@ mod tests {
     fn the_format_check_refuses_captures_and_allows_positions() {
         check_format("*{}* {0} {:>3} {{literal}}");
         let refused = std::panic::catch_unwind(|| check_format("{name}"));
+        assert!(refused.is_err());
+        let refused = std::panic::catch_unwind(|| check_format("<@{}>"));
         assert!(refused.is_err());
     }
 
