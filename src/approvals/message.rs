@@ -474,7 +474,7 @@ mod tests {
     #[test]
     fn awaiting_has_confirmed_approve_and_reject() {
         let (text, b) = render(&judgment("awaiting", &[]), &Progress::default(), &deck());
-        assert!(text.contains("waiting"));
+        assert!(text.as_str().contains("waiting"));
         assert_eq!(action_ids(&b), vec![ACTION_APPROVE, ACTION_REJECT]);
         let actions = b
             .as_array()
@@ -611,7 +611,7 @@ mod tests {
         j.decision = Some("stop".into());
         j.reason = Some("<!here> *broken*".into());
         let line = status_line(&j);
-        assert!(line.contains("Reason: &lt;!here&gt; *broken*"), "{line}");
+        assert!(line.as_str().contains("Reason: &lt;!here&gt; *broken*"), "{line:?}");
         let mut e = judgment("expired", &[]);
         e.decision = None;
         e.created_at = 0;
@@ -621,6 +621,6 @@ mod tests {
         assert!(all.contains("Expired in Slack after 30 minutes"), "{all}");
         assert!(all.contains("Judge it in Deck"), "{all}");
         e.decision = Some("stop".into());
-        assert!(status_line(&e).contains("slackops rejected it"));
+        assert!(status_line(&e).as_str().contains("slackops rejected it"));
     }
 }

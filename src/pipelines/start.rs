@@ -660,12 +660,12 @@ mod tests {
         assert!(
             validate(&s, &given(&[("colour", "red")]))
                 .unwrap_err()
-                .contains("`colour` is not a parameter")
+                .as_str().contains("`colour` is not a parameter")
         );
         assert!(
             validate(&s, &given(&[("env", "qa")]))
                 .unwrap_err()
-                .contains("must be one of `staging`, `prod`")
+                .as_str().contains("must be one of `staging`, `prod`")
         );
         let m: Vec<_> = missing(&s, &given(&[("env", "prod")]))
             .iter()
@@ -694,7 +694,7 @@ mod tests {
         assert!(
             validate(&specs, &given)
                 .unwrap_err()
-                .contains("cannot be blank")
+                .as_str().contains("cannot be blank")
         );
     }
 
