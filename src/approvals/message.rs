@@ -611,7 +611,10 @@ mod tests {
         j.decision = Some("stop".into());
         j.reason = Some("<!here> *broken*".into());
         let line = status_line(&j);
-        assert!(line.as_str().contains("Reason: &lt;!here&gt; *broken*"), "{line:?}");
+        assert!(
+            line.as_str().contains("Reason: &lt;!here&gt; *broken*"),
+            "{line:?}"
+        );
         let mut e = judgment("expired", &[]);
         e.decision = None;
         e.created_at = 0;

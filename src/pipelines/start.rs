@@ -660,12 +660,14 @@ mod tests {
         assert!(
             validate(&s, &given(&[("colour", "red")]))
                 .unwrap_err()
-                .as_str().contains("`colour` is not a parameter")
+                .as_str()
+                .contains("`colour` is not a parameter")
         );
         assert!(
             validate(&s, &given(&[("env", "qa")]))
                 .unwrap_err()
-                .as_str().contains("must be one of `staging`, `prod`")
+                .as_str()
+                .contains("must be one of `staging`, `prod`")
         );
         let m: Vec<_> = missing(&s, &given(&[("env", "prod")]))
             .iter()
@@ -694,7 +696,8 @@ mod tests {
         assert!(
             validate(&specs, &given)
                 .unwrap_err()
-                .as_str().contains("cannot be blank")
+                .as_str()
+                .contains("cannot be blank")
         );
     }
 

@@ -265,9 +265,12 @@ async fn posts_to_one_channel_are_paced_while_posts_to_many_channels_are_not() {
     // Act
     let started = Instant::now();
     for i in 0..6 {
-        api.post_message(&Message::text("C0ONE", slackops::mrkdwn!("one channel {}", i)))
-            .await
-            .expect("posted");
+        api.post_message(&Message::text(
+            "C0ONE",
+            slackops::mrkdwn!("one channel {}", i),
+        ))
+        .await
+        .expect("posted");
     }
     let one_channel = started.elapsed();
     let started = Instant::now();
@@ -307,8 +310,11 @@ async fn concurrent_posts_to_one_channel_are_paced_too() {
     let posts = (0..6).map(|i| {
         let api = api.clone();
         async move {
-            api.post_message(&Message::text("C0OPS", slackops::mrkdwn!("concurrent {}", i)))
-                .await
+            api.post_message(&Message::text(
+                "C0OPS",
+                slackops::mrkdwn!("concurrent {}", i),
+            ))
+            .await
         }
     });
     let results = futures::future::join_all(posts).await;
