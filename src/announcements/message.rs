@@ -48,7 +48,7 @@ pub fn blocks(o: &Outage, settings: &AnnouncementsSettings) -> Value {
     } else {
         b.push(blocks::header(&format!("Resolved: {systems}")));
     }
-    b.push(blocks::section(&escape(&f.summary)));
+    b.push(blocks::section(escape(&f.summary)));
     let fields = fact_fields(o, settings, &systems);
     b.push(blocks::fields(&fields[..fields.len().min(10)]));
     if fields.len() > 10 {
@@ -77,7 +77,7 @@ pub fn blocks(o: &Outage, settings: &AnnouncementsSettings) -> Value {
         }
         b.push(blocks::section(&t));
     }
-    b.push(blocks::context(&context_line(o)));
+    b.push(blocks::context(context_line(o)));
     b.push(blocks::actions("announcement", buttons(o, settings)));
     blocks::to_json(&b)
 }

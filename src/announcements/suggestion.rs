@@ -194,9 +194,9 @@ pub fn render(g: &Group, outage: Option<&Outage>, settings: &AnnouncementsSettin
     };
     let mut b = vec![
         blocks::header(&title),
-        blocks::section(&proposal_text(g, settings)),
-        blocks::section(&alert_list(g)),
-        blocks::context(&state_line(g, outage)),
+        blocks::section(proposal_text(g, settings)),
+        blocks::section(alert_list(g)),
+        blocks::context(state_line(g, outage)),
     ];
     let buttons = buttons(g, outage);
     if !buttons.is_empty() {

@@ -96,9 +96,7 @@ pub async fn build(
     }
     for j in waiting.iter().take(MAX_SHOWN) {
         let progress = quorum::progress(state, j).await?;
-        out.push(blocks::section(&judgment_text(
-            j, &progress, now, workspace,
-        )));
+        out.push(blocks::section(judgment_text(j, &progress, now, workspace)));
         out.push(buttons(j));
     }
     if waiting.len() > MAX_SHOWN {

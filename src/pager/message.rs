@@ -133,8 +133,8 @@ pub fn render(inc: &Incident, people: &People) -> (Mrkdwn, Value) {
             Mrkdwn::join(&people.assignees, ", ")
         ));
     }
-    blocks.push(section(&facts.iter().join_mrkdwn("\n")));
-    blocks.push(section(&status_line(inc, people)));
+    blocks.push(section(facts.iter().join_mrkdwn("\n")));
+    blocks.push(section(status_line(inc, people)));
     match (&inc.claim_user, &inc.claim_action) {
         (Some(user), Some(action)) => blocks.push(context(&mrkdwn!(
             ":hourglass_flowing_sand: {} by {}…",

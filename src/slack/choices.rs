@@ -101,7 +101,7 @@ pub fn list_blocks(heading: &Mrkdwn, lines: &[Mrkdwn], more_hint: &Mrkdwn) -> Ve
             sections.push(std::mem::take(&mut current));
         }
         if !current.0.is_empty() {
-            current.0.push(&Mrkdwn::from("\n"));
+            current.0.push(Mrkdwn::from("\n"));
         }
         current.0.push(&line);
         current.1 += 1;
