@@ -2079,3 +2079,23 @@ async fn a_start_modal_submitted_twice_starts_the_pipeline_once() {
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_command_result_shows_hostile_input_as_text() {
+    let app = pipelines_builder(TestDb::sqlite()).await.spawn().await;
+    for text in [
+        "cancel <https://evil.example|Log",
+        "cancel x/<!channel>y",
+        "status <@U0EVIL>",
+    ] {
+        let sent = send(&app, text, TRIGGER_USER).await;
+        let mut shown = vec![sent.body["text"].as_str().unwrap_or("").to_string()];
+        shown.push(sent.body["blocks"].to_string());
+        for s in shown {
+            for raw in ["<!channel>", "<https://evil.example", "<@U0EVIL>"] {
+                assert!(!s.contains(raw), "{text}: raw {raw} in {s}");
+            }
+        }
+    }
+    app.stop().await;
+}
