@@ -380,4 +380,15 @@ mod tests {
             ":pager: <@U1> went off call for *@platform-oncall*; on call now: <@U2>."
         );
     }
+
+    #[test]
+    fn a_shift_notice_shows_a_hostile_handle_and_id_as_text() {
+        let mut notice = n(&["U2"], &["<!channel>"], &["U2"]);
+        notice.handle = "<https://evil.example|Log in> & <@U0EVIL>".into();
+        let t = notice_text(&notice).into_string();
+        for raw in ["<!channel>", "<https://evil.example", "<@U0EVIL>"] {
+            assert!(!t.contains(raw), "raw {raw} in {t}");
+        }
+        assert!(t.contains("<@U2>"), "{t}");
+    }
 }
