@@ -181,6 +181,7 @@ async fn subscribers_confirm_get_notices_for_their_public_systems_and_unsubscrib
         let app = sub_app(db, &smtp, |_| {}).await;
 
         // The page carries the form, without script, under its policy.
+        form_token(&app).await;
         let r = app.get("/status").await;
         let csp = r.headers()["content-security-policy"]
             .to_str()
