@@ -681,8 +681,10 @@ mod tests {
 
     #[test]
     fn a_notice_says_only_what_the_page_shows() {
-        let mut s = StatusSettings::default();
-        s.public_url = Some("https://status.example.com/status".parse().unwrap());
+        let s = StatusSettings {
+            public_url: Some("https://status.example.com/status".parse().unwrap()),
+            ..Default::default()
+        };
         let cat = vec![SystemEntry {
             id: "api".into(),
             name: "Public API".into(),

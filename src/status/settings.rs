@@ -79,6 +79,22 @@ impl SmtpSettings {
     pub fn enabled(&self) -> bool {
         !self.url.is_empty()
     }
+
+    /// The URL without credentials, for display (`smtps://smtp.example.com:465`).
+    pub fn display_url(&self) -> String {
+        match Url::parse(self.url.expose().trim()) {
+            Ok(u) => {
+                let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+                let tls = u
+                    .query_pairs()
+                    .find(|(k, _)| k == "tls")
+                    .map(|(_, v)| format!("?tls={v}"))
+                    .unwrap_or_default();
+                format!("{}://{}{port}{tls}", u.scheme(), u.host_str().unwrap_or(""))
+            }
+            Err(_) => self.url.to_string(),
+        }
+    }
 }
 
 /// `status.subscriptions`: the email subscriptions' key and limits.

@@ -294,7 +294,7 @@ pub fn form_html(
     if !catalogue.is_empty() {
         h.push_str("<fieldset>\n<legend>Systems (none ticked: all of them)</legend>\n");
         for s in catalogue {
-            let checked = if form.systems.iter().any(|x| *x == s.id) {
+            let checked = if form.systems.contains(&s.id) {
                 " checked"
             } else {
                 ""
@@ -778,9 +778,11 @@ mod tests {
     use crate::secret::Secret;
 
     fn settings() -> StatusSettings {
-        let mut s = StatusSettings::default();
+        let mut s = StatusSettings {
+            public_url: Some("https://status.example.com/status".parse().unwrap()),
+            ..Default::default()
+        };
         s.subscriptions.secret = Secret::new("k".repeat(40));
-        s.public_url = Some("https://status.example.com/status".parse().unwrap());
         s
     }
 

@@ -606,6 +606,38 @@ async fn a_transient_smtp_failure_is_retried_and_the_email_delivered_once() {
 }
 
 #[tokio::test]
+async fn in_headless_chromium_the_page_shows_the_subscribe_form_under_its_policy() {
+    let Some(bin) = crate::status::chromium() else {
+        eprintln!("SKIPPED: chromium not installed (apt-get install chromium; .ci/run does)");
+        return;
+    };
+    let smtp = FakeSmtp::start().await;
+    let app = sub_app(TestDb::sqlite(), &smtp, |_| {}).await;
+    form_token(&app).await;
+    let profile = tempfile::tempdir().unwrap();
+    let dom = crate::status::run_chromium(
+        &bin,
+        profile.path(),
+        &["--window-size=390,844", "--dump-dom"],
+        &app.url("/status"),
+    )
+    .await;
+    let form = crate::status::section_text(&dom, "subscribe");
+    assert!(form.contains("Get notified by email"), "{form}");
+    assert!(form.contains("Email address"), "{form}");
+    assert!(
+        form.contains("Public API") && form.contains("Search"),
+        "{form}"
+    );
+    assert!(form.contains("Subscribe"), "{form}");
+    assert!(
+        dom.contains("<section id=\"systems\">"),
+        "the rest of the page is unchanged"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn without_smtp_there_is_no_form_and_the_endpoints_are_404() {
     let app = TestAppBuilder::new(TestDb::sqlite())
         .await
