@@ -29,11 +29,16 @@ use serde_json::Value;
 
 use super::health::Health;
 use super::settings::{SmtpSettings, StatusSettings};
-use super::subscriptions::{self, ACTIVE};
+use super::tokens;
 use crate::announcements::settings::SystemEntry;
 use crate::jobs::{Job, JobError, NewJob};
 use crate::registry::JobHandler;
 use crate::state::AppState;
+
+/// A subscriber's state before the address is confirmed.
+pub const PENDING: &str = "pending";
+/// A subscriber that gets notices.
+pub const ACTIVE: &str = "active";
 
 /// One change's fan-out to the subscribers.
 pub const JOB_FANOUT: &str = "status.email.fanout";
@@ -270,8 +275,8 @@ async fn deliver(state: &AppState, job: &Job, send: &Send) -> Result<&'static st
     let now = state.now_ms();
     let (subject, body, unsubscribe) = match &send.email {
         Email::Confirm { nonce } => {
-            let token = subscriptions::confirm_token(settings, &sub.id, nonce);
-            let current = sub.confirm_hash.as_deref() == Some(&subscriptions::token_hash(&token));
+            let token = tokens::confirm_token(settings, &sub.id, nonce);
+            let current = sub.confirm_hash.as_deref() == Some(&tokens::token_hash(&token));
             if !current || sub.confirm_expires_at.is_none_or(|at| at <= now) {
                 return Ok("skipped"); // a newer request replaced this link, or it expired
             }
@@ -284,7 +289,7 @@ async fn deliver(state: &AppState, job: &Job, send: &Send) -> Result<&'static st
                 settings,
                 &state.settings().announcements.systems,
                 &picked,
-                &subscriptions::confirm_url(settings, &token),
+                &tokens::confirm_url(settings, &token),
             );
             (subject, body, None)
         }
@@ -292,7 +297,7 @@ async fn deliver(state: &AppState, job: &Job, send: &Send) -> Result<&'static st
             if sub.state != ACTIVE {
                 return Ok("skipped");
             }
-            let unsubscribe = subscriptions::unsubscribe_url(settings, &sub.id);
+            let unsubscribe = tokens::unsubscribe_url(settings, &sub.id);
             let picked: Vec<String> = serde_json::from_str(&sub.systems).unwrap_or_default();
             let (subject, body) = notice_text(
                 settings,
@@ -582,7 +587,7 @@ fn notice_text(
     let d = &n.data;
     let s = |k: &str| d[k].as_str().unwrap_or("").trim().to_string();
     let systems = names(catalogue, &n.systems());
-    let page = subscriptions::base_url(settings);
+    let page = tokens::base_url(settings);
     let mut body = String::new();
     let subject;
     if n.kind.starts_with("outage.") {
@@ -662,7 +667,7 @@ fn confirmation_text(
              {link}\n\nIf it was not you, ignore this email: nothing more will be sent.\n\n\
              Status page: {}\n",
             settings.title,
-            subscriptions::base_url(settings)
+            tokens::base_url(settings)
         ),
     )
 }

@@ -18,6 +18,7 @@ pub mod render;
 pub mod settings;
 pub mod snapshot;
 pub mod subscriptions;
+pub mod tokens;
 pub mod uptime;
 
 use axum::Router;

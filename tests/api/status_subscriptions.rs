@@ -398,13 +398,13 @@ async fn a_missing_forged_expired_or_cross_site_form_token_is_refused_and_nothin
     // Signed with another key.
     let mut other = app.settings.status.clone();
     other.subscriptions.secret = Secret::new("another-secret-another-secret-another");
-    let foreign = slackops::status::subscriptions::csrf_token(&other, app.state.now_ms());
+    let foreign = slackops::status::tokens::csrf_token(&other, app.state.now_ms());
     assert_eq!(
         subscribe(&app, &foreign, "ann@example.com", &[]).await.0,
         403
     );
     // Expired: issued three hours ago.
-    let old = slackops::status::subscriptions::csrf_token(
+    let old = slackops::status::tokens::csrf_token(
         &app.settings.status,
         app.state.now_ms() - 3 * 3_600_000,
     );
