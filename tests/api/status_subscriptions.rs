@@ -634,6 +634,23 @@ async fn in_headless_chromium_the_page_shows_the_subscribe_form_under_its_policy
         dom.contains("<section id=\"systems\">"),
         "the rest of the page is unchanged"
     );
+    // It renders (kept when SLACKOPS_TEST_SCREENSHOT_FORM names a path, to look at).
+    let shot = profile.path().join("form.png");
+    crate::status::run_chromium(
+        &bin,
+        profile.path(),
+        &[
+            "--window-size=390,2600",
+            &format!("--screenshot={}", shot.display()),
+        ],
+        &app.url("/status"),
+    )
+    .await;
+    let png = std::fs::read(&shot).expect("a screenshot was written");
+    assert!(png.starts_with(b"\x89PNG"));
+    if let Ok(keep) = std::env::var("SLACKOPS_TEST_SCREENSHOT_FORM") {
+        std::fs::write(keep, &png).unwrap();
+    }
     app.stop().await;
 }
 
