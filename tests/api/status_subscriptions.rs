@@ -655,6 +655,55 @@ async fn in_headless_chromium_the_page_shows_the_subscribe_form_under_its_policy
 }
 
 #[tokio::test]
+async fn smtp_credentials_are_used_and_neither_they_nor_addresses_reach_the_logs() {
+    let smtp = FakeSmtp::start().await;
+    let app = sub_app(TestDb::sqlite(), &smtp, |s| {
+        s.status.smtp.username = Secret::new("mailer");
+        s.status.smtp.password = Secret::new("hunter2-smtp-password");
+    })
+    .await;
+    smtp.fail_next_data("451 4.3.0 Try again later");
+    let token = form_token(&app).await;
+    assert_eq!(
+        subscribe(&app, &token, "secret.person@example.com", &[])
+            .await
+            .0,
+        200
+    );
+    mails_to(&smtp, "secret.person@example.com", 1).await;
+    assert!(
+        smtp.auths()
+            .contains(&("mailer".into(), "hunter2-smtp-password".into())),
+        "{:?}",
+        smtp.auths()
+    );
+    let Some(retried) = crate::helpers::logged("status email not sent; retrying") else {
+        return; // TEST_LOG is set: logs are printed, not captured
+    };
+    assert!(!retried.is_empty(), "the transient failure is logged");
+    for needle in ["hunter2", "secret.person"] {
+        assert_eq!(
+            crate::helpers::logged(needle),
+            Some(vec![]),
+            "{needle} was logged"
+        );
+    }
+    let errors: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT last_error FROM jobs WHERE kind = 'status.email.send'")
+            .fetch_all(app.state.db().pool())
+            .await
+            .unwrap();
+    assert!(
+        errors
+            .iter()
+            .flatten()
+            .all(|e| !e.contains("secret.person") && !e.contains("hunter2")),
+        "{errors:?}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn without_smtp_there_is_no_form_and_the_endpoints_are_404() {
     let app = TestAppBuilder::new(TestDb::sqlite())
         .await
