@@ -1,6 +1,6 @@
 //! Email subscriptions to the status page: the form's endpoint (`POST /status/subscribe`), the
 //! confirmation (`/status/confirm`) and the unsubscribe link (`/status/unsubscribe`, one-click as
-//! RFC 8058 asks), the tokens they carry, and the abuse limits.
+//! RFC 8058 asks), and the abuse limits. The tokens they carry are made in [`super::tokens`].
 //!
 //! The page itself (`GET /status`) still never touches the database: the form's CSRF token is
 //! signed, not stored. The endpoints here do (a subscription must be stored), and answer 503 when
@@ -11,8 +11,9 @@
 //! gets `max_requests_per_client_per_hour` requests an hour (then 429); each email address gets
 //! at most `max_emails_per_address_per_day` emails a day (enforced where they are sent); and the
 //! answer is the same page whether or not the address is subscribed, so the form tells nobody who
-//! is. A confirmation link is a random token of which only the hash is stored; an unsubscribe link
-//! is the subscriber's id signed with the key. Neither names the address. Addresses never reach
+//! is. A confirmation link's token is made with the key from a random nonce, and only its hash is
+//! stored; an unsubscribe link is the subscriber's id signed with the key. Neither names the
+//! address. Addresses never reach
 //! logs or metric labels.
 
 use std::net::{IpAddr, SocketAddr};
