@@ -908,6 +908,11 @@ pub fn redacted_view(settings: &Settings) -> serde_json::Value {
             serde_json::Value::String(settings.database.display_url()),
         );
     }
+    if settings.status.smtp.enabled()
+        && let Some(smtp) = v.pointer_mut("/status/smtp")
+    {
+        smtp["url"] = serde_json::Value::String(settings.status.smtp.display_url());
+    }
     if let Some(hooks) = v
         .pointer_mut("/notifiers/webhooks")
         .and_then(|h| h.as_array_mut())
@@ -1131,6 +1136,41 @@ mod tests {
             ("SLACKOPS_SLACK__SIGNING_SECRET", "s3cret-signing"),
             ("SLACKOPS_SLACK__BOT_TOKEN", "xoxb-1-2-3"),
         ])
+    }
+
+    #[test]
+    fn status_email_subscriptions_load_from_the_environment_and_never_show_credentials() {
+        let mut env = base_env();
+        env.push((
+            "SLACKOPS_STATUS__SMTP__URL".into(),
+            "smtps://mailer:hunter2@smtp.example.com:465".into(),
+        ));
+        env.push((
+            "SLACKOPS_STATUS__SMTP__FROM".into(),
+            "Acme Status <status@example.com>".into(),
+        ));
+        let err = load_yaml("{}\n", env.clone()).unwrap_err();
+        assert!(err.contains("status.subscriptions.secret"), "{err}");
+        assert!(err.contains("status.public_url"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        env.push((
+            "SLACKOPS_STATUS__SUBSCRIPTIONS__SECRET".into(),
+            "0123456789abcdef0123456789abcdef".into(),
+        ));
+        env.push((
+            "SLACKOPS_STATUS__PUBLIC_URL".into(),
+            "https://status.example.com/status".into(),
+        ));
+        let s = load_yaml("{}\n", env).unwrap();
+        assert!(s.status.smtp.enabled());
+        assert_eq!(s.status.smtp.from, "Acme Status <status@example.com>");
+        let shown = redacted_view(&s).to_string();
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("mailer"),
+            "{shown}"
+        );
+        assert!(shown.contains("smtps://smtp.example.com:465"), "{shown}");
+        assert!(!shown.contains("0123456789abcdef"), "{shown}");
     }
 
     fn load_yaml(yaml: &str, env: Vec<(String, String)>) -> Result<Settings, String> {

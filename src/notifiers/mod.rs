@@ -1,5 +1,6 @@
 //! Notifiers: every change to an outage or a maintenance window is sent as one JSON event to each
-//! configured webhook, and drawn as annotations on each configured Grafana ([`grafana`]). Deliveries go through the durable job queue, queued in the same
+//! configured webhook, drawn as annotations on each configured Grafana ([`grafana`]), and, when
+//! public, emailed to the status page's subscribers ([`crate::status::email`]). Deliveries go through the durable job queue, queued in the same
 //! transaction as the change itself (the outbox pattern), so a change that committed is always
 //! delivered and a failed delivery is retried, never only logged.
 //!
@@ -66,6 +67,9 @@ pub async fn enqueue(
     conn: &mut sqlx::AnyConnection,
     event: &StatusEvent,
 ) -> Result<(), sqlx::Error> {
+    // Status page email subscribers hear of the public changes (status::email decides which).
+    crate::status::email::queue_notice(state, conn, &event.kind, &event.id, event.at, &event.data)
+        .await?;
     let settings = &state.settings().notifiers;
     if settings.webhooks.is_empty() && settings.grafana.is_empty() {
         return Ok(());
