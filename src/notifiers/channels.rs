@@ -349,11 +349,14 @@ fn render(state: &AppState, event: &StatusEvent) -> (String, Value) {
     if let Some(url) = &settings.status.public_url {
         links.push(blocks::link(url.as_str(), "Status page"));
     }
+    // An outage is its summary; a window, its title.
+    let subject = if event.kind.starts_with("outage.") {
+        str_of("summary")
+    } else {
+        str_of("title")
+    };
     let text = blocks::truncate(
-        &format!(
-            "{headline}: {systems} — {}",
-            escape(d["summary"].as_str().or(d["title"].as_str()).unwrap_or(""))
-        ),
+        &format!("{headline}: {systems} — {}", escape(&subject)),
         3000,
     );
     let mut b = vec![

@@ -33,3 +33,4 @@ mod slack_client;
 mod slack_layer;
 mod socket_mode;
 mod status;
+mod subscriptions;
