@@ -29,6 +29,13 @@
 //! - chat.postEphemeral requires the target user to exist (`add_user`) and, if the channel has
 //!   an explicit member list (`set_channel_members`), to be in it.
 //!
+//! Channels: a public channel the bot is not in answers posts with `not_in_channel` until
+//! `conversations.join`; a private channel (`add_private_channel`) the bot is not in does not
+//! exist for it (`channel_not_found` from every method, `conversations.join` included, as Slack
+//! shows a bot only the private channels it was invited to), and one it is in cannot be joined
+//! (`method_not_supported_for_channel_type`, conversations.join's documented code for a
+//! conversation type it does not take).
+//!
 //! Layout: constants → public types → `FakeSlack` (setup, scripting, inspection) → HTTP
 //! handlers → per-method behaviour → Block Kit validation → small helpers.
 
