@@ -23,7 +23,7 @@ use crate::announcements::settings::SystemEntry;
 use crate::jobs::{Job, JobError, NewJob};
 use crate::registry::{CommandHandler, JobHandler, SlackCtx};
 use crate::slack::ack::{Ack, Reply};
-use crate::slack::api::{Message, SlackErrorCode};
+use crate::slack::api::{Message, SlackError, SlackErrorCode};
 use crate::slack::blocks::{self, mention};
 use crate::slack::payload::SlashCommand;
 use crate::state::AppState;
@@ -165,15 +165,6 @@ impl JobHandler for SubscribeJob {
     async fn run(&self, state: &AppState, job: &Job) -> Result<(), JobError> {
         let ask: SubscribeAsk = job.payload().map_err(JobError::Permanent)?;
         let slack = state.slack();
-        let refused = |e: &crate::slack::api::SlackError| -> Option<&'static str> {
-            if e.is(SlackErrorCode::ChannelNotFound) || e.is(SlackErrorCode::NotInChannel) {
-                Some(INVITE_FIRST)
-            } else if e.is(SlackErrorCode::IsArchived) {
-                Some(":no_entry: This channel is archived; nothing was changed.")
-            } else {
-                None
-            }
-        };
         // A public channel is joined (a no-op when the bot is in it already); a private one
         // cannot be joined, and whether the bot is in it shows when it posts the confirmation.
         match slack.conversations_join(&ask.channel).await {
@@ -182,7 +173,7 @@ impl JobHandler for SubscribeJob {
                 if e.is(SlackErrorCode::Other(
                     "method_not_supported_for_channel_type".into(),
                 )) => {}
-            Err(e) => return self.failed(state, job, &ask, e, refused).await,
+            Err(e) => return failed(state, job, &ask, e).await,
         }
         let db = |e: sqlx::Error| JobError::from(anyhow::anyhow!(crate::store::short_db_error(&e)));
         let before = channels::get(state.db().pool(), &ask.channel)
@@ -202,7 +193,7 @@ impl JobHandler for SubscribeJob {
             command.trim_start_matches('/'),
         );
         if let Err(e) = slack.post_message(&Message::text(&ask.channel, text)).await {
-            return self.failed(state, job, &ask, e, refused).await;
+            return failed(state, job, &ask, e).await;
         }
         channels::save(state, &ask.channel, &ask.systems, &ask.by)
             .await
@@ -221,45 +212,54 @@ impl JobHandler for SubscribeJob {
     }
 }
 
-impl SubscribeJob {
-    /// A Slack refusal: answered and done when it is about the channel, retried when Slack may
-    /// answer differently later (answered on the last attempt), answered and failed otherwise.
-    async fn failed(
-        &self,
-        state: &AppState,
-        job: &Job,
-        ask: &SubscribeAsk,
-        e: crate::slack::api::SlackError,
-        refused: impl Fn(&crate::slack::api::SlackError) -> Option<&'static str>,
-    ) -> Result<(), JobError> {
-        if let Some(why) = refused(&e) {
-            answer(state, ask, why).await;
-            state
-                .audit(
-                    FEATURE,
-                    "subscribe",
-                    &ask.by,
-                    &format!("channel:{}", ask.channel),
-                    "refused",
-                    json!({"slack_error": e.code().map(|c| c.to_string())}),
-                )
-                .await;
-            return Ok(());
-        }
-        if e.is_transient() && !job.is_last_attempt() {
-            return Err(e.into());
-        }
-        answer(
-            state,
-            ask,
-            &format!(
-                ":warning: This channel could not be subscribed: Slack answered {}. Nothing was changed; try again later or ask your slackops operators.",
-                blocks::escape(&e.to_string())
-            ),
-        )
-        .await;
-        Err(JobError::Permanent(e.into()))
+/// What to answer when Slack refuses the channel itself: a private channel the bot is not in
+/// (Slack hides it: `channel_not_found`; or `not_in_channel`), or an archived one.
+fn refusal(e: &SlackError) -> Option<&'static str> {
+    if e.is(SlackErrorCode::ChannelNotFound) || e.is(SlackErrorCode::NotInChannel) {
+        Some(INVITE_FIRST)
+    } else if e.is(SlackErrorCode::IsArchived) {
+        Some(":no_entry: This channel is archived; nothing was changed.")
+    } else {
+        None
     }
+}
+
+/// A Slack error while subscribing: answered and done when it is about the channel, retried
+/// when Slack may answer differently later (answered on the last attempt), answered and failed
+/// otherwise (a missing scope, a revoked token: the operators' to fix).
+async fn failed(
+    state: &AppState,
+    job: &Job,
+    ask: &SubscribeAsk,
+    e: SlackError,
+) -> Result<(), JobError> {
+    if let Some(why) = refusal(&e) {
+        answer(state, ask, why).await;
+        state
+            .audit(
+                FEATURE,
+                "subscribe",
+                &ask.by,
+                &format!("channel:{}", ask.channel),
+                "refused",
+                json!({"slack_error": e.code().map(|c| c.to_string())}),
+            )
+            .await;
+        return Ok(());
+    }
+    if e.is_transient() && !job.is_last_attempt() {
+        return Err(e.into());
+    }
+    answer(
+        state,
+        ask,
+        &format!(
+            ":warning: This channel could not be subscribed: Slack answered {}. Nothing was changed; try again later or ask your slackops operators.",
+            blocks::escape(&e.to_string())
+        ),
+    )
+    .await;
+    Err(JobError::Permanent(e.into()))
 }
 
 /// `/announce unsubscribe`.
