@@ -310,7 +310,7 @@ impl CommandHandler for AnnounceCommand {
         }
         if first.eq_ignore_ascii_case("help") {
             return Ok(Ack::ephemeral(format!(
-                "`{c} [system]` announces an outage (the systems matching the text are listed first).\n`{c} maintenance …` schedules maintenance.",
+                "`{c} [system]` announces an outage (the systems matching the text are listed first).\n`{c} maintenance …` schedules maintenance.\n`{c} postmortems` lists the open postmortems.\n`{c} subscribe [systems…]` posts public outage and maintenance notices in this channel (no systems: all); `{c} subscriptions` lists them; `{c} unsubscribe` stops them.",
                 c = settings.command
             )));
         }

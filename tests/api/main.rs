@@ -34,3 +34,4 @@ mod slack_layer;
 mod socket_mode;
 mod status;
 mod status_subscriptions;
+mod subscriptions;
