@@ -20,6 +20,7 @@ pub mod command;
 pub mod model;
 pub mod notify;
 pub mod providers;
+pub mod remind;
 pub mod report;
 pub mod schedule;
 pub mod settings;
@@ -38,6 +39,7 @@ pub const FEATURE: &str = "oncall";
 pub const JOB_NOTICE: &str = "oncall.notice";
 pub const JOB_DM: &str = "oncall.dm";
 pub const JOB_ALERT: &str = "oncall.alert";
+pub const JOB_REMIND: &str = "oncall.remind";
 /// The lease every sync run holds while it may write (periodic and CLI alike).
 pub const RUN_LEASE: &str = "oncall.sync.run";
 
@@ -47,6 +49,7 @@ pub fn register(registry: &mut Registry, settings: &OncallSettings) {
         .job(JOB_NOTICE, notify::NoticeJob)
         .job(JOB_DM, notify::DmJob)
         .job(JOB_ALERT, notify::AlertJob)
+        .job(JOB_REMIND, remind::ReminderJob)
         .periodic(sync::SyncTask)
         .periodic(sync::HandoffTask);
 }
