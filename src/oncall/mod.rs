@@ -17,6 +17,7 @@
 pub mod cli;
 pub mod clients;
 pub mod command;
+pub mod handover;
 pub mod model;
 pub mod notify;
 pub mod providers;
@@ -40,6 +41,7 @@ pub const JOB_NOTICE: &str = "oncall.notice";
 pub const JOB_DM: &str = "oncall.dm";
 pub const JOB_ALERT: &str = "oncall.alert";
 pub const JOB_REMIND: &str = "oncall.remind";
+pub const JOB_HANDOVER: &str = "oncall.handover";
 /// The lease every sync run holds while it may write (periodic and CLI alike).
 pub const RUN_LEASE: &str = "oncall.sync.run";
 
@@ -50,6 +52,9 @@ pub fn register(registry: &mut Registry, settings: &OncallSettings) {
         .job(JOB_DM, notify::DmJob)
         .job(JOB_ALERT, notify::AlertJob)
         .job(JOB_REMIND, remind::ReminderJob)
+        .job(JOB_HANDOVER, handover::HandoverJob)
+        .action_prefix(handover::ACTION_HANDOVER, handover::HandoverAction)
+        .view(handover::VIEW_HANDOVER, handover::HandoverView)
         .periodic(sync::SyncTask)
         .periodic(sync::HandoffTask);
 }

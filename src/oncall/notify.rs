@@ -116,7 +116,7 @@ impl JobHandler for NoticeJob {
         }
         state
             .slack()
-            .post_message(&Message::text(channel, notice_text(&n)))
+            .post_message(&super::handover::notice_message(channel, &n))
             .await?;
         Ok(())
     }
