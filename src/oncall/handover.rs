@@ -249,7 +249,10 @@ impl ViewHandler for HandoverView {
                 channel: Some(channel.clone()),
                 thread_ts: Some(ts),
                 user: None,
-                text: format!(":memo: Handover note from {writer} for {group}:\n{}", quote(note)),
+                text: format!(
+                    ":memo: Handover note from {writer} for {group}:\n{}",
+                    quote(note)
+                ),
             },
         )];
         for u in h.on.iter().filter(|u| **u != cx.user_id) {
@@ -363,6 +366,9 @@ mod tests {
 
     #[test]
     fn notes_are_quoted_and_escaped() {
-        assert_eq!(quote("a <!channel>\nb & c"), ">a &lt;!channel&gt;\n>b &amp; c");
+        assert_eq!(
+            quote("a <!channel>\nb & c"),
+            ">a &lt;!channel&gt;\n>b &amp; c"
+        );
     }
 }

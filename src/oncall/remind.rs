@@ -455,7 +455,11 @@ mod tests {
         );
         // Daylight saving: 2026-07-01 09:00 UTC is 11:00 in Berlin (CEST).
         assert_eq!(
-            shift_times(1_782_896_400_000, Some(1_782_896_400_000 + H), Some("Europe/Berlin")),
+            shift_times(
+                1_782_896_400_000,
+                Some(1_782_896_400_000 + H),
+                Some("Europe/Berlin")
+            ),
             "Wed 1 Jul 11:00–12:00 (Europe/Berlin)"
         );
     }

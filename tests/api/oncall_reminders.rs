@@ -141,10 +141,14 @@ async fn a_shift_is_reminded_once_at_its_time_in_the_persons_time_zone_even_acro
             .slack
             .add_user("U0CAROL", "carol", "carol@example.com", BERLIN);
         // The start-up read schedules a read of the group at the reminder's moment.
-        eventually(Duration::from_secs(10), "the reminder scheduled", || async {
-            (schedule::recorded(&first.state, HANDLE).await.ok()? == Some(h - 60 * MIN))
-                .then_some(())
-        })
+        eventually(
+            Duration::from_secs(10),
+            "the reminder scheduled",
+            || async {
+                (schedule::recorded(&first.state, HANDLE).await.ok()? == Some(h - 60 * MIN))
+                    .then_some(())
+            },
+        )
         .await;
 
         // A minute early: nothing.
@@ -320,7 +324,11 @@ async fn a_cancelled_shift_is_never_reminded() {
         app.settle_jobs().await;
         assert!(dms(&app, "U0CAROL").is_empty());
         assert_eq!(
-            count(&app, "SELECT COUNT(*) FROM jobs WHERE kind = 'oncall.remind'").await,
+            count(
+                &app,
+                "SELECT COUNT(*) FROM jobs WHERE kind = 'oncall.remind'"
+            )
+            .await,
             0
         );
         app.stop().await;
