@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::warn;
 
-use super::notify::Notice;
+use super::notify::Handover;
 use crate::jobs::{Job, JobError, NewJob};
 use crate::registry::{ActionHandler, JobHandler, SlackCtx, ViewHandler};
 use crate::slack::ack::Ack;
@@ -30,84 +30,10 @@ use crate::slack::blocks::{escape, mention, message_view, truncate};
 use crate::slack::payload::{Action, Interaction};
 use crate::state::AppState;
 
-/// The notice's button.
-pub const ACTION_HANDOVER: &str = "oncall:handover";
-/// The note's modal.
-pub const VIEW_HANDOVER: &str = "oncall:handover";
 /// The longest note (Slack's own limit for a plain-text input is 3000).
 pub const NOTE_MAX: usize = 3000;
 /// The input's block id: field errors are shown on it.
 pub const NOTE_BLOCK: &str = "note";
-
-/// What the button (and then the modal) carries.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Handover {
-    #[serde(rename = "h")]
-    pub handle: String,
-    #[serde(rename = "g")]
-    pub generation: i64,
-    /// Who may hand over: the people going off call.
-    pub off: Vec<String>,
-    /// Who the note is for: the people coming on.
-    pub on: Vec<String>,
-    /// The notice's channel and `ts` (set when the modal is opened).
-    #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
-    pub channel: Option<String>,
-    #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
-    pub ts: Option<String>,
-}
-
-/// Who goes off and who comes on at this change, if it has both (a notice that only lists who
-/// is on call has no handover).
-pub fn handover_of(n: &Notice) -> Option<Handover> {
-    if n.added.is_empty() && n.removed.is_empty() {
-        return None;
-    }
-    let off: Vec<String> = if n.removed.is_empty() {
-        n.members
-            .iter()
-            .filter(|m| !n.added.contains(m))
-            .cloned()
-            .collect()
-    } else {
-        n.removed.clone()
-    };
-    let on = if n.added.is_empty() {
-        n.members.clone()
-    } else {
-        n.added.clone()
-    };
-    (!off.is_empty() && !on.is_empty()).then(|| Handover {
-        handle: n.handle.clone(),
-        generation: n.generation,
-        off,
-        on,
-        channel: None,
-        ts: None,
-    })
-}
-
-/// The notice's message: its text, and the "Hand over" button when the change has a handover.
-pub fn notice_message(channel: &str, n: &Notice) -> Message {
-    let text = super::notify::notice_text(n);
-    let msg = Message::text(channel, &text);
-    let Some(h) = handover_of(n) else {
-        return msg;
-    };
-    let value = serde_json::to_string(&h).unwrap_or_default();
-    if value.len() > 2000 {
-        // Slack caps a button's value at 2000 characters: a group this large gets no button.
-        return msg;
-    }
-    msg.blocks(json!([
-        {"type": "section", "block_id": "notice",
-         "text": {"type": "mrkdwn", "text": truncate(&text, 3000)}},
-        {"type": "actions", "block_id": "handover", "elements": [
-            {"type": "button", "action_id": ACTION_HANDOVER,
-             "text": {"type": "plain_text", "text": "Hand over"}, "value": value}
-        ]}
-    ]))
-}
 
 fn only_off(h: &Handover) -> String {
     let who: Vec<String> = h.off.iter().map(|u| mention(u)).collect();
@@ -123,7 +49,7 @@ pub fn note_view(h: &Handover) -> Value {
     let to: Vec<String> = h.on.iter().map(|u| mention(u)).collect();
     json!({
         "type": "modal",
-        "callback_id": VIEW_HANDOVER,
+        "callback_id": super::VIEW_HANDOVER,
         "title": {"type": "plain_text", "text": "Hand over"},
         "submit": {"type": "plain_text", "text": "Post note"},
         "close": {"type": "plain_text", "text": "Cancel"},
@@ -323,46 +249,6 @@ impl JobHandler for HandoverJob {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn n(added: &[&str], removed: &[&str], members: &[&str]) -> Notice {
-        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect();
-        Notice {
-            handle: "platform-oncall".into(),
-            usergroup_id: "S1".into(),
-            channel: Some("C1".into()),
-            added: v(added),
-            removed: v(removed),
-            members: v(members),
-            generation: 3,
-        }
-    }
-
-    #[test]
-    fn whoever_goes_off_hands_over_to_whoever_comes_on() {
-        let h = handover_of(&n(&["U2"], &["U1"], &["U2"])).unwrap();
-        assert_eq!((h.off, h.on), (vec!["U1".into()], vec!["U2".into()]));
-        // Someone joins early (a handover window): those already on call hand over to them.
-        let h = handover_of(&n(&["U2"], &[], &["U1", "U2"])).unwrap();
-        assert_eq!((h.off, h.on), (vec!["U1".into()], vec!["U2".into()]));
-        // Someone leaves: they hand over to those who stay.
-        let h = handover_of(&n(&[], &["U1"], &["U2"])).unwrap();
-        assert_eq!((h.off, h.on), (vec!["U1".into()], vec!["U2".into()]));
-        // A first announcement has nobody to hand over.
-        assert_eq!(handover_of(&n(&["U2"], &[], &["U2"])), None);
-        assert_eq!(handover_of(&n(&[], &[], &["U2"])), None);
-    }
-
-    #[test]
-    fn the_notice_carries_the_button_only_with_a_handover() {
-        let m = notice_message("C1", &n(&["U2"], &["U1"], &["U2"]));
-        let blocks = m.blocks.expect("blocks");
-        assert_eq!(blocks[1]["elements"][0]["action_id"], ACTION_HANDOVER);
-        assert!(
-            notice_message("C1", &n(&["U2"], &[], &["U2"]))
-                .blocks
-                .is_none()
-        );
-    }
 
     #[test]
     fn notes_are_quoted_and_escaped() {

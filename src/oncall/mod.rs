@@ -42,6 +42,9 @@ pub const JOB_DM: &str = "oncall.dm";
 pub const JOB_ALERT: &str = "oncall.alert";
 pub const JOB_REMIND: &str = "oncall.remind";
 pub const JOB_HANDOVER: &str = "oncall.handover";
+/// The "Hand over" button on shift-change notices, and the note's modal.
+pub const ACTION_HANDOVER: &str = "oncall:handover";
+pub const VIEW_HANDOVER: &str = "oncall:handover";
 /// The lease every sync run holds while it may write (periodic and CLI alike).
 pub const RUN_LEASE: &str = "oncall.sync.run";
 
@@ -53,8 +56,8 @@ pub fn register(registry: &mut Registry, settings: &OncallSettings) {
         .job(JOB_ALERT, notify::AlertJob)
         .job(JOB_REMIND, remind::ReminderJob)
         .job(JOB_HANDOVER, handover::HandoverJob)
-        .action_prefix(handover::ACTION_HANDOVER, handover::HandoverAction)
-        .view(handover::VIEW_HANDOVER, handover::HandoverView)
+        .action_prefix(ACTION_HANDOVER, handover::HandoverAction)
+        .view(VIEW_HANDOVER, handover::HandoverView)
         .periodic(sync::SyncTask)
         .periodic(sync::HandoffTask);
 }

@@ -227,7 +227,7 @@ async fn ids(
 
 /// Record the group's upcoming shifts as this read returned them (`shifts`: placeholders left
 /// out) and queue the reminders that are due. Returns when the group's next reminder is due.
-/// Does nothing when reminders are off.
+/// Does nothing when reminders are off, or the group DMs nobody (`dm: false`).
 pub async fn record(
     state: &AppState,
     svc: &Oncall,
@@ -236,7 +236,9 @@ pub async fn record(
     now: Millis,
 ) -> anyhow::Result<Option<Millis>> {
     let remind_ms = state.settings().oncall.remind_ms();
-    if remind_ms == 0 {
+    // A group whose people are not DMed when they come on call (a rotation group, by default)
+    // sends no reminders either: its shifts are usually another group's too.
+    if remind_ms == 0 || !g.dm() {
         return Ok(None);
     }
     let handle = g.handle.trim_start_matches('@').to_ascii_lowercase();
