@@ -1229,6 +1229,22 @@ oncall:
     }
 
     #[test]
+    fn shift_reminders_are_set_in_minutes_up_to_a_week() {
+        let mut env = base_env();
+        env.push((
+            "SLACKOPS_ONCALL__REMIND_BEFORE_SHIFT_MINS".into(),
+            "60".into(),
+        ));
+        let s = Settings::load(&ConfigSource { file: None, env }).expect("valid");
+        assert_eq!(s.oncall.remind_before_shift_mins, 60);
+        assert_eq!(s.oncall.remind_ms(), 3_600_000);
+        assert_eq!(Settings::default().oncall.remind_before_shift_mins, 0);
+        let err =
+            load_yaml("oncall:\n  remind_before_shift_mins: 10081\n", base_env()).unwrap_err();
+        assert!(err.contains("oncall.remind_before_shift_mins"), "{err}");
+    }
+
+    #[test]
     fn groups_can_be_given_in_the_environment() {
         let mut env = base_env();
         env.push(("SLACKOPS_ONCALL__INTERVAL_SECS".into(), "60".into()));

@@ -22,6 +22,7 @@ mod maintenance;
 mod monitoring;
 mod oncall;
 mod oncall_handoffs;
+mod oncall_reminders;
 mod oncall_rotation;
 mod oncall_topics;
 mod openapi;
