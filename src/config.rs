@@ -908,6 +908,11 @@ pub fn redacted_view(settings: &Settings) -> serde_json::Value {
             serde_json::Value::String(settings.database.display_url()),
         );
     }
+    if settings.status.smtp.enabled()
+        && let Some(smtp) = v.pointer_mut("/status/smtp")
+    {
+        smtp["url"] = serde_json::Value::String(settings.status.smtp.display_url());
+    }
     if let Some(hooks) = v
         .pointer_mut("/notifiers/webhooks")
         .and_then(|h| h.as_array_mut())
@@ -1133,6 +1138,41 @@ mod tests {
         ])
     }
 
+    #[test]
+    fn status_email_subscriptions_load_from_the_environment_and_never_show_credentials() {
+        let mut env = base_env();
+        env.push((
+            "SLACKOPS_STATUS__SMTP__URL".into(),
+            "smtps://mailer:hunter2@smtp.example.com:465".into(),
+        ));
+        env.push((
+            "SLACKOPS_STATUS__SMTP__FROM".into(),
+            "Acme Status <status@example.com>".into(),
+        ));
+        let err = load_yaml("{}\n", env.clone()).unwrap_err();
+        assert!(err.contains("status.subscriptions.secret"), "{err}");
+        assert!(err.contains("status.public_url"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        env.push((
+            "SLACKOPS_STATUS__SUBSCRIPTIONS__SECRET".into(),
+            "0123456789abcdef0123456789abcdef".into(),
+        ));
+        env.push((
+            "SLACKOPS_STATUS__PUBLIC_URL".into(),
+            "https://status.example.com/status".into(),
+        ));
+        let s = load_yaml("{}\n", env).unwrap();
+        assert!(s.status.smtp.enabled());
+        assert_eq!(s.status.smtp.from, "Acme Status <status@example.com>");
+        let shown = redacted_view(&s).to_string();
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("mailer"),
+            "{shown}"
+        );
+        assert!(shown.contains("smtps://smtp.example.com:465"), "{shown}");
+        assert!(!shown.contains("0123456789abcdef"), "{shown}");
+    }
+
     fn load_yaml(yaml: &str, env: Vec<(String, String)>) -> Result<Settings, String> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("slackops.yaml");
@@ -1186,6 +1226,22 @@ oncall:
         assert_eq!(s.oncall.interval_secs, 300);
         let printed = crate::config::redacted_view(&s).to_string();
         assert!(!printed.contains("pd-secret-token"));
+    }
+
+    #[test]
+    fn shift_reminders_are_set_in_minutes_up_to_a_week() {
+        let mut env = base_env();
+        env.push((
+            "SLACKOPS_ONCALL__REMIND_BEFORE_SHIFT_MINS".into(),
+            "60".into(),
+        ));
+        let s = Settings::load(&ConfigSource { file: None, env }).expect("valid");
+        assert_eq!(s.oncall.remind_before_shift_mins, 60);
+        assert_eq!(s.oncall.remind_ms(), 3_600_000);
+        assert_eq!(Settings::default().oncall.remind_before_shift_mins, 0);
+        let err =
+            load_yaml("oncall:\n  remind_before_shift_mins: 10081\n", base_env()).unwrap_err();
+        assert!(err.contains("oncall.remind_before_shift_mins"), "{err}");
     }
 
     #[test]

@@ -26,7 +26,11 @@ pub fn register_all(registry: &mut Registry, settings: &Settings) {
         &settings.announcements.command,
     );
     crate::status::register(registry, &settings.status);
-    crate::notifiers::register(registry, &settings.notifiers);
+    crate::notifiers::register(
+        registry,
+        &settings.notifiers,
+        &settings.announcements.command,
+    );
     crate::oncall::register(registry, &settings.oncall);
     crate::pager::register(registry, &settings.pager);
 }

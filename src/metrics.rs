@@ -72,6 +72,17 @@ pub struct ProviderAction {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindResult {
+    pub kind: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Build {
     version: String,
 }
@@ -108,6 +119,10 @@ pub struct Metrics {
     pub pager_events: Family<ProviderReason, Counter>,
     /// Acknowledge and resolve clicks carried out, by provider, action and outcome.
     pub pager_actions: Family<ProviderAction, Counter>,
+    /// Status page emails by kind (`confirm`, `notice`) and result.
+    pub status_emails: Family<KindResult, Counter>,
+    /// Status page subscribe form requests and link uses, by result.
+    pub status_subscribe_requests: Family<ResultLabel, Counter>,
     // Sampled when `/metrics` is scraped (see `http::metrics`):
     pub ready: Gauge,
     pub jobs_due: Gauge,
@@ -162,6 +177,8 @@ impl Metrics {
             pager_refused: Family::<ProviderReason, Counter>::default(),
             pager_events: Family::<ProviderReason, Counter>::default(),
             pager_actions: Family::<ProviderAction, Counter>::default(),
+            status_emails: Family::<KindResult, Counter>::default(),
+            status_subscribe_requests: Family::<ResultLabel, Counter>::default(),
             echo_events: Family::<Kind, Counter>::default(),
             oncall_groups: Family::<Kind, Counter>::default(),
             ready: Gauge::default(),
@@ -280,6 +297,16 @@ impl Metrics {
             "Acknowledge and resolve clicks carried out, by provider, action and outcome (done, not_done)",
             self.pager_actions.clone(),
         );
+        r.register(
+            "status_emails",
+            "Status page emails by kind (confirm, notice) and result (sent, limited, skipped, retried, failed)",
+            self.status_emails.clone(),
+        );
+        r.register(
+            "status_subscribe_requests",
+            "Status page subscription requests by result (accepted, invalid, forbidden, limited, unavailable, confirmed, unsubscribed)",
+            self.status_subscribe_requests.clone(),
+        );
     }
 
     /// Gauges sampled when Prometheus scrapes (readiness, the due backlog, judgments, on-call
@@ -355,6 +382,14 @@ impl Metrics {
             let _ = self.judgments.get_or_create(&StateLabel {
                 state: state.to_string(),
             });
+        }
+        for kind in ["confirm", "notice"] {
+            for result in ["sent", "limited", "skipped", "retried", "failed"] {
+                let _ = self.status_emails.get_or_create(&KindResult {
+                    kind: kind.into(),
+                    result: result.into(),
+                });
+            }
         }
     }
 
@@ -479,6 +514,23 @@ impl Metrics {
                 provider: provider.into(),
                 action: action.into(),
                 outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    pub fn status_email(&self, kind: &str, result: &str) {
+        self.status_emails
+            .get_or_create(&KindResult {
+                kind: kind.into(),
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    pub fn status_subscribe_request(&self, result: &str) {
+        self.status_subscribe_requests
+            .get_or_create(&ResultLabel {
+                result: result.into(),
             })
             .inc();
     }

@@ -181,7 +181,12 @@ impl Application {
 
         let app = router(state.clone());
         let server =
-            axum::serve(self.listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
+            // The peer address is what the status page's subscribe limit counts by.
+            axum::serve(
+                self.listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(stop.clone().cancelled_owned());
         let server = tokio::spawn(async move { server.await });
 
         stop.cancelled().await;

@@ -442,6 +442,33 @@ async fn channel_errors_membership_and_join() {
 }
 
 #[tokio::test]
+async fn a_private_channel_is_invisible_to_a_bot_not_in_it_and_never_joinable() {
+    let fake = fake().await;
+    fake.add_private_channel("C0SECRET", "secret", false);
+    fake.add_private_channel("C0PRIV", "priv", true);
+    for method in ["conversations.join", "chat.postMessage"] {
+        let (_, v) = post_json(&fake, method, json!({"channel": "C0SECRET", "text": "x"})).await;
+        assert_eq!(v["error"], "channel_not_found", "{method}");
+    }
+    let info = post_form(&fake, "conversations.info", &[("channel", "C0SECRET")]).await;
+    assert_eq!(info["error"], "channel_not_found");
+    assert!(!fake.is_bot_member("C0SECRET"));
+
+    let (_, v) = post_json(&fake, "conversations.join", json!({"channel": "C0PRIV"})).await;
+    assert_eq!(v["error"], "method_not_supported_for_channel_type");
+    ok_json(
+        &fake,
+        "chat.postMessage",
+        json!({"channel": "C0PRIV", "text": "in"}),
+    )
+    .await;
+    let info = post_form(&fake, "conversations.info", &[("channel", "C0PRIV")]).await;
+    assert_eq!(info["channel"]["is_private"], true);
+    let _: slack_morphism::api::SlackApiConversationsInfoResponse =
+        serde_json::from_value(info).expect("slack-morphism conversations.info");
+}
+
+#[tokio::test]
 async fn no_text_and_text_truncation() {
     let fake = fake().await;
     let (_, v) = post_json(&fake, "chat.postMessage", json!({"channel": CHAN})).await;

@@ -312,7 +312,11 @@ impl CommandHandler for AnnounceCommand {
         }
         if first.eq_ignore_ascii_case("help") {
             return Ok(Ack::ephemeral(mrkdwn!(
-                "`{} [system]` announces an outage (the systems matching the text are listed first).\n`{} maintenance …` schedules maintenance.",
+                "`{} [system]` announces an outage (the systems matching the text are listed first).\n`{} maintenance …` schedules maintenance.\n`{} postmortems` lists the open postmortems.\n`{} subscribe [systems…]` posts public outage and maintenance notices in this channel (no systems: all); `{} subscriptions` lists them; `{} unsubscribe` stops them.",
+                settings.command,
+                settings.command,
+                settings.command,
+                settings.command,
                 settings.command,
                 settings.command,
             )));

@@ -1,5 +1,8 @@
 //! Notifiers: every change to an outage or a maintenance window is sent as one JSON event to each
-//! configured webhook, and drawn as annotations on each configured Grafana ([`grafana`]). Deliveries go through the durable job queue, queued in the same
+//! configured webhook, drawn as annotations on each configured Grafana ([`grafana`]), posted
+//! as a notice in each subscribed Slack channel ([`channels`], subscribed with
+//! `/announce subscribe`: [`subscribe`]), and, when public, emailed to the status page's
+//! subscribers ([`crate::status::email`]). Deliveries go through the durable job queue, queued in the same
 //! transaction as the change itself (the outbox pattern), so a change that committed is always
 //! delivered and a failed delivery is retried, never only logged.
 //!
@@ -7,8 +10,10 @@
 //! read from the configuration when the delivery runs, so a rotated secret applies to deliveries
 //! still waiting. This module must never log a webhook's secret, URL query or a body.
 
+pub mod channels;
 pub mod grafana;
 pub mod settings;
+pub mod subscribe;
 
 use std::time::Duration;
 
@@ -66,6 +71,11 @@ pub async fn enqueue(
     conn: &mut sqlx::AnyConnection,
     event: &StatusEvent,
 ) -> Result<(), sqlx::Error> {
+    // Subscribed Slack channels and the status page's email subscribers hear of the public
+    // changes (channels and status::email decide which).
+    channels::enqueue(state, conn, event).await?;
+    crate::status::email::queue_notice(state, conn, &event.kind, &event.id, event.at, &event.data)
+        .await?;
     let settings = &state.settings().notifiers;
     if settings.webhooks.is_empty() && settings.grafana.is_empty() {
         return Ok(());
@@ -108,9 +118,21 @@ pub async fn enqueue(
     Ok(())
 }
 
-pub fn register(registry: &mut Registry, _settings: &NotifierSettings) {
-    registry.job(JOB_DELIVER, DeliverJob);
-    registry.job(grafana::JOB_ANNOTATE, grafana::AnnotateJob);
+/// Register the deliveries, and `subscribe`, `unsubscribe` and `subscriptions` as subcommands of
+/// `announce_command` (`announcements.command`), which hands them over through the registry.
+pub fn register(registry: &mut Registry, _settings: &NotifierSettings, announce_command: &str) {
+    registry
+        .job(JOB_DELIVER, DeliverJob)
+        .job(grafana::JOB_ANNOTATE, grafana::AnnotateJob)
+        .job(channels::JOB_NOTICE, channels::NoticeJob)
+        .job(subscribe::JOB_SUBSCRIBE, subscribe::SubscribeJob)
+        .subcommand(announce_command, "subscribe", subscribe::SubscribeCommand)
+        .subcommand(
+            announce_command,
+            "unsubscribe",
+            subscribe::UnsubscribeCommand,
+        )
+        .subcommand(announce_command, "subscriptions", subscribe::ListCommand);
 }
 
 /// The signature header's value for `body` signed at `timestamp` with `secret`.

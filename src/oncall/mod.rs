@@ -17,9 +17,11 @@
 pub mod cli;
 pub mod clients;
 pub mod command;
+pub mod handover;
 pub mod model;
 pub mod notify;
 pub mod providers;
+pub mod remind;
 pub mod report;
 pub mod schedule;
 pub mod settings;
@@ -38,6 +40,11 @@ pub const FEATURE: &str = "oncall";
 pub const JOB_NOTICE: &str = "oncall.notice";
 pub const JOB_DM: &str = "oncall.dm";
 pub const JOB_ALERT: &str = "oncall.alert";
+pub const JOB_REMIND: &str = "oncall.remind";
+pub const JOB_HANDOVER: &str = "oncall.handover";
+/// The "Hand over" button on shift-change notices, and the note's modal.
+pub const ACTION_HANDOVER: &str = "oncall:handover";
+pub const VIEW_HANDOVER: &str = "oncall:handover";
 /// The lease every sync run holds while it may write (periodic and CLI alike).
 pub const RUN_LEASE: &str = "oncall.sync.run";
 
@@ -47,6 +54,10 @@ pub fn register(registry: &mut Registry, settings: &OncallSettings) {
         .job(JOB_NOTICE, notify::NoticeJob)
         .job(JOB_DM, notify::DmJob)
         .job(JOB_ALERT, notify::AlertJob)
+        .job(JOB_REMIND, remind::ReminderJob)
+        .job(JOB_HANDOVER, handover::HandoverJob)
+        .action_prefix(ACTION_HANDOVER, handover::HandoverAction)
+        .view(VIEW_HANDOVER, handover::HandoverView)
         .periodic(sync::SyncTask)
         .periodic(sync::HandoffTask);
 }

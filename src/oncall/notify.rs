@@ -9,6 +9,7 @@
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use tracing::warn;
 
 use super::report::{GroupPlan, Outcome, SyncReport};
@@ -99,6 +100,76 @@ pub fn notice_text(n: &Notice) -> Mrkdwn {
     }
 }
 
+/// What the button (and then the modal) carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handover {
+    #[serde(rename = "h")]
+    pub handle: String,
+    #[serde(rename = "g")]
+    pub generation: i64,
+    /// Who may hand over: the people going off call.
+    pub off: Vec<String>,
+    /// Who the note is for: the people coming on.
+    pub on: Vec<String>,
+    /// The notice's channel and `ts` (set when the modal is opened).
+    #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
+    pub ts: Option<String>,
+}
+
+/// Who goes off and who comes on at this change, if it has both (a notice that only lists who
+/// is on call has no handover).
+pub fn handover_of(n: &Notice) -> Option<Handover> {
+    if n.added.is_empty() && n.removed.is_empty() {
+        return None;
+    }
+    let off: Vec<String> = if n.removed.is_empty() {
+        n.members
+            .iter()
+            .filter(|m| !n.added.contains(m))
+            .cloned()
+            .collect()
+    } else {
+        n.removed.clone()
+    };
+    let on = if n.added.is_empty() {
+        n.members.clone()
+    } else {
+        n.added.clone()
+    };
+    (!off.is_empty() && !on.is_empty()).then(|| Handover {
+        handle: n.handle.clone(),
+        generation: n.generation,
+        off,
+        on,
+        channel: None,
+        ts: None,
+    })
+}
+
+/// The notice's message: its text, and the "Hand over" button when the change has a handover.
+pub fn notice_message(channel: &str, n: &Notice) -> Message {
+    let text = notice_text(n);
+    let msg = Message::text(channel, &text);
+    let Some(h) = handover_of(n) else {
+        return msg;
+    };
+    let value = serde_json::to_string(&h).unwrap_or_default();
+    if value.len() > 2000 {
+        // Slack caps a button's value at 2000 characters: a group this large gets no button.
+        return msg;
+    }
+    msg.blocks(json!([
+        {"type": "section", "block_id": "notice",
+         "text": {"type": "mrkdwn", "text": text.truncate(3000)}},
+        {"type": "actions", "block_id": "handover", "elements": [
+            {"type": "button", "action_id": super::ACTION_HANDOVER,
+             "text": {"type": "plain_text", "text": "Hand over"}, "value": value}
+        ]}
+    ]))
+}
+
 /// The group's recorded generation and members, if recorded.
 async fn current(state: &AppState, handle: &str) -> Result<Option<(i64, Vec<String>)>, JobError> {
     let row: Option<(i64, String)> =
@@ -129,7 +200,7 @@ impl JobHandler for NoticeJob {
         }
         state
             .slack()
-            .post_message(&Message::text(channel, notice_text(&n)))
+            .post_message(&notice_message(channel, &n))
             .await?;
         Ok(())
     }
@@ -390,5 +461,35 @@ mod tests {
             assert!(!t.contains(raw), "raw {raw} in {t}");
         }
         assert!(t.contains("<@U2>"), "{t}");
+    }
+
+    #[test]
+    fn whoever_goes_off_hands_over_to_whoever_comes_on() {
+        let h = handover_of(&n(&["U2"], &["U1"], &["U2"])).unwrap();
+        assert_eq!((h.off, h.on), (vec!["U1".into()], vec!["U2".into()]));
+        // Someone joins early (a handover window): those already on call hand over to them.
+        let h = handover_of(&n(&["U2"], &[], &["U1", "U2"])).unwrap();
+        assert_eq!((h.off, h.on), (vec!["U1".into()], vec!["U2".into()]));
+        // Someone leaves: they hand over to those who stay.
+        let h = handover_of(&n(&[], &["U1"], &["U2"])).unwrap();
+        assert_eq!((h.off, h.on), (vec!["U1".into()], vec!["U2".into()]));
+        // A first announcement has nobody to hand over.
+        assert_eq!(handover_of(&n(&["U2"], &[], &["U2"])), None);
+        assert_eq!(handover_of(&n(&[], &[], &["U2"])), None);
+    }
+
+    #[test]
+    fn the_notice_carries_the_button_only_with_a_handover() {
+        let m = notice_message("C1", &n(&["U2"], &["U1"], &["U2"]));
+        let blocks = m.blocks.expect("blocks");
+        assert_eq!(
+            blocks[1]["elements"][0]["action_id"],
+            crate::oncall::ACTION_HANDOVER
+        );
+        assert!(
+            notice_message("C1", &n(&["U2"], &[], &["U2"]))
+                .blocks
+                .is_none()
+        );
     }
 }

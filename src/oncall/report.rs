@@ -77,6 +77,10 @@ pub struct GroupPlan {
     pub announced: bool,
     /// When the group's members change next (clock ms), as the providers told this run.
     pub next_change: Option<i64>,
+    /// When the next shift reminder of the group is due (clock ms): the group is read again then,
+    /// so the reminder comes from a fresh read (a cancelled shift is not reminded).
+    #[serde(skip)]
+    pub next_reminder: Option<i64>,
     /// The group's topic channels in this run.
     pub topics: Vec<super::topics::TopicResult>,
 }
@@ -99,6 +103,7 @@ impl GroupPlan {
             error_kind: None,
             announced: false,
             next_change: None,
+            next_reminder: None,
             topics: vec![],
         }
     }

@@ -37,9 +37,10 @@ pub const RETRY_MS: Millis = 60_000;
 /// change further away is seen by a later read (the interval's or the scheduled one's) in time.
 const MIN_LOOKAHEAD_MS: Millis = 3_600_000;
 
-/// How far past `now + handover window` a sync reads the providers, to learn the next change.
+/// How far past `now + handover window` a sync reads the providers, to learn the next change,
+/// plus `oncall.remind_before_shift_mins`, so a shift is known before its reminder is due.
 pub fn lookahead_ms(settings: &OncallSettings) -> Millis {
-    (settings.interval_secs as Millis * 1000).max(MIN_LOOKAHEAD_MS)
+    (settings.interval_secs as Millis * 1000).max(MIN_LOOKAHEAD_MS) + settings.remind_ms()
 }
 
 /// The next moment after `now` at which the people on call (with a handover window of
@@ -72,7 +73,10 @@ pub async fn record(state: &AppState, report: &SyncReport, now: Millis) {
         let due = if p.outcome == Outcome::Failed {
             Some(retry)
         } else {
-            p.next_change
+            match (p.next_change, p.next_reminder) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
         };
         let handle = p.handle.to_ascii_lowercase();
         let res = sqlx::query(
@@ -174,6 +178,9 @@ mod tests {
         assert_eq!(lookahead_ms(&s), 3_600_000);
         s.interval_secs = 7200;
         assert_eq!(lookahead_ms(&s), 7_200_000);
+        // Reminders a day ahead: the shifts of the next day are read too.
+        s.remind_before_shift_mins = 24 * 60;
+        assert_eq!(lookahead_ms(&s), 7_200_000 + 86_400_000);
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub struct OncallSettings {
     pub command: String,
     /// How far ahead `/oncall` looks for the next shift.
     pub next_horizon_hours: u64,
+    /// DM each person this many minutes before their shift starts (group, times in their own
+    /// time zone, whom they take over from), once per shift. 0 turns reminders off.
+    pub remind_before_shift_mins: u64,
     pub pagerduty: PagerDutySettings,
     pub opsgenie: OpsgenieSettings,
     pub grafana: GrafanaSettings,
@@ -62,6 +65,7 @@ impl Default for OncallSettings {
             max_retry_wait_secs: 60,
             command: "/oncall".into(),
             next_horizon_hours: 14 * 24,
+            remind_before_shift_mins: 0,
             pagerduty: PagerDutySettings::default(),
             opsgenie: OpsgenieSettings::default(),
             grafana: GrafanaSettings::default(),
@@ -293,6 +297,8 @@ pub enum Members {
 }
 
 const DEFAULT_ROTATION_DAYS: u64 = 28;
+/// Shift reminders come at most a week ahead (the providers are read that far ahead for them).
+pub const MAX_REMIND_MINS: u64 = 7 * 24 * 60;
 /// PagerDuty answers `/oncalls` at most 90 days ahead.
 const MAX_ROTATION_DAYS: u64 = 90;
 
@@ -356,6 +362,11 @@ impl GroupSettings {
 }
 
 impl OncallSettings {
+    /// How long before a shift starts its person is reminded (ms; 0: off).
+    pub fn remind_ms(&self) -> Millis {
+        (self.remind_before_shift_mins.min(MAX_REMIND_MINS) as Millis) * 60_000
+    }
+
     pub fn group(&self, handle: &str) -> Option<&GroupSettings> {
         let h = handle.trim_start_matches('@');
         self.groups
@@ -400,6 +411,12 @@ impl OncallSettings {
             bad(
                 "oncall.next_horizon_hours".into(),
                 "must be between 1 and 2160 (PagerDuty answers at most 90 days ahead)",
+            );
+        }
+        if self.remind_before_shift_mins > MAX_REMIND_MINS {
+            bad(
+                "oncall.remind_before_shift_mins".into(),
+                "must be between 0 (off) and 10080 (a week)",
             );
         }
         if self.pagerduty.page_size == 0 || self.pagerduty.page_size > 100 {

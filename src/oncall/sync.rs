@@ -443,6 +443,17 @@ async fn sync_group(
         now,
         window,
     );
+    if !opts.dry_run {
+        let timed: Vec<&super::Shift> = shifts.iter().filter(|s| !ignored(g, &s.person)).collect();
+        plan.next_reminder = match super::remind::record(state, svc, g, &timed, now).await {
+            Ok(next) => next,
+            Err(e) => {
+                // The group's members do not depend on it: read the group again soon.
+                warn!(oncall.group = %handle, error = %format!("{e:#}"), "recording the shift reminders failed; retrying soon");
+                Some(now + super::schedule::RETRY_MS)
+            }
+        };
+    }
     let people = on_call_people(g, shifts, now, until, &mut plan);
     let (mut desired, missing) = match resolve(state, svc, people).await {
         Ok(r) => r,

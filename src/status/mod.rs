@@ -6,12 +6,19 @@
 //! snapshot has loaded they answer 503 with a clear message; after that they always answer, and
 //! say how old the data is when refreshing fails. It is public: it shows only outages marked
 //! public and public maintenance windows, and escapes every piece of text.
+//!
+//! With `status.smtp.url` set, the page also carries a subscribe form (no script: a plain form
+//! with a signed CSRF token, so rendering it needs no database either); the subscription
+//! endpoints ([`subscriptions`]) and the emails ([`email`]) live beside it.
 
 pub mod cache;
+pub mod email;
 pub mod health;
 pub mod render;
 pub mod settings;
 pub mod snapshot;
+pub mod subscriptions;
+pub mod tokens;
 pub mod uptime;
 
 use axum::Router;
@@ -19,6 +26,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use subscriptions::FormState;
 
 use crate::registry::Registry;
 use crate::state::AppState;
@@ -27,7 +35,13 @@ use settings::StatusSettings;
 pub use cache::StatusCache;
 pub use snapshot::spawn_refresher;
 
-pub fn register(_registry: &mut Registry, _settings: &StatusSettings) {}
+/// The email subscriptions' jobs (registered whether or not SMTP is configured, so jobs queued
+/// before it was turned off finish instead of failing).
+pub fn register(registry: &mut Registry, _settings: &StatusSettings) {
+    registry
+        .job(email::JOB_FANOUT, email::FanoutJob)
+        .job(email::JOB_SEND, email::SendJob);
+}
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -35,6 +49,18 @@ pub fn routes() -> Router<AppState> {
         .route("/status/", get(page))
         .route("/status.json", get(json))
         .route("/status/feed.atom", get(atom))
+        .route(
+            "/status/subscribe",
+            axum::routing::post(subscriptions::subscribe),
+        )
+        .route(
+            "/status/confirm",
+            get(subscriptions::confirm_page).post(subscriptions::confirm),
+        )
+        .route(
+            "/status/unsubscribe",
+            get(subscriptions::unsubscribe_page).post(subscriptions::unsubscribe),
+        )
 }
 
 /// Tell this replica's status page that outages or maintenance changed (call after committing):
@@ -72,29 +98,49 @@ fn with_headers(content_type: &'static str, body: String) -> Response {
 }
 
 async fn page(State(state): State<AppState>) -> Response {
+    page_with_form(&state, StatusCode::OK, &FormState::default())
+}
+
+/// The page with the subscribe form in `form`'s state (what was typed, and why it was refused),
+/// answered with `status`. Before the first snapshot, a 503 that still carries the form when it
+/// was the form that was refused.
+pub(crate) fn page_with_form(state: &AppState, status: StatusCode, form: &FormState) -> Response {
+    let settings = &state.settings().status;
+    let catalogue = &state.settings().announcements.systems;
+    let form_html = subscriptions::form_html(settings, catalogue, form, state.now_ms());
     let Some(current) = state.status().current() else {
+        let shown = if form.error.is_some() {
+            form_html.as_str()
+        } else {
+            ""
+        };
         let body = format!(
             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
              <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-             <title>{}</title></head><body><h1>{}</h1><p>{NOT_READY}</p></body></html>\n",
-            render::esc(&state.settings().status.title),
-            render::esc(&state.settings().status.title)
+             <title>{}</title></head><body><h1>{}</h1><p>{NOT_READY}</p>{shown}</body></html>\n",
+            render::esc(&settings.title),
+            render::esc(&settings.title)
         );
-        return not_ready("text/html; charset=utf-8", body);
+        let code = if form.error.is_some() {
+            status
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        let mut r = not_ready("text/html; charset=utf-8", body);
+        *r.status_mut() = code;
+        r.headers_mut().insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(subscriptions::CSP),
+        );
+        return r;
     };
-    let view = render::View::new(
-        &state.settings().status,
-        &state.settings().announcements.systems,
-        &current,
-        state.now_ms(),
-    );
-    let mut r = with_headers("text/html; charset=utf-8", view.html());
-    // No script runs on this page; forbid it outright.
+    let view = render::View::new(settings, catalogue, &current, state.now_ms());
+    let mut r = with_headers("text/html; charset=utf-8", view.html_with(&form_html));
+    *r.status_mut() = status;
+    // No script runs on this page; forbid it outright. Forms post only to this origin.
     r.headers_mut().insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
-        ),
+        HeaderValue::from_static(subscriptions::CSP),
     );
     r
 }

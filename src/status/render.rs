@@ -305,12 +305,18 @@ impl<'a> View<'a> {
     }
 
     pub fn html(&self) -> String {
-        let mut h = String::with_capacity(8192);
+        self.html_with("")
+    }
+
+    /// The page with `extra` (a rendered section: the subscribe form) after the history.
+    pub fn html_with(&self, extra: &str) -> String {
+        let mut h = String::with_capacity(8192 + extra.len());
         self.html_head(&mut h);
         self.incidents_section(&mut h);
         self.maintenance_section(&mut h);
         self.systems_section(&mut h);
         self.history_section(&mut h);
+        h.push_str(extra);
         self.footer(&mut h);
         h
     }
@@ -730,6 +736,20 @@ pub fn esc(text: &str) -> String {
     out
 }
 
+/// A small page in the status page's style: `title` (escaped here), a heading (escaped here)
+/// and `body` (HTML, escaped by the caller).
+pub fn simple_page(title: &str, heading: &str, body: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>{} · {}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n<h1>{}</h1>\n{body}\
+         </main>\n</body>\n</html>\n",
+        esc(heading),
+        esc(title),
+        esc(heading),
+    )
+}
+
 fn time_tag(ms: i64, shown: &str) -> String {
     format!("<time datetime=\"{}\">{}</time>", rfc3339(ms), esc(shown))
 }
@@ -773,7 +793,11 @@ ol.bars li.major{background:var(--major)}ol.bars li.critical{background:var(--cr
 @media (max-width:40rem){ol.bars li:nth-last-child(n+31){display:none}.wide{display:none}.narrow{display:inline}}\
 .state{font-weight:600}.state.ok{color:var(--ok)}.state.maint{color:var(--maint)}.state.minor{color:var(--minor)}\
 .state.major{color:var(--major)}.state.critical{color:var(--critical)}\
-.none{opacity:.8}footer{margin:2rem 0 1rem;font-size:.85rem;opacity:.8}a{color:inherit}";
+.none{opacity:.8}footer{margin:2rem 0 1rem;font-size:.85rem;opacity:.8}a{color:inherit}\
+form.subscribe input[type=email]{font:inherit;width:100%;max-width:24rem;box-sizing:border-box;padding:.4rem}\
+form.subscribe fieldset{border:1px solid #8884;border-radius:.4rem;margin:.5rem 0}\
+label.sys{display:inline-block;margin:.15rem 1rem .15rem 0}\
+button{font:inherit;padding:.4rem 1rem}.error{color:var(--critical);font-weight:600}";
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,6 @@
 //! The `status` configuration section: the public status page's title, address, refresh interval,
-//! history, uptime bars and time zone.
+//! history, uptime bars and time zone, and its email subscriptions (`status.smtp`,
+//! `status.subscriptions`).
 //!
 //! Owned by the status feature and composed into [`crate::config::Settings`]; it imports only the
 //! shared primitives, never a handler or the whole configuration.
@@ -7,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::secret::Secret;
 use crate::settings_check::ConfigProblem;
 
 /// The public status page (`/status`).
@@ -31,6 +33,104 @@ pub struct StatusSettings {
     /// The snapshot is called out of date on the page once it is this much older than it
     /// should be (a failed refresh is always called out).
     pub stale_after_secs: u64,
+    /// The mail server email subscriptions are sent through; subscriptions are off (no form on
+    /// the page) while `status.smtp.url` is unset.
+    pub smtp: SmtpSettings,
+    /// Email subscriptions: the key of their links and forms, and the abuse limits.
+    pub subscriptions: SubscriptionSettings,
+}
+
+/// `status.smtp`: where subscription emails are sent. Its `Debug` never shows credentials.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpSettings {
+    /// `smtps://host:465` (TLS from the start), `smtp://host:587?tls=required` (STARTTLS) or
+    /// `smtp://host:25` (plain, a local relay only). May carry `user:password@`, but the separate
+    /// `username` and `password` (as `password_file`) are better; it is a secret either way.
+    pub url: Secret,
+    /// The sender, `Status <status@example.com>` or `status@example.com`.
+    pub from: String,
+    /// SMTP AUTH user (overrides one in the URL).
+    pub username: Secret,
+    /// SMTP AUTH password (usually given as `password_file`).
+    pub password: Secret,
+    /// Time allowed for one delivery (connect, TLS, the whole SMTP dialogue).
+    pub timeout_ms: u64,
+    /// Attempts per email before it is kept as failed; transient failures (4xx, connection
+    /// errors, timeouts) are retried with the job queue's backoff, permanent ones (5xx) are not.
+    pub max_attempts: u32,
+}
+
+impl Default for SmtpSettings {
+    fn default() -> Self {
+        Self {
+            url: Secret::default(),
+            from: String::new(),
+            username: Secret::default(),
+            password: Secret::default(),
+            timeout_ms: 15_000,
+            max_attempts: 10,
+        }
+    }
+}
+
+impl SmtpSettings {
+    /// Whether email subscriptions are on.
+    pub fn enabled(&self) -> bool {
+        !self.url.is_empty()
+    }
+
+    /// The URL without credentials, for display (`smtps://smtp.example.com:465`).
+    pub fn display_url(&self) -> String {
+        match Url::parse(self.url.expose().trim()) {
+            Ok(u) => {
+                let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+                let tls = u
+                    .query_pairs()
+                    .find(|(k, _)| k == "tls")
+                    .map(|(_, v)| format!("?tls={v}"))
+                    .unwrap_or_default();
+                format!("{}://{}{port}{tls}", u.scheme(), u.host_str().unwrap_or(""))
+            }
+            Err(_) => self.url.to_string(),
+        }
+    }
+}
+
+/// `status.subscriptions`: the email subscriptions' key and limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SubscriptionSettings {
+    /// Key (at least 32 characters, usually `secret_file`) that signs the form's CSRF tokens and
+    /// the unsubscribe links. Required with `status.smtp.url`. Changing it invalidates the
+    /// unsubscribe links of emails already sent (the confirmation links keep working).
+    pub secret: Secret,
+    /// How long a confirmation link works.
+    pub confirm_ttl_hours: u32,
+    /// At most this many emails to one address in 24 hours, confirmations included; more are
+    /// skipped (and counted in `slackops_status_emails_total{result="limited"}`).
+    pub max_emails_per_address_per_day: u32,
+    /// At most this many subscribe requests from one client address per hour; more get 429.
+    pub max_requests_per_client_per_hour: u32,
+    /// Proxies in front of the service that append to `X-Forwarded-For` (an ingress: 1). The
+    /// client address is the entry that many places from the right; 0 uses the connection's
+    /// peer address and ignores the header (which a client can forge).
+    pub trusted_proxy_hops: u32,
+    /// How long a form's CSRF token is accepted after the page was served.
+    pub form_ttl_mins: u32,
+}
+
+impl Default for SubscriptionSettings {
+    fn default() -> Self {
+        Self {
+            secret: Secret::default(),
+            confirm_ttl_hours: 48,
+            max_emails_per_address_per_day: 5,
+            max_requests_per_client_per_hour: 20,
+            trusted_proxy_hops: 0,
+            form_ttl_mins: 120,
+        }
+    }
 }
 
 impl Default for StatusSettings {
@@ -44,6 +144,8 @@ impl Default for StatusSettings {
             time_zone: "UTC".into(),
             time_zone_label: None,
             stale_after_secs: 60,
+            smtp: SmtpSettings::default(),
+            subscriptions: SubscriptionSettings::default(),
         }
     }
 }
@@ -114,6 +216,103 @@ impl StatusSettings {
             && !matches!(u.scheme(), "http" | "https")
         {
             bad("status.public_url".into(), "must be an http(s) URL");
+        }
+        if st.smtp.enabled() {
+            match Url::parse(st.smtp.url.expose().trim()) {
+                Ok(u) if !matches!(u.scheme(), "smtp" | "smtps") => bad(
+                    "status.smtp.url".into(),
+                    "must be an smtp:// or smtps:// URL",
+                ),
+                Ok(u) if u.host_str().is_none_or(str::is_empty) => {
+                    bad("status.smtp.url".into(), "names no host")
+                }
+                Ok(u)
+                    if !matches!(
+                        u.query_pairs()
+                            .find(|(k, _)| k == "tls")
+                            .as_ref()
+                            .map(|(_, v)| v.as_ref()),
+                        None | Some("required" | "opportunistic")
+                    ) =>
+                {
+                    bad(
+                        "status.smtp.url".into(),
+                        "tls= must be required or opportunistic",
+                    )
+                }
+                Ok(_) => {}
+                // The URL may hold a password: never echo it.
+                Err(_) => bad("status.smtp.url".into(), "is not a valid URL"),
+            }
+            if st
+                .smtp
+                .from
+                .trim()
+                .parse::<lettre::message::Mailbox>()
+                .is_err()
+            {
+                bad(
+                    "status.smtp.from".into(),
+                    "required with status.smtp.url: an address such as Status <status@example.com>",
+                );
+            }
+            if st.smtp.username.is_empty() != st.smtp.password.is_empty() {
+                bad(
+                    "status.smtp.password".into(),
+                    "status.smtp.username and status.smtp.password go together",
+                );
+            }
+            if st.public_url.is_none() {
+                bad(
+                    "status.public_url".into(),
+                    "required with status.smtp.url: emails link to the page, and a link built from \
+                     a request's Host could point anywhere",
+                );
+            }
+            if st.subscriptions.secret.expose().trim().len() < 32 {
+                bad(
+                    "status.subscriptions.secret".into(),
+                    "required with status.smtp.url: at least 32 characters (usually \
+                     status.subscriptions.secret_file)",
+                );
+            }
+            if st.smtp.max_attempts == 0 {
+                bad("status.smtp.max_attempts".into(), "must be at least 1");
+            }
+            if st.smtp.timeout_ms < 100 {
+                bad("status.smtp.timeout_ms".into(), "must be at least 100");
+            }
+        }
+        let sub = &st.subscriptions;
+        if !(1..=24 * 30).contains(&sub.confirm_ttl_hours) {
+            bad(
+                "status.subscriptions.confirm_ttl_hours".into(),
+                "must be between 1 and 720",
+            );
+        }
+        if sub.max_emails_per_address_per_day == 0 {
+            bad(
+                "status.subscriptions.max_emails_per_address_per_day".into(),
+                "must be at least 1 (the confirmation is an email too)",
+            );
+        }
+        if sub.max_requests_per_client_per_hour == 0 {
+            bad(
+                "status.subscriptions.max_requests_per_client_per_hour".into(),
+                "must be at least 1",
+            );
+        }
+        if sub.trusted_proxy_hops > 10 {
+            bad(
+                "status.subscriptions.trusted_proxy_hops".into(),
+                "must be between 0 and 10",
+            );
+        }
+        if !(1..=24 * 60).contains(&sub.form_ttl_mins) {
+            bad(
+                "status.subscriptions.form_ttl_mins".into(),
+                "must be between 1 and 1440",
+            );
         }
         p
     }

@@ -582,7 +582,7 @@ async fn maintenance_scheduled_through_the_api_shows_on_the_status_page_without_
 }
 
 /// The Chromium binary: `SLACKOPS_TEST_CHROMIUM`, else Debian's `chromium` package.
-fn chromium() -> Option<std::path::PathBuf> {
+pub fn chromium() -> Option<std::path::PathBuf> {
     let candidates = [
         std::env::var("SLACKOPS_TEST_CHROMIUM").unwrap_or_default(),
         "/usr/bin/chromium".into(),
@@ -596,7 +596,7 @@ fn chromium() -> Option<std::path::PathBuf> {
 }
 
 /// Run headless Chromium on `url` with `args`; returns stdout.
-async fn run_chromium(
+pub async fn run_chromium(
     bin: &std::path::Path,
     profile: &std::path::Path,
     args: &[&str],
@@ -631,7 +631,7 @@ async fn run_chromium(
 
 /// The text a person reads in one `<section id=…>` of the rendered DOM (tags stripped,
 /// entities decoded, whitespace collapsed).
-fn section_text(dom: &str, id: &str) -> String {
+pub fn section_text(dom: &str, id: &str) -> String {
     let start = dom
         .find(&format!("<section id=\"{id}\">"))
         .unwrap_or_else(|| panic!("no section {id} in the page"));

@@ -29,6 +29,13 @@
 //! - chat.postEphemeral requires the target user to exist (`add_user`) and, if the channel has
 //!   an explicit member list (`set_channel_members`), to be in it.
 //!
+//! Channels: a public channel the bot is not in answers posts with `not_in_channel` until
+//! `conversations.join`; a private channel (`add_private_channel`) the bot is not in does not
+//! exist for it (`channel_not_found` from every method, `conversations.join` included, as Slack
+//! shows a bot only the private channels it was invited to), and one it is in cannot be joined
+//! (`method_not_supported_for_channel_type`, conversations.join's documented code for a
+//! conversation type it does not take).
+//!
 //! Layout: constants → public types → `FakeSlack` (setup, scripting, inspection) → HTTP
 //! handlers → per-method behaviour → Block Kit validation → small helpers.
 
@@ -234,6 +241,9 @@ struct Channel {
     archived: bool,
     /// Whether the bot user is a member.
     member: bool,
+    /// A private channel: invisible to a bot that is not in it (`channel_not_found` from every
+    /// method), and never joinable (`conversations.join`).
+    private: bool,
     is_im: bool,
     is_mpim: bool,
     /// For IMs: the other user.
@@ -457,6 +467,15 @@ impl FakeSlack {
     /// `conversations.join`).
     pub fn add_channel_not_member(&self, id: &str, name: &str) {
         self.state().insert_channel(id, name, false);
+    }
+
+    /// Adds a private channel, with the bot in it or not. One the bot is not in is invisible to
+    /// it: every method answers `channel_not_found` (conversations.join included); one it is in
+    /// answers `conversations.join` with `method_not_supported_for_channel_type`.
+    pub fn add_private_channel(&self, id: &str, name: &str, bot_member: bool) {
+        let mut st = self.state();
+        st.insert_channel(id, name, bot_member);
+        st.channel_mut(id).private = true;
     }
 
     /// Archives a channel (posting → `is_archived`). Panics if unknown.
@@ -889,6 +908,7 @@ impl Inner {
                 name: Some(name.trim_start_matches('#').to_string()),
                 archived: false,
                 member,
+                private: false,
                 is_im: false,
                 is_mpim: false,
                 im_user: None,
@@ -1387,6 +1407,13 @@ impl Inner {
     }
 
     /// Resolves a channel argument: id, or name with/without `#`.
+    /// A channel as a Web API call by the bot sees it: a private channel the bot is not in does
+    /// not exist for it (Slack answers `channel_not_found`).
+    fn visible_channel(&self, arg: &str) -> Option<String> {
+        self.resolve_channel(arg)
+            .filter(|id| !self.channels[id].private || self.channels[id].member)
+    }
+
     fn resolve_channel(&self, arg: &str) -> Option<String> {
         if self.channels.contains_key(arg) {
             return Some(arg.to_string());
@@ -1405,7 +1432,7 @@ impl Inner {
         allow_user_dm: bool,
     ) -> Result<String, ApiError> {
         let arg = arg.ok_or_else(|| err("channel_not_found"))?;
-        let id = match self.resolve_channel(&arg) {
+        let id = match self.visible_channel(&arg) {
             Some(id) => id,
             // chat.postMessage to a user id posts into the bot's DM with that user (App Home).
             None if allow_user_dm && self.users.contains_key(&arg) => self.open_im(&arg).0,
@@ -1456,7 +1483,7 @@ impl Inner {
     fn chat_update(&mut self, args: &Args, ctx: &mut Ctx) -> ApiResult {
         let channel_arg = arg_str(args, "channel").ok_or_else(|| err("channel_not_found"))?;
         let channel = self
-            .resolve_channel(&channel_arg)
+            .visible_channel(&channel_arg)
             .ok_or_else(|| err("channel_not_found"))?;
         if self.channels[&channel].archived {
             return Err(err("is_archived"));
@@ -1532,7 +1559,7 @@ impl Inner {
     fn chat_delete(&mut self, args: &Args) -> ApiResult {
         let channel_arg = arg_str(args, "channel").ok_or_else(|| err("channel_not_found"))?;
         let channel = self
-            .resolve_channel(&channel_arg)
+            .visible_channel(&channel_arg)
             .ok_or_else(|| err("channel_not_found"))?;
         let ts = arg_str(args, "ts").ok_or_else(|| err("message_not_found"))?;
         let idx = self
@@ -1548,7 +1575,7 @@ impl Inner {
     fn chat_get_permalink(&mut self, args: &Args) -> ApiResult {
         let channel_arg = arg_str(args, "channel").ok_or_else(|| err("channel_not_found"))?;
         let channel = self
-            .resolve_channel(&channel_arg)
+            .visible_channel(&channel_arg)
             .ok_or_else(|| err("channel_not_found"))?;
         let ts = arg_str(args, "message_ts").ok_or_else(|| err("message_not_found"))?;
         let idx = self
@@ -1803,7 +1830,7 @@ impl Inner {
         let channel_arg = arg_str(args, "channel").ok_or_else(|| err("no_item_specified"))?;
         let ts = arg_str(args, "timestamp").ok_or_else(|| err("no_item_specified"))?;
         let channel = self
-            .resolve_channel(&channel_arg)
+            .visible_channel(&channel_arg)
             .ok_or_else(|| err("channel_not_found"))?;
         let idx = self
             .message_index(&channel, &ts)
@@ -1848,10 +1875,12 @@ impl Inner {
     fn conversations_join(&mut self, args: &Args, ctx: &mut Ctx) -> ApiResult {
         let arg = arg_str(args, "channel").ok_or_else(|| err("channel_not_found"))?;
         let id = self
-            .resolve_channel(&arg)
+            .visible_channel(&arg)
             .ok_or_else(|| err("channel_not_found"))?;
         let channel = self.channel_mut(&id);
-        if channel.is_im || channel.is_mpim {
+        // Only public channels can be joined; a private one the bot is not in is already
+        // `channel_not_found` above.
+        if channel.is_im || channel.is_mpim || channel.private {
             return Err(err("method_not_supported_for_channel_type"));
         }
         if channel.archived {
@@ -1883,6 +1912,7 @@ impl Inner {
                 name: None,
                 archived: false,
                 member: true,
+                private: false,
                 is_im: true,
                 is_mpim: false,
                 im_user: Some(user.to_string()),
@@ -1896,7 +1926,7 @@ impl Inner {
     fn conversations_open(&mut self, args: &Args) -> ApiResult {
         if let Some(channel) = arg_str(args, "channel") {
             let id = self
-                .resolve_channel(&channel)
+                .visible_channel(&channel)
                 .ok_or_else(|| err("channel_not_found"))?;
             return Ok(obj(json!({
                 "no_op": true, "already_open": true, "channel": {"id": id}
@@ -1925,6 +1955,7 @@ impl Inner {
                     name: Some(format!("mpdm-{}-1", users.join("--"))),
                     archived: false,
                     member: true,
+                    private: false,
                     is_im: false,
                     is_mpim: true,
                     im_user: None,
@@ -1950,7 +1981,7 @@ impl Inner {
         let arg = arg_str(args, "channel").ok_or_else(|| err("channel_not_found"))?;
         let topic = arg_str(args, "topic").unwrap_or_default();
         let id = self
-            .resolve_channel(&arg)
+            .visible_channel(&arg)
             .ok_or_else(|| err("channel_not_found"))?;
         let channel = self.channel_mut(&id);
         if channel.archived {
@@ -1970,7 +2001,7 @@ impl Inner {
     fn conversations_info(&mut self, args: &Args) -> ApiResult {
         let arg = arg_str(args, "channel").ok_or_else(|| err("channel_not_found"))?;
         let id = self
-            .resolve_channel(&arg)
+            .visible_channel(&arg)
             .ok_or_else(|| err("channel_not_found"))?;
         Ok(obj(json!({ "channel": channel_json(&self.channels[&id]) })))
     }
@@ -2021,7 +2052,7 @@ impl Inner {
     fn readable_channel(&self, args: &Args) -> Result<String, ApiError> {
         let arg = arg_str(args, "channel").ok_or_else(|| err("channel_not_found"))?;
         let id = self
-            .resolve_channel(&arg)
+            .visible_channel(&arg)
             .ok_or_else(|| err("channel_not_found"))?;
         if !self.channels[&id].member {
             return Err(err("not_in_channel"));
@@ -2132,8 +2163,8 @@ impl Inner {
         self.insert_channel(&id, &name, true);
         let channel = self.channel_mut(&id);
         channel.members = Some(Vec::new());
-        let mut info = channel_json(channel);
-        info["is_private"] = json!(private);
+        channel.private = private;
+        let info = channel_json(channel);
         Ok(obj(json!({ "channel": info })))
     }
 
@@ -2144,7 +2175,7 @@ impl Inner {
         }
         let arg = arg_str(args, "channel").ok_or_else(|| err("channel_not_found"))?;
         let id = self
-            .resolve_channel(&arg)
+            .visible_channel(&arg)
             .ok_or_else(|| err("channel_not_found"))?;
         let users = split_ids(&arg_str(args, "users").unwrap_or_default());
         if users.is_empty() {
@@ -2199,7 +2230,7 @@ fn channel_json(c: &Channel) -> Value {
         "is_group": false,
         "is_im": false,
         "is_mpim": c.is_mpim,
-        "is_private": c.is_mpim,
+        "is_private": c.is_mpim || c.private,
         "is_archived": c.archived,
         "is_general": false,
         "is_shared": false,
