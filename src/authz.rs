@@ -12,8 +12,10 @@ use std::time::Duration;
 
 use moka::future::Cache;
 
+use crate::mrkdwn;
 use crate::principals::Principals;
 use crate::slack::api::{SlackApi, SlackError};
+use crate::slack::mrkdwn::Mrkdwn;
 
 /// A Slack user as authorization sees them.
 #[derive(Debug, Clone)]
@@ -210,42 +212,36 @@ impl Authz {
     }
 
     /// `<!subteam^ID>` mentions (or `@handle` when unknown) for explanations.
-    pub async fn describe_groups(&self, groups: &[String]) -> String {
+    pub async fn describe_groups(&self, groups: &[String]) -> Mrkdwn {
         let mut out = Vec::new();
         for g in groups {
             match self.group_id(g).await {
-                Ok(Some(id)) => out.push(format!("<!subteam^{id}>")),
-                _ => out.push(format!("@{}", g.trim_start_matches('@'))),
+                Ok(Some(id)) => out.push(Mrkdwn::usergroup(&id)),
+                _ => out.push(mrkdwn!("@{}", g.trim_start_matches('@'))),
             }
         }
-        out.join(", ")
+        Mrkdwn::join(out, ", ")
     }
 
     /// Describe a principal set for a person who was refused.
-    pub async fn describe(&self, p: &Principals) -> String {
+    pub async fn describe(&self, p: &Principals) -> Mrkdwn {
         let mut parts = Vec::new();
         if !p.users.is_empty() {
-            parts.push(
-                p.users
-                    .iter()
-                    .map(|u| format!("<@{u}>"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            );
+            parts.push(Mrkdwn::join(p.users.iter().map(|u| Mrkdwn::user(u)), ", "));
         }
         if !p.groups.is_empty() {
-            parts.push(format!(
+            parts.push(mrkdwn!(
                 "members of {}",
                 self.describe_groups(&p.groups).await
             ));
         }
         if !p.emails.is_empty() {
-            parts.push(format!("{} listed email address(es)", p.emails.len()));
+            parts.push(mrkdwn!("{} listed email address(es)", p.emails.len()));
         }
         if parts.is_empty() {
             "nobody (no approvers are configured)".into()
         } else {
-            parts.join("; ")
+            Mrkdwn::join(parts, "; ")
         }
     }
 }

@@ -8,13 +8,15 @@
 
 use serde_json::json;
 
+use crate::mrkdwn;
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::state::AppState;
 
 /// The feature refusals of the announcer permission are audited under (as they always were).
 const ANNOUNCEMENTS: &str = "announcements";
 
 /// May `user` announce? `Ok(Err(explanation))` when not (audited).
-pub async fn may_announce(state: &AppState, user: &str) -> anyhow::Result<Result<(), String>> {
+pub async fn may_announce(state: &AppState, user: &str) -> anyhow::Result<Result<(), Mrkdwn>> {
     let p = &state.settings().announcements.announcers;
     if state.authz().allows_user(p, user).await? {
         return Ok(Ok(()));
@@ -29,7 +31,7 @@ pub async fn may_announce(state: &AppState, user: &str) -> anyhow::Result<Result
             json!({}),
         )
         .await;
-    Ok(Err(format!(
+    Ok(Err(mrkdwn!(
         ":no_entry: You may not announce outages. Allowed: {}. Ask your slackops operators (`announcements.announcers`).",
         state.authz().describe(p).await
     )))

@@ -15,6 +15,7 @@ use super::settings::AnnouncementsSettings;
 use super::{JOB_ALERT_RENDER, JOB_AUDIENCE, JOB_DM, JOB_POST, JOB_RENDER, JOB_THREAD, message};
 use crate::jobs::NewJob;
 use crate::notifiers::StatusEvent;
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::state::AppState;
 use crate::store::new_id;
 
@@ -144,7 +145,7 @@ async fn queue_assignment_dms(
         ]
     };
     let mut dms: Vec<Dm> = Vec::new();
-    let mut tell = |user: &str, text: String| {
+    let mut tell = |user: &str, text: Mrkdwn| {
         if user != by && !user.is_empty() {
             dms.push(Dm {
                 user: user.to_string(),
@@ -531,7 +532,12 @@ fn resolution_changes(
     let mut changes = vec![
         fc(settings, "state", model::OPEN, model::RESOLVED),
         fc(settings, "resolution", "", &r.summary),
-        fc(settings, "resolved_at", "", &crate::slack::blocks::date(at)),
+        fc(
+            settings,
+            "resolved_at",
+            "",
+            crate::slack::blocks::date(at).as_str(),
+        ),
         fc(settings, "postmortem", "", &model::yes_no(r.postmortem)),
     ];
     if let Some(u) = &r.report_url {

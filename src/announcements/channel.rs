@@ -14,10 +14,12 @@ use super::modal::outage_for_action;
 use super::payload::OutageRef;
 use super::{JOB_CHANNEL, JOB_CHANNEL_NOTE, JOB_RENDER, model};
 use crate::jobs::{Job, JobError, NewJob};
+use crate::mrkdwn;
 use crate::registry::{ActionHandler, JobHandler, SlackCtx};
 use crate::slack::ack::Ack;
 use crate::slack::api::{Message, SlackErrorCode};
 use crate::slack::blocks::{link, mention};
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::slack::payload::{Action, Interaction};
 use crate::state::AppState;
 
@@ -65,7 +67,10 @@ impl ActionHandler for CreateChannel {
             Err(ack) => return Ok(ack),
         };
         if let Some(c) = &outage.incident_channel {
-            return Ok(Ack::ephemeral(format!("This outage already has <#{c}>.")));
+            return Ok(Ack::ephemeral(mrkdwn!(
+                "This outage already has {}.",
+                Mrkdwn::channel(c)
+            )));
         }
         let queued = state
             .jobs()
@@ -241,10 +246,10 @@ impl JobHandler for ChannelNoteJob {
         match n.note {
             NoteKind::Intro => {
                 let intro = match &o.permalink {
-                    Some(p) => format!(
+                    Some(p) => mrkdwn!(
                         "Incident channel for {} ({}).",
                         link(p, "this outage"),
-                        model::system_names(settings, &o.fields.systems)
+                        model::system_names(settings, &o.fields.systems),
                     ),
                     None => "Incident channel for an outage.".into(),
                 };
@@ -260,10 +265,10 @@ impl JobHandler for ChannelNoteJob {
                         std::time::Duration::from_millis(500),
                     ));
                 };
-                let text = format!(
-                    "Incident channel <#{}> created by {}.",
-                    n.channel,
-                    mention(&n.by)
+                let text = mrkdwn!(
+                    "Incident channel {} created by {}.",
+                    Mrkdwn::channel(&n.channel),
+                    mention(&n.by),
                 );
                 state
                     .slack()

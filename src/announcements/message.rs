@@ -11,7 +11,9 @@ use super::{
     ACTION_SNOOZE, ACTION_UPDATE,
 };
 use crate::announcements::settings::AnnouncementsSettings;
+use crate::mrkdwn;
 use crate::slack::blocks::{self, escape, mention};
+use crate::slack::mrkdwn::Mrkdwn;
 
 fn severity_emoji(severity: &str, settings: &AnnouncementsSettings) -> &'static str {
     match settings.severities.iter().position(|s| s == severity) {
@@ -22,16 +24,17 @@ fn severity_emoji(severity: &str, settings: &AnnouncementsSettings) -> &'static 
 }
 
 /// The announcement's fallback text (notifications, screen readers).
-pub fn text(o: &Outage, settings: &AnnouncementsSettings) -> String {
+pub fn text(o: &Outage, settings: &AnnouncementsSettings) -> Mrkdwn {
     let systems = model::system_names(settings, &o.fields.systems);
     if o.is_open() {
-        format!(
-            "Outage ({}) affecting {systems}: {}",
+        mrkdwn!(
+            "Outage ({}) affecting {}: {}",
             o.fields.severity,
-            blocks::truncate(&o.fields.summary, 300)
+            systems,
+            blocks::truncate(&o.fields.summary, 300),
         )
     } else {
-        format!("Resolved outage affecting {systems}")
+        mrkdwn!("Resolved outage affecting {}", systems)
     }
 }
 
@@ -45,23 +48,23 @@ pub fn blocks(o: &Outage, settings: &AnnouncementsSettings) -> Value {
     } else {
         b.push(blocks::header(&format!("Resolved: {systems}")));
     }
-    b.push(blocks::section(&escape(&f.summary)));
+    b.push(blocks::section(escape(&f.summary)));
     let fields = fact_fields(o, settings, &systems);
     b.push(blocks::fields(&fields[..fields.len().min(10)]));
     if fields.len() > 10 {
         b.push(blocks::fields(&fields[10..]));
     }
     if let Some(r) = &o.resolution {
-        let mut t = format!("*Resolution*\n{}", escape(&r.summary));
+        let mut t = mrkdwn!("*Resolution*\n{}", escape(&r.summary));
         match (&r.report_url, r.postmortem) {
-            (Some(u), _) => t.push_str(&format!("\nSee {}.", blocks::link(u, "the report"))),
-            (None, true) => t.push_str(&format!(
+            (Some(u), _) => t.push(mrkdwn!("\nSee {}.", blocks::link(u, "the report"))),
+            (None, true) => t.push(mrkdwn!(
                 "\nA postmortem is due from {} by {}.",
                 mention(&f.resolution_assignee),
                 blocks::date(model::working_days_after(
                     o.resolved_at.unwrap_or(o.updated_at),
                     settings.postmortem_due_days
-                ))
+                )),
             )),
             (None, false) => {}
         }
@@ -70,78 +73,78 @@ pub fn blocks(o: &Outage, settings: &AnnouncementsSettings) -> Value {
             .as_deref()
             .filter(|s| !s.trim().is_empty())
         {
-            t.push_str(&format!("\n*Postmortem*: {}", escape(s)));
+            t.push(mrkdwn!("\n*Postmortem*: {}", escape(s)));
         }
         b.push(blocks::section(&t));
     }
-    b.push(blocks::context(&context_line(o)));
+    b.push(blocks::context(context_line(o)));
     b.push(blocks::actions("announcement", buttons(o, settings)));
     blocks::to_json(&b)
 }
 
 /// Severity, systems, each audience's impact, the assignees, and the ETA (open) or the
 /// duration (resolved).
-fn fact_fields(o: &Outage, settings: &AnnouncementsSettings, systems: &str) -> Vec<String> {
+fn fact_fields(o: &Outage, settings: &AnnouncementsSettings, systems: &str) -> Vec<Mrkdwn> {
     let f = &o.fields;
     let mut fields = vec![
-        format!(
+        mrkdwn!(
             "*Severity*\n{} {}",
             severity_emoji(&f.severity, settings),
-            escape(&f.severity)
+            escape(&f.severity),
         ),
-        format!("*Affected systems*\n{}", escape(systems)),
+        mrkdwn!("*Affected systems*\n{}", escape(systems)),
     ];
     for a in &settings.audiences {
         let i = f.impact.get(&a.id).cloned().unwrap_or_default();
-        fields.push(format!(
+        fields.push(mrkdwn!(
             "*Impact on {}*\n{}",
             escape(&a.name),
-            escape(&model::impact_text(&i))
+            escape(&model::impact_text(&i)),
         ));
     }
-    fields.push(format!(
+    fields.push(mrkdwn!(
         "*Assignees*\n{} for resolution\n{} for communication",
         mention(&f.resolution_assignee),
-        mention(&f.communication_assignee)
+        mention(&f.communication_assignee),
     ));
     if o.is_open() {
         let eta = match o.eta_deadline() {
-            Some(d) => format!("{} (by {})", model::eta_label(&f.eta), blocks::date(d)),
+            Some(d) => mrkdwn!("{} (by {})", model::eta_label(&f.eta), blocks::date(d)),
             None => "unknown".into(),
         };
-        fields.push(format!("*ETA*\n{eta}"));
+        fields.push(mrkdwn!("*ETA*\n{}", eta));
     } else {
-        fields.push(format!(
+        fields.push(mrkdwn!(
             "*Duration*\n{}",
-            model::duration_text(o.resolved_at.unwrap_or(o.updated_at) - o.started_at)
+            model::duration_text(o.resolved_at.unwrap_or(o.updated_at) - o.started_at),
         ));
     }
     fields
 }
 
 /// Who announced it and when, who resolved it, its incident channel, whether it is public.
-fn context_line(o: &Outage) -> String {
-    let mut context = vec![format!(
+fn context_line(o: &Outage) -> Mrkdwn {
+    let mut context = vec![mrkdwn!(
         "Announced by {} {}",
         who(&o.announced_by),
-        blocks::date(o.started_at)
+        blocks::date(o.started_at),
     )];
     if let (Some(r), Some(at)) = (&o.resolution, o.resolved_at) {
-        context.push(format!(
+        context.push(mrkdwn!(
             "resolved by {} {}",
             who(&r.resolved_by),
-            blocks::date(at)
+            blocks::date(at),
         ));
     }
     if let Some(c) = &o.incident_channel {
-        context.push(format!("incident channel <#{c}>"));
+        context.push(mrkdwn!("incident channel {}", Mrkdwn::channel(c)));
     }
     context.push(if o.fields.public {
         "on the public status page".into()
     } else {
         "not on the public status page".into()
     });
-    context.join(" · ")
+    Mrkdwn::join(context, " · ")
 }
 
 /// Update, Reassign, Resolve and Create channel while open; Reopen once resolved.
@@ -189,45 +192,45 @@ fn buttons(
 }
 
 /// `<@U…>` for people, the name for the API (`api:monitoring`).
-pub fn who(by: &str) -> String {
+pub fn who(by: &str) -> Mrkdwn {
     match by.strip_prefix("api:") {
-        Some(name) => format!("`{}` (API)", escape(name)),
+        Some(name) => mrkdwn!("`{}` (API)", escape(name)),
         None => mention(by),
     }
 }
 
 /// The thread reply for one history entry: exactly what changed, by whom, and why.
-pub fn change_reply(h: &HistoryRow, o: &Outage) -> String {
+pub fn change_reply(h: &HistoryRow, o: &Outage) -> Mrkdwn {
     let mut lines = Vec::new();
     match h.kind.as_str() {
-        "resolved" => lines.push(format!(
+        "resolved" => lines.push(mrkdwn!(
             ":white_check_mark: *Resolved* by {} after {}.",
             who(&h.by_user),
-            model::duration_text(o.resolved_at.unwrap_or(h.at) - o.started_at)
+            model::duration_text(o.resolved_at.unwrap_or(h.at) - o.started_at),
         )),
-        "reopened" => lines.push(format!(
+        "reopened" => lines.push(mrkdwn!(
             ":rotating_light: *Reopened* by {}.",
-            who(&h.by_user)
+            who(&h.by_user),
         )),
         "postmortem" => return postmortem_reply(h, o),
-        _ => lines.push(format!("*{}* by {}:", capital(&h.kind), who(&h.by_user))),
+        _ => lines.push(mrkdwn!("*{}* by {}:", capital(&h.kind), who(&h.by_user))),
     }
     for c in h.changes() {
         if c.field == "state" {
             continue;
         }
         if c.from.is_empty() {
-            lines.push(format!(
+            lines.push(mrkdwn!(
                 "• *{}*: {}",
                 escape(&c.label),
-                value(&c.field, &c.to)
+                value(&c.field, &c.to),
             ));
         } else {
-            lines.push(format!(
+            lines.push(mrkdwn!(
                 "• *{}*: {} → {}",
                 escape(&c.label),
                 value(&c.field, &c.from),
-                value(&c.field, &c.to)
+                value(&c.field, &c.to),
             ));
         }
     }
@@ -237,26 +240,26 @@ pub fn change_reply(h: &HistoryRow, o: &Outage) -> String {
         .as_deref()
         .filter(|r| !r.trim().is_empty() && h.kind != "resolved")
     {
-        lines.push(format!("_Why:_ {}", escape(r.trim())));
+        lines.push(mrkdwn!("_Why:_ {}", escape(r.trim())));
     }
-    blocks::truncate(&lines.join("\n"), 3900)
+    Mrkdwn::join(lines, "\n").truncate(3900)
 }
 
 /// The thread reply when the postmortem's report is linked.
-fn postmortem_reply(h: &HistoryRow, o: &Outage) -> String {
+fn postmortem_reply(h: &HistoryRow, o: &Outage) -> Mrkdwn {
     let r = o.resolution.clone().unwrap_or_default();
-    let mut t = format!(":page_facing_up: *Postmortem* added by {}", who(&h.by_user));
+    let mut t = mrkdwn!(":page_facing_up: *Postmortem* added by {}", who(&h.by_user));
     if let Some(u) = &r.report_url {
-        t.push_str(&format!(": {}", blocks::link(u, "the report")));
+        t.push(mrkdwn!(": {}", blocks::link(u, "the report")));
     }
     if let Some(s) = r
         .postmortem_summary
         .as_deref()
         .filter(|s| !s.trim().is_empty())
     {
-        t.push_str(&format!("\n{}", escape(s.trim())));
+        t.push(mrkdwn!("\n{}", escape(s.trim())));
     }
-    blocks::truncate(&t, 3900)
+    t.truncate(3900)
 }
 
 /// The DM to a postmortem's owner once it is due, with the Add postmortem button.
@@ -265,17 +268,18 @@ pub fn postmortem_due_dm(
     settings: &AnnouncementsSettings,
     due_at: i64,
     now: i64,
-) -> (String, Value) {
+) -> (Mrkdwn, Value) {
     let late = if now - due_at >= 86_400_000 {
-        format!(" (overdue by {})", model::duration_text(now - due_at))
+        mrkdwn!(" (overdue by {})", model::duration_text(now - due_at))
     } else {
-        String::new()
+        Mrkdwn::default()
     };
-    let text = format!(
-        ":memo: The postmortem of the outage affecting *{}* was due {}{late}. Add the report's link with *Add postmortem*. {}",
+    let text = mrkdwn!(
+        ":memo: The postmortem of the outage affecting *{}* was due {}{}. Add the report's link with *Add postmortem*. {}",
         escape(&model::system_names(settings, &o.fields.systems)),
         blocks::date(due_at),
-        link_to(o)
+        late,
+        link_to(o),
     );
     let b = vec![
         blocks::section(&text),
@@ -291,10 +295,20 @@ pub fn postmortem_due_dm(
     (text, blocks::to_json(&b))
 }
 
-/// Mentions and dates are ours and kept; anything a person typed is escaped.
-fn value(field: &str, v: &str) -> String {
-    match field {
-        "resolution_assignee" | "communication_assignee" | "resolved_at" => v.to_string(),
+/// Mentions and dates are rebuilt from what they hold; anything a person typed is escaped.
+fn value(field: &str, v: &str) -> Mrkdwn {
+    let inner = v.strip_prefix('<').and_then(|v| v.strip_suffix('>'));
+    match (field, inner) {
+        ("resolution_assignee" | "communication_assignee", Some(m)) => match m.strip_prefix('@') {
+            Some(id) => Mrkdwn::user(id),
+            None => escape(v),
+        },
+        ("resolved_at", Some(d)) => d
+            .strip_prefix("!date^")
+            .and_then(|d| d.split('^').next())
+            .and_then(|secs| secs.parse::<i64>().ok())
+            .map(|secs| blocks::date(secs * 1000))
+            .unwrap_or_else(|| escape(v)),
         _ => escape(&blocks::truncate(v, 500)),
     }
 }
@@ -308,7 +322,7 @@ fn capital(s: &str) -> String {
 }
 
 /// The post in an affected audience's channel.
-pub fn audience_post(o: &Outage, settings: &AnnouncementsSettings, audience: &str) -> String {
+pub fn audience_post(o: &Outage, settings: &AnnouncementsSettings, audience: &str) -> Mrkdwn {
     let name = settings
         .audiences
         .iter()
@@ -320,11 +334,12 @@ pub fn audience_post(o: &Outage, settings: &AnnouncementsSettings, audience: &st
         Some(p) => blocks::link(p, "the announcement"),
         None => "the announcement".into(),
     };
-    format!(
-        ":rotating_light: A new outage affecting *{}* has been announced ({}): {}. Follow {link} for updates.",
+    mrkdwn!(
+        ":rotating_light: A new outage affecting *{}* has been announced ({}): {}. Follow {} for updates.",
         escape(&name),
         escape(&systems),
-        escape(&blocks::truncate(&o.fields.summary, 500))
+        escape(&blocks::truncate(&o.fields.summary, 500)),
+        link,
     )
 }
 
@@ -335,37 +350,41 @@ pub fn assignment_dm(
     role: &str,
     by: &str,
     now_assigned: bool,
-) -> String {
+) -> Mrkdwn {
     let what = if now_assigned {
-        format!("made you the *{role} assignee*")
+        mrkdwn!("made you the *{} assignee*", role)
     } else {
-        format!("made someone else the *{role} assignee* (you no longer are)")
+        mrkdwn!(
+            "made someone else the *{} assignee* (you no longer are)",
+            role
+        )
     };
-    format!(
-        ":wave: {} {what} of the outage affecting *{}*: {} {}",
+    mrkdwn!(
+        ":wave: {} {} of the outage affecting *{}*: {} {}",
         who(by),
+        what,
         escape(&model::system_names(settings, &o.fields.systems)),
         escape(&blocks::truncate(&o.fields.summary, 300)),
-        link_to(o)
+        link_to(o),
     )
 }
 
 /// A DM with the ETA about to run out.
-pub fn before_eta_dm(o: &Outage, settings: &AnnouncementsSettings, deadline: i64) -> String {
-    format!(
+pub fn before_eta_dm(o: &Outage, settings: &AnnouncementsSettings, deadline: i64) -> Mrkdwn {
+    mrkdwn!(
         ":hourglass_flowing_sand: The ETA of the outage affecting *{}* runs out {}. {} Resolve it or update the ETA from the announcement.",
         escape(&model::system_names(settings, &o.fields.systems)),
         blocks::date(deadline),
-        link_to(o)
+        link_to(o),
     )
 }
 
 /// The prompt after the ETA passed, with Update and Snooze buttons.
-pub fn eta_passed_prompt(o: &Outage, settings: &AnnouncementsSettings) -> (String, Value) {
-    let text = format!(
+pub fn eta_passed_prompt(o: &Outage, settings: &AnnouncementsSettings) -> (Mrkdwn, Value) {
+    let text = mrkdwn!(
         ":alarm_clock: The ETA of the outage affecting *{}* has passed and it is not resolved. Please update the ETA. {}",
         escape(&model::system_names(settings, &o.fields.systems)),
-        link_to(o)
+        link_to(o),
     );
     let b = vec![
         blocks::section(&text),
@@ -388,16 +407,16 @@ pub fn eta_passed_prompt(o: &Outage, settings: &AnnouncementsSettings) -> (Strin
 }
 
 /// The nudge to the communication assignee.
-pub fn nudge_dm(o: &Outage, settings: &AnnouncementsSettings, quiet_ms: i64) -> String {
-    format!(
+pub fn nudge_dm(o: &Outage, settings: &AnnouncementsSettings, quiet_ms: i64) -> Mrkdwn {
+    mrkdwn!(
         ":speech_balloon: No update was posted for {} on the outage affecting *{}*. Please give an update (Update on the announcement). {}",
         model::duration_text(quiet_ms),
         escape(&model::system_names(settings, &o.fields.systems)),
-        link_to(o)
+        link_to(o),
     )
 }
 
-fn link_to(o: &Outage) -> String {
+fn link_to(o: &Outage) -> Mrkdwn {
     o.permalink
         .as_deref()
         .map(|p| blocks::link(p, "Open the announcement"))

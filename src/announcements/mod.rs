@@ -49,7 +49,9 @@ pub mod suggestion;
 use axum::Router;
 use serde_json::json;
 
+use crate::mrkdwn;
 use crate::registry::Registry;
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::state::AppState;
 use settings::AnnouncementsSettings;
 
@@ -128,7 +130,7 @@ pub async fn may_change(
     outage: &model::Outage,
     user: &str,
     action: &str,
-) -> anyhow::Result<Result<(), String>> {
+) -> anyhow::Result<Result<(), Mrkdwn>> {
     if outage.owners().contains(&user) {
         return Ok(Ok(()));
     }
@@ -147,14 +149,15 @@ pub async fn may_change(
         )
         .await;
     let editors = if editors.is_empty() {
-        String::new()
+        Mrkdwn::default()
     } else {
-        format!(", and {}", state.authz().describe(editors).await)
+        mrkdwn!(", and {}", state.authz().describe(editors).await)
     };
-    Ok(Err(format!(
-        ":no_entry: Only the people on this outage may change it: {} (who announced it), {} and {} (assignees){editors}. Ask one of them, or to be made an assignee.",
+    Ok(Err(mrkdwn!(
+        ":no_entry: Only the people on this outage may change it: {} (who announced it), {} and {} (assignees){}. Ask one of them, or to be made an assignee.",
         message::who(&outage.announced_by),
         crate::slack::blocks::mention(&outage.fields.resolution_assignee),
         crate::slack::blocks::mention(&outage.fields.communication_assignee),
+        editors,
     )))
 }

@@ -16,10 +16,12 @@ use super::changes::{self, Change, ChangeError, Kind};
 use super::model::{self, AFFECTED, ETAS, Fields, Impact, Outage};
 use super::{ACTION_REASSIGN, VIEW_NEW, VIEW_REASSIGN, VIEW_UPDATE, may_change};
 use crate::announcements::settings::AnnouncementsSettings;
+use crate::mrkdwn;
 use crate::policy::may_announce;
 use crate::registry::{ActionHandler, CommandHandler, SlackCtx, ViewHandler};
 use crate::slack::ack::Ack;
 use crate::slack::blocks::truncate;
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::slack::payload::{Action, Interaction, SlashCommand, View};
 use crate::state::AppState;
 
@@ -286,7 +288,7 @@ pub fn fields_from_view(
 }
 
 /// A modal that only says something.
-pub fn message_view(heading: &str, text: &str) -> Value {
+pub fn message_view(heading: &str, text: impl Into<Mrkdwn>) -> Value {
     crate::slack::blocks::message_view(heading, text)
 }
 
@@ -309,9 +311,14 @@ impl CommandHandler for AnnounceCommand {
             return sub.handle(cx, cmd).await;
         }
         if first.eq_ignore_ascii_case("help") {
-            return Ok(Ack::ephemeral(format!(
-                "`{c} [system]` announces an outage (the systems matching the text are listed first).\n`{c} maintenance …` schedules maintenance.\n`{c} postmortems` lists the open postmortems.\n`{c} subscribe [systems…]` posts public outage and maintenance notices in this channel (no systems: all); `{c} subscriptions` lists them; `{c} unsubscribe` stops them.",
-                c = settings.command
+            return Ok(Ack::ephemeral(mrkdwn!(
+                "`{} [system]` announces an outage (the systems matching the text are listed first).\n`{} maintenance …` schedules maintenance.\n`{} postmortems` lists the open postmortems.\n`{} subscribe [systems…]` posts public outage and maintenance notices in this channel (no systems: all); `{} subscriptions` lists them; `{} unsubscribe` stops them.",
+                settings.command,
+                settings.command,
+                settings.command,
+                settings.command,
+                settings.command,
+                settings.command,
             )));
         }
         if settings.channel.is_none() || settings.systems.is_empty() {
@@ -349,9 +356,10 @@ impl CommandHandler for AnnounceCommand {
             Ok(_) => Ok(Ack::Empty),
             Err(e) => {
                 warn!(error = %e, "opening the announce modal failed");
-                Ok(Ack::ephemeral(format!(
-                    "The form could not be opened ({e}); run `{}` again.",
-                    settings.command
+                Ok(Ack::ephemeral(mrkdwn!(
+                    "The form could not be opened ({}); run `{}` again.",
+                    e,
+                    settings.command,
                 )))
             }
         }
@@ -435,7 +443,7 @@ impl ViewHandler for NewView {
                 Err(e) => {
                     return Ok(Ack::ViewUpdate(message_view(
                         "Announce",
-                        &format!("Nothing was announced: {e}."),
+                        mrkdwn!("Nothing was announced: {}.", e),
                     )));
                 }
             },
@@ -519,8 +527,9 @@ impl ActionHandler for OpenChange {
         );
         if let Err(e) = state.slack().views_open(trigger, &view).await {
             warn!(error = %e, "opening the change modal failed");
-            return Ok(Ack::ephemeral(format!(
-                "The form could not be opened ({e}); try again."
+            return Ok(Ack::ephemeral(mrkdwn!(
+                "The form could not be opened ({}); try again.",
+                e,
             )));
         }
         Ok(Ack::Empty)
@@ -608,7 +617,7 @@ impl ViewHandler for ChangeView {
             ))),
             Err(ChangeError::WrongState(s)) => Ok(Ack::ViewUpdate(message_view(
                 "Outage",
-                &format!("Not changed: {s}."),
+                mrkdwn!("Not changed: {}.", s),
             ))),
             Err(ChangeError::Other(e)) => Err(e),
         }

@@ -538,13 +538,13 @@ pub fn diff(settings: &AnnouncementsSettings, old: &Fields, new: &Fields) -> Vec
     );
     push(
         "resolution_assignee",
-        mention(&old.resolution_assignee),
-        mention(&new.resolution_assignee),
+        mention(&old.resolution_assignee).into_string(),
+        mention(&new.resolution_assignee).into_string(),
     );
     push(
         "communication_assignee",
-        mention(&old.communication_assignee),
-        mention(&new.communication_assignee),
+        mention(&old.communication_assignee).into_string(),
+        mention(&new.communication_assignee).into_string(),
     );
     push("public", yes_no(old.public), yes_no(new.public));
     out

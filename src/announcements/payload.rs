@@ -5,6 +5,7 @@
 //! the other. A payload is stored in the database with its job: a field added here must have a
 //! default, or jobs queued by the previous version fail to read.
 
+use crate::slack::mrkdwn::Mrkdwn;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -27,7 +28,7 @@ pub struct AudienceRef {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Dm {
     pub user: String,
-    pub text: String,
+    pub text: Mrkdwn,
     #[serde(default)]
     pub blocks: Option<Value>,
 }

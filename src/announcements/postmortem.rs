@@ -24,9 +24,11 @@ use super::model::{self, Outage, Resolution};
 use super::payload::Dm;
 use super::{JOB_DM, VIEW_POSTMORTEM, may_change, message};
 use crate::jobs::NewJob;
+use crate::mrkdwn;
 use crate::registry::{ActionHandler, CommandHandler, SlackCtx, ViewHandler};
 use crate::slack::ack::Ack;
 use crate::slack::blocks::{self, escape, mention, message_view};
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::slack::payload::{Action, Interaction, SlashCommand};
 use crate::state::AppState;
 
@@ -216,8 +218,9 @@ impl ActionHandler for AddPostmortem {
             .await
         {
             warn!(error = %e, "opening the postmortem modal failed");
-            return Ok(Ack::ephemeral(format!(
-                "The form could not be opened ({e}); try again."
+            return Ok(Ack::ephemeral(mrkdwn!(
+                "The form could not be opened ({}); try again.",
+                e,
             )));
         }
         Ok(Ack::Empty)
@@ -264,7 +267,7 @@ impl ViewHandler for PostmortemView {
             }
             Err(e) => Ok(Ack::ViewUpdate(message_view(
                 "Postmortem",
-                &format!("Not added: {e}."),
+                &mrkdwn!("Not added: {}.", e),
             ))),
         }
     }
@@ -288,21 +291,26 @@ impl CommandHandler for ListCommand {
         if lines.is_empty() {
             return Ok(Ack::ephemeral(":white_check_mark: No postmortem is open."));
         }
-        let mut text = format!("*Open postmortems* ({}):\n{}", owed.len(), lines.join("\n"));
-        if owed.len() > lines.len() {
-            text.push_str(&format!("\n… and {} more", owed.len() - lines.len()));
+        let shown = lines.len();
+        let mut text = mrkdwn!(
+            "*Open postmortems* ({}):\n{}",
+            owed.len(),
+            Mrkdwn::join(lines, "\n")
+        );
+        if owed.len() > shown {
+            text.push(mrkdwn!("\n… and {} more", owed.len() - shown));
         }
-        Ok(Ack::ephemeral(blocks::truncate(&text, 3900)))
+        Ok(Ack::ephemeral(text.truncate(3900)))
     }
 }
 
-fn list_line(state: &AppState, o: &Outage, p: &Owed) -> String {
+fn list_line(state: &AppState, o: &Outage, p: &Owed) -> Mrkdwn {
     let settings = &state.settings().announcements;
     let now = state.now_ms();
     let late = if now > p.due_at {
-        format!(" · *overdue by {}*", model::duration_text(now - p.due_at))
+        mrkdwn!(" · *overdue by {}*", model::duration_text(now - p.due_at))
     } else {
-        String::new()
+        Mrkdwn::default()
     };
     let what = format!(
         "{}: {}",
@@ -313,10 +321,12 @@ fn list_line(state: &AppState, o: &Outage, p: &Owed) -> String {
         Some(link) => blocks::link(link, &what),
         None => escape(&what),
     };
-    format!(
-        "• {what} · {} · due {}{late}",
+    mrkdwn!(
+        "• {} · {} · due {}{}",
+        what,
         mention(&p.owner),
-        blocks::date(p.due_at)
+        blocks::date(p.due_at),
+        late,
     )
 }
 

@@ -15,9 +15,11 @@ use serde_json::Value;
 use super::JOB_COPY;
 use super::model::{COLUMNS, Outage, OutageRow};
 use crate::jobs::{Job, JobError, NewJob};
+use crate::mrkdwn;
 use crate::registry::{EventHandler, JobHandler};
 use crate::slack::api::Message;
 use crate::slack::blocks::{link, mention, truncate};
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::slack::payload::EventCallback;
 use crate::state::AppState;
 
@@ -90,35 +92,29 @@ impl EventHandler for ReactionAdded {
     }
 }
 
-/// The quoted copy.
-pub fn copy_text(message: &Value, by: &str, permalink: &str) -> String {
+/// The quoted copy. The original is quoted as it reads, never acting again: no broadcast,
+/// mention or labelled link of it is live in the copy ([`Mrkdwn::quote_slack`]).
+pub fn copy_text(message: &Value, by: &str, permalink: &str) -> Mrkdwn {
     let author = match message.get("user").and_then(Value::as_str) {
         Some(u) => mention(u),
-        None => message
-            .get("username")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .unwrap_or_else(|| "someone".into()),
+        None => Mrkdwn::text(
+            message
+                .get("username")
+                .and_then(Value::as_str)
+                .unwrap_or("someone"),
+        ),
     };
-    // Message text from Slack is already mrkdwn (its &, < and > escaped): quote it as it is,
-    // except that a copied @channel, @here or group mention must not notify everyone again.
-    let body = truncate(
-        &message
-            .get("text")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .replace("<!", "&lt;!"),
-        2800,
-    );
-    let quoted = body
+    let text = message.get("text").and_then(Value::as_str).unwrap_or("");
+    let quoted = truncate(text, 2800)
         .lines()
-        .map(|l| format!("> {l}"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    format!(
-        ":point_up: {author} wrote ({}, copied by {}):\n{quoted}",
+        .map(|l| mrkdwn!("> {}", Mrkdwn::quote_slack(l)))
+        .collect::<Vec<_>>();
+    mrkdwn!(
+        ":point_up: {} wrote ({}, copied by {}):\n{}",
+        author,
         link(permalink, "original"),
-        mention(by)
+        mention(by),
+        Mrkdwn::join(quoted, "\n")
     )
 }
 
@@ -207,13 +203,10 @@ mod tests {
     #[test]
     fn copies_quote_author_text_and_link_without_broadcasting() {
         let m = serde_json::json!({"user": "U1", "text": "<!channel> it is down\nsince 10:02", "ts": "1.2"});
-        let t = copy_text(&m, "U2", "https://x.slack.com/archives/C1/p12");
+        let t = copy_text(&m, "U2", "https://x.slack.com/archives/C1/p12").into_string();
         assert!(t.contains("<@U1> wrote"), "{t}");
         assert!(t.contains("copied by <@U2>"), "{t}");
-        assert!(
-            t.contains("> &lt;!channel> it is down\n> since 10:02"),
-            "{t}"
-        );
+        assert!(t.contains("> @channel it is down\n> since 10:02"), "{t}");
         assert!(
             t.contains("<https://x.slack.com/archives/C1/p12|original>"),
             "{t}"

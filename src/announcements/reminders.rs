@@ -25,6 +25,7 @@ use super::model::{self, Outage};
 use super::payload::Dm;
 use super::{JOB_DM, model::COLUMNS, model::OutageRow};
 use crate::jobs::NewJob;
+use crate::mrkdwn;
 use crate::registry::{ActionHandler, Periodic, SlackCtx};
 use crate::slack::ack::{Ack, Reply};
 use crate::slack::blocks;
@@ -202,9 +203,9 @@ impl ActionHandler for Snooze {
             )
             .await;
         Ok(Ack::Message(
-            Reply::ephemeral(format!(
+            Reply::ephemeral(mrkdwn!(
                 ":zzz: Snoozed: you will be asked again {} unless the ETA is updated.",
-                blocks::date(until)
+                blocks::date(until),
             ))
             .replace_original(),
         ))

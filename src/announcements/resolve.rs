@@ -18,6 +18,7 @@ use super::changes::{self, Change, ChangeError, Kind};
 use super::modal::{message_view, outage_for_action};
 use super::model::{self, Outage, Resolution};
 use super::{VIEW_RESOLVE, may_change};
+use crate::mrkdwn;
 use crate::registry::{ActionHandler, SlackCtx, ViewHandler};
 use crate::slack::ack::Ack;
 use crate::slack::blocks::truncate;
@@ -128,8 +129,9 @@ impl ActionHandler for OpenResolve {
         let view = resolve_view(&outage.id, outage.version, state.now_ms(), tz_offset);
         if let Err(e) = state.slack().views_open(&trigger, &view).await {
             warn!(error = %e, "opening the resolve modal failed");
-            return Ok(Ack::ephemeral(format!(
-                "The form could not be opened ({e}); nothing changed. Try again."
+            return Ok(Ack::ephemeral(mrkdwn!(
+                "The form could not be opened ({}); nothing changed. Try again.",
+                e,
             )));
         }
         Ok(Ack::Empty)
@@ -235,7 +237,7 @@ impl ActionHandler for Reopen {
         match changes::apply(state, &outage.id, change).await {
             Ok(_) => Ok(Ack::Empty),
             Err(ChangeError::Other(e)) => Err(e),
-            Err(e) => Ok(Ack::ephemeral(format!("Not reopened: {e}."))),
+            Err(e) => Ok(Ack::ephemeral(mrkdwn!("Not reopened: {}.", e))),
         }
     }
 }
@@ -323,7 +325,7 @@ fn answer(result: Result<Outage, ChangeError>) -> anyhow::Result<Ack> {
         ))),
         Err(e) => Ok(Ack::ViewUpdate(message_view(
             "Resolve",
-            &truncate(&format!("Not resolved: {e}."), 2000),
+            mrkdwn!("Not resolved: {}.", truncate(&e.to_string(), 2000)),
         ))),
     }
 }

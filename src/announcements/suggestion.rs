@@ -25,18 +25,20 @@ use super::payload::AlertGroupRef;
 use super::settings::AnnouncementsSettings;
 use super::{ACTION_ALERT_ANNOUNCE, ACTION_ALERT_DISMISS, ACTION_ALERT_RESOLVE, may_change};
 use crate::jobs::{Job, JobError};
+use crate::mrkdwn;
 use crate::policy::may_announce;
 use crate::registry::{ActionHandler, JobHandler, SlackCtx};
 use crate::slack::ack::Ack;
 use crate::slack::api::Message;
 use crate::slack::blocks::{self, escape, truncate};
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::slack::payload::{Action, Interaction};
 use crate::state::AppState;
 
 /// Alerts listed in the message; the rest are counted.
 const LISTED: usize = 10;
 
-fn alert_line(a: &StoredAlert) -> String {
+fn alert_line(a: &StoredAlert) -> Mrkdwn {
     let name = a
         .labels
         .get("alertname")
@@ -46,47 +48,50 @@ fn alert_line(a: &StoredAlert) -> String {
         .annotations
         .get("summary")
         .or_else(|| a.annotations.get("description"))
-        .map(|s| format!(": {}", escape(&truncate(s, 200))))
+        .map(|s| mrkdwn!(": {}", escape(&truncate(s, 200))))
         .unwrap_or_default();
-    let labels: Vec<String> = a
+    let labels: Vec<Mrkdwn> = a
         .labels
         .iter()
         .filter(|(k, _)| k.as_str() != "alertname")
         .take(6)
-        .map(|(k, v)| format!("{}={}", escape(&truncate(k, 40)), escape(&truncate(v, 80))))
+        .map(|(k, v)| mrkdwn!("{}={}", escape(&truncate(k, 40)), escape(&truncate(v, 80))))
         .collect();
     let (icon, when) = if a.is_firing() {
         (
             ":red_circle:",
-            format!("since {}", blocks::date(a.starts_at)),
+            mrkdwn!("since {}", blocks::date(a.starts_at)),
         )
     } else {
         (
             ":white_check_mark:",
-            format!(
+            mrkdwn!(
                 "resolved {}",
-                blocks::date(a.ends_at.unwrap_or(a.starts_at))
+                blocks::date(a.ends_at.unwrap_or(a.starts_at)),
             ),
         )
     };
-    format!(
-        "{icon} *{}*{summary} ({}) {when}",
+    mrkdwn!(
+        "{} *{}*{} ({}) {}",
+        icon,
         escape(&truncate(name, 100)),
-        labels.join(", ")
+        summary,
+        Mrkdwn::join(labels, ", "),
+        when,
     )
 }
 
 /// The alerts, firing first, at most [`LISTED`].
-fn alert_list(g: &Group) -> String {
-    let mut lines: Vec<String> = g.alerts.iter().take(LISTED).map(alert_line).collect();
+fn alert_list(g: &Group) -> Mrkdwn {
+    let mut lines: Vec<Mrkdwn> = g.alerts.iter().take(LISTED).map(alert_line).collect();
     if g.alerts.len() > LISTED {
-        lines.push(format!("… and {} more", g.alerts.len() - LISTED));
+        lines.push(mrkdwn!("… and {} more", g.alerts.len() - LISTED));
     }
-    truncate(&lines.join("\n"), blocks::SECTION_TEXT_MAX)
+    Mrkdwn::join(lines, "\n").truncate(blocks::SECTION_TEXT_MAX)
 }
 
 /// What the alerts propose, and why it cannot be announced as is.
-fn proposal_text(g: &Group, settings: &AnnouncementsSettings) -> String {
+fn proposal_text(g: &Group, settings: &AnnouncementsSettings) -> Mrkdwn {
     let p = &g.proposal;
     let systems = if p.systems.is_empty() {
         "none".to_string()
@@ -98,34 +103,34 @@ fn proposal_text(g: &Group, settings: &AnnouncementsSettings) -> String {
     } else {
         &p.severity
     };
-    let mut t = format!(
+    let mut t = mrkdwn!(
         "*Proposed outage*: {}\n*Systems*: {} · *Severity*: {}",
         escape(&p.summary),
         escape(&systems),
-        escape(severity)
+        escape(severity),
     );
     if !p.problems.is_empty() {
-        t.push_str("\n:warning: Cannot be announced as is:");
+        t.push("\n:warning: Cannot be announced as is:");
         for (field, message) in &p.problems {
-            t.push_str(&format!("\n• {}: {}", escape(field), escape(message)));
+            t.push(mrkdwn!("\n• {}: {}", escape(field), escape(message)));
         }
     }
-    truncate(&t, blocks::SECTION_TEXT_MAX)
+    t.truncate(blocks::SECTION_TEXT_MAX)
 }
 
 /// Where the group stands, in words.
-fn state_line(g: &Group, outage: Option<&Outage>) -> String {
+fn state_line(g: &Group, outage: Option<&Outage>) -> Mrkdwn {
     let mut parts = Vec::new();
     if !g.is_firing() {
-        parts.push(format!(
+        parts.push(mrkdwn!(
             "All alerts resolved {}",
-            blocks::date(g.resolved_at.unwrap_or(g.updated_at))
+            blocks::date(g.resolved_at.unwrap_or(g.updated_at)),
         ));
     }
     match g.state.as_str() {
-        DISMISSED => parts.push(format!(
+        DISMISSED => parts.push(mrkdwn!(
             "Dismissed by {}",
-            super::message::who(g.decided_by.as_deref().unwrap_or("?"))
+            super::message::who(g.decided_by.as_deref().unwrap_or("?")),
         )),
         ANNOUNCED => {
             let link = outage
@@ -135,15 +140,15 @@ fn state_line(g: &Group, outage: Option<&Outage>) -> String {
             let by = super::message::who(g.decided_by.as_deref().unwrap_or("?"));
             match outage {
                 Some(o) if !o.is_open() => {
-                    parts.push(format!("{link} announced by {by} is resolved"))
+                    parts.push(mrkdwn!("{} announced by {} is resolved", link, by))
                 }
-                _ => parts.push(format!("{link} was announced by {by}")),
+                _ => parts.push(mrkdwn!("{} was announced by {}", link, by)),
             }
         }
         _ if g.is_firing() => parts.push("Suggested from Alertmanager: announce it?".into()),
         _ => parts.push("Nothing was announced".into()),
     }
-    parts.join(" · ")
+    Mrkdwn::join(parts, " · ")
 }
 
 /// The buttons the group's state allows.
@@ -171,13 +176,13 @@ fn buttons(
 }
 
 /// The suggestion's fallback text.
-pub fn text(g: &Group) -> String {
+pub fn text(g: &Group) -> Mrkdwn {
     let what = if g.is_firing() {
         "Alerts firing"
     } else {
         "Alerts resolved"
     };
-    format!("{what}: {}", truncate(&g.proposal.summary, 300))
+    mrkdwn!("{}: {}", what, truncate(&g.proposal.summary, 300))
 }
 
 /// The suggestion's blocks.
@@ -189,9 +194,9 @@ pub fn render(g: &Group, outage: Option<&Outage>, settings: &AnnouncementsSettin
     };
     let mut b = vec![
         blocks::header(&title),
-        blocks::section(&proposal_text(g, settings)),
-        blocks::section(&alert_list(g)),
-        blocks::context(&state_line(g, outage)),
+        blocks::section(proposal_text(g, settings)),
+        blocks::section(alert_list(g)),
+        blocks::context(state_line(g, outage)),
     ];
     let buttons = buttons(g, outage);
     if !buttons.is_empty() {
@@ -340,8 +345,9 @@ impl ActionHandler for AnnounceAlert {
         );
         if let Err(e) = state.slack().views_open(trigger, &view).await {
             warn!(error = %e, "opening the announce modal from a suggestion failed");
-            return Ok(Ack::ephemeral(format!(
-                "The form could not be opened ({e}); try again."
+            return Ok(Ack::ephemeral(mrkdwn!(
+                "The form could not be opened ({}); try again.",
+                e,
             )));
         }
         Ok(Ack::Empty)
@@ -402,7 +408,7 @@ impl ActionHandler for DismissAlert {
                 Ok(Ack::Empty)
             }
             Err(DecisionError::Other(e)) => Err(e),
-            Err(e) => Ok(Ack::ephemeral(format!("Not dismissed: {e}."))),
+            Err(e) => Ok(Ack::ephemeral(mrkdwn!("Not dismissed: {}.", e))),
         }
     }
 }
@@ -445,8 +451,9 @@ impl ActionHandler for ResolveAlert {
         let view = super::resolve::resolve_view(&outage.id, outage.version, at, tz_offset);
         if let Err(e) = state.slack().views_open(trigger, &view).await {
             warn!(error = %e, "opening the resolve modal from a suggestion failed");
-            return Ok(Ack::ephemeral(format!(
-                "The form could not be opened ({e}); try again."
+            return Ok(Ack::ephemeral(mrkdwn!(
+                "The form could not be opened ({}); try again.",
+                e,
             )));
         }
         Ok(Ack::Empty)

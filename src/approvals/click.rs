@@ -19,10 +19,12 @@ use super::model::{self, Judgment};
 use super::quorum::{self, Counted};
 use super::{FEATURE, JOB_RENDER, delivery, enqueue, policy};
 use crate::authz::Identity;
+use crate::mrkdwn;
 use crate::registry::{ActionHandler, SlackCtx};
 use crate::slack::ack::Ack;
 use crate::slack::blocks::{escape, mention, truncate};
 use crate::slack::choices;
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::slack::payload::{Action, Interaction};
 use crate::state::AppState;
 
@@ -90,22 +92,24 @@ pub enum Decided {
     /// An approval counted towards the quorum.
     Counted { have: i64, need: i64 },
     /// Refused, lost, repeated or not counted: what to tell the person, privately.
-    Told(String),
+    Told(Mrkdwn),
 }
 
 impl Decided {
     /// What to tell the person privately (`None` when the message says it all).
-    pub fn text(&self) -> Option<String> {
+    pub fn text(&self) -> Option<Mrkdwn> {
         match self {
             Decided::Claimed => None,
-            Decided::Counted { have, need } => Some(format!(
-                ":ballot_box_with_check: Your approval is counted: {have} of {need}. Spinnaker is told once {} more {} approved.",
+            Decided::Counted { have, need } => Some(mrkdwn!(
+                ":ballot_box_with_check: Your approval is counted: {} of {}. Spinnaker is told once {} more {} approved.",
+                have,
+                need,
                 need - have,
                 if need - have == 1 {
                     "person has"
                 } else {
                     "people have"
-                }
+                },
             )),
             Decided::Told(t) => Some(t.clone()),
         }
@@ -213,13 +217,15 @@ async fn approve(
             show_now(state, &j.id);
             Decided::Counted { have, need }
         }
-        Counted::Repeat { have, need } => Decided::Told(format!(
-            "You have already approved this judgment; your approval counts once ({have} of {need}). Nothing changed."
+        Counted::Repeat { have, need } => Decided::Told(mrkdwn!(
+            "You have already approved this judgment; your approval counts once ({} of {}). Nothing changed.",
+            have,
+            need,
         )),
-        Counted::OtherInput { fixed } => Decided::Told(format!(
+        Counted::OtherInput { fixed } => Decided::Told(mrkdwn!(
             "The approvals of this judgment are for the input *{}*, chosen by the first approval. Choose *{}* to approve it; nothing was counted.",
             escape(&fixed),
-            escape(&fixed)
+            escape(&fixed),
         )),
         Counted::NotAwaiting => Decided::Told(lost_text(state, &j.id).await?),
     })
@@ -227,7 +233,7 @@ async fn approve(
 
 /// What to tell someone clicking a judgment that is no longer awaiting a decision (someone is
 /// judging it, or it is closed); `None` while it awaits one.
-fn not_awaiting(j: &Judgment) -> Option<String> {
+fn not_awaiting(j: &Judgment) -> Option<Mrkdwn> {
     match j.state.as_str() {
         model::AWAITING => None,
         model::JUDGING => {
@@ -238,16 +244,18 @@ fn not_awaiting(j: &Judgment) -> Option<String> {
             };
             let since = j
                 .claimed_at
-                .map(|t| format!(" (since {})", slack_date(t)))
+                .map(|t| mrkdwn!(" (since {})", slack_date(t)))
                 .unwrap_or_default();
-            Some(format!(
-                "{} is already {doing} this judgment{since}. Nothing was sent for your click.",
-                judge_of(j)
+            Some(mrkdwn!(
+                "{} is already {} this judgment{}. Nothing was sent for your click.",
+                judge_of(j),
+                doing,
+                since,
             ))
         }
-        _ => Some(format!(
+        _ => Some(mrkdwn!(
             "This judgment is already closed: {}",
-            status_line(j)
+            status_line(j),
         )),
     }
 }
@@ -259,8 +267,8 @@ async fn refuse(
     user: &str,
     verb: &str,
     who: &Identity,
-    reason: &str,
-) -> String {
+    reason: &Mrkdwn,
+) -> Mrkdwn {
     state
         .audit(
             FEATURE,
@@ -272,7 +280,7 @@ async fn refuse(
         )
         .await;
     info!(judgment = %j.id, "judgment refused by policy");
-    format!(":no_entry: {reason} Nothing was sent to Spinnaker.")
+    mrkdwn!(":no_entry: {} Nothing was sent to Spinnaker.", reason)
 }
 
 /// The judgment input of a decision, checked against the stage's inputs and the input the first
@@ -283,14 +291,8 @@ fn chosen_input(
     inputs: &[String],
     fixed: Option<&str>,
     decision: &str,
-) -> Result<Option<String>, String> {
-    let listed = || {
-        inputs
-            .iter()
-            .map(|i| format!("`{}`", escape(i)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+) -> Result<Option<String>, Mrkdwn> {
+    let listed = || Mrkdwn::join(inputs.iter().map(|i| mrkdwn!("`{}`", i)), ", ");
     let approving = decision == "continue";
     // A menu option carries a reference to its input (see `message::input_select`), a command the
     // text itself: either way the exact text of the input is what reaches Gate.
@@ -298,31 +300,31 @@ fn chosen_input(
         Some(c) if !inputs.is_empty() => match choices::resolve(c, inputs) {
             Some(input) => Some(input),
             None => {
-                return Err(format!(
+                return Err(mrkdwn!(
                     "`{}` is not one of this stage's judgment inputs ({}). Choose one from the list, then press the button again.",
                     escape(&truncate(c, 150)),
-                    listed()
+                    listed(),
                 ));
             }
         },
         other => other,
     };
     match (chosen, inputs.is_empty(), fixed) {
-        (Some(c), true, _) => Err(format!(
+        (Some(c), true, _) => Err(mrkdwn!(
             "This stage has no judgment inputs, so `{}` cannot be chosen. Approve without one.",
-            escape(&truncate(c, 150))
+            escape(&truncate(c, 150)),
         )),
         (None, true, _) => Ok(None),
-        (Some(c), false, Some(f)) if approving && c != f => Err(format!(
+        (Some(c), false, Some(f)) if approving && c != f => Err(mrkdwn!(
             "The approvals of this judgment are for the input *{}*, chosen by the first approval. Choose *{}* to approve it; nothing was counted.",
             escape(f),
-            escape(f)
+            escape(f),
         )),
         (Some(c), false, _) => Ok(Some(c.to_string())),
         (None, false, Some(f)) if approving => Ok(Some(f.to_string())),
-        (None, false, _) if approving => Err(format!(
+        (None, false, _) if approving => Err(mrkdwn!(
             "This stage asks for a judgment input. Choose one of {} in the message, then press Approve.",
-            listed()
+            listed(),
         )),
         (None, false, _) => Ok(None),
     }
@@ -337,7 +339,7 @@ async fn claim(
     req: &Request<'_>,
     who: &Identity,
     input: Option<&str>,
-) -> anyhow::Result<Option<String>> {
+) -> anyhow::Result<Option<Mrkdwn>> {
     let now = state.now_ms();
     let mut tx = state.db().pool().begin().await?;
     let claim = model::Claim {
@@ -360,19 +362,19 @@ async fn claim(
 }
 
 /// What to tell someone whose decision lost to another claim (or to the judgment closing).
-async fn lost_text(state: &AppState, id: &str) -> anyhow::Result<String> {
+async fn lost_text(state: &AppState, id: &str) -> anyhow::Result<Mrkdwn> {
     Ok(match state.db().judgment(id).await? {
-        Some(l) if l.state == model::JUDGING => format!(
+        Some(l) if l.state == model::JUDGING => mrkdwn!(
             "{} is already judging this. Nothing was sent for your click.",
-            judge_of(&l)
+            judge_of(&l),
         ),
-        Some(l) => format!("This judgment is already closed: {}", status_line(&l)),
+        Some(l) => mrkdwn!("This judgment is already closed: {}", status_line(&l)),
         None => "This judgment is gone.".into(),
     })
 }
 
 /// Who holds the claim, as a mention (or "slackops" for an expiry).
-fn judge_of(j: &Judgment) -> String {
+fn judge_of(j: &Judgment) -> Mrkdwn {
     match j.judge_user.as_deref() {
         Some(u) => mention(u),
         None => j

@@ -13,10 +13,12 @@ use slack_morphism::prelude::{SlackBlock, SlackBlockButtonStyle};
 use super::click::{Decided, Request, decide};
 use super::message::{ACTION_APPROVE, ACTION_REJECT};
 use super::model::Judgment;
+use crate::mrkdwn;
 use crate::pipelines::parse::{execution_id, words};
 use crate::registry::{CommandHandler, SlackCtx};
 use crate::slack::ack::{Ack, Reply};
 use crate::slack::blocks::{self, escape};
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::slack::payload::SlashCommand;
 use crate::state::AppState;
 
@@ -32,19 +34,21 @@ impl CommandHandler for JudgeCommand {
         let (target, rest) = match target_and_rest(&cmd.text) {
             Ok(t) => t,
             Err(e) => {
-                return Ok(Ack::ephemeral(format!(
-                    ":warning: {e}\n{}",
-                    self.usage(&cmd)
+                return Ok(Ack::ephemeral(mrkdwn!(
+                    ":warning: {}\n{}",
+                    e,
+                    self.usage(&cmd),
                 )));
             }
         };
         let open = open_of(&cx.state, &target).await?;
         let j = match open.as_slice() {
             [] => {
-                return Ok(Ack::ephemeral(format!(
-                    "No Manual Judgment of execution `{}` is waiting in slackops, so there is nothing to {verb}. `{} pending` lists the waiting ones.",
+                return Ok(Ack::ephemeral(mrkdwn!(
+                    "No Manual Judgment of execution `{}` is waiting in slackops, so there is nothing to {}. `{} pending` lists the waiting ones.",
                     escape(&target),
-                    cmd.command
+                    verb,
+                    cmd.command,
                 )));
             }
             [one] => one,
@@ -113,17 +117,18 @@ async fn open_of(state: &AppState, execution: &str) -> anyhow::Result<Vec<Judgme
 
 /// Several judgments wait in one execution: list them, each with its buttons.
 fn choose(several: &[Judgment], verb: &str) -> Ack {
-    let head = format!(
-        "This execution has {} Manual Judgments waiting (parallel branches). Choose the one to {verb}:",
-        several.len()
+    let head = mrkdwn!(
+        "This execution has {} Manual Judgments waiting (parallel branches). Choose the one to {}:",
+        several.len(),
+        verb,
     );
     let mut out = vec![blocks::section(&head)];
     for j in several.iter().take(20) {
-        out.push(blocks::section(&format!(
+        out.push(blocks::section(&mrkdwn!(
             "*{}* › *{}* — stage *{}*",
             escape(&j.application),
             escape(&j.pipeline_name),
-            escape(&j.stage_name)
+            escape(&j.stage_name),
         )));
         out.push(buttons(j));
     }
@@ -137,7 +142,7 @@ fn buttons(j: &Judgment) -> SlackBlock {
         .with_style(SlackBlockButtonStyle::Primary)
         .with_confirm(blocks::confirm(
             "Approve this judgment?",
-            &format!("Spinnaker will continue past *{stage}*."),
+            &mrkdwn!("Spinnaker will continue past *{}*.", stage),
             "Approve",
             "Cancel",
         ));
@@ -146,7 +151,7 @@ fn buttons(j: &Judgment) -> SlackBlock {
         .with_confirm(
             blocks::confirm(
                 "Reject this judgment?",
-                &format!("Spinnaker will stop at *{stage}*."),
+                &mrkdwn!("Spinnaker will stop at *{}*.", stage),
                 "Reject",
                 "Cancel",
             )
@@ -159,22 +164,22 @@ fn buttons(j: &Judgment) -> SlackBlock {
 }
 
 /// The private answer to a command.
-fn answer(decided: &Decided, j: &Judgment, verb: &str) -> String {
-    let target = format!(
+fn answer(decided: &Decided, j: &Judgment, verb: &str) -> Mrkdwn {
+    let target = mrkdwn!(
         "*{}* › *{}* (stage *{}*)",
         escape(&j.application),
         escape(&j.pipeline_name),
-        escape(&j.stage_name)
+        escape(&j.stage_name),
     );
     let place = match &j.channel {
-        Some(c) => format!(" The message in <#{c}> shows the outcome."),
-        None => String::new(),
+        Some(c) => mrkdwn!(" The message in {} shows the outcome.", Mrkdwn::channel(c)),
+        None => Mrkdwn::default(),
     };
     match decided {
         Decided::Claimed if verb == "approve" => {
-            format!(":arrows_counterclockwise: Approving {target}.{place}")
+            mrkdwn!(":arrows_counterclockwise: Approving {}.{}", target, place)
         }
-        Decided::Claimed => format!(":arrows_counterclockwise: Rejecting {target}.{place}"),
-        other => format!("{target}: {}", other.text().unwrap_or_default()),
+        Decided::Claimed => mrkdwn!(":arrows_counterclockwise: Rejecting {}.{}", target, place),
+        other => mrkdwn!("{}: {}", target, other.text().unwrap_or_default()),
     }
 }

@@ -12,9 +12,11 @@ use super::model::{self, Judgment};
 use super::quorum;
 use super::{JOB_NOTE, JOB_RENDER, JudgmentRef, channel_for, enqueue, route_for};
 use crate::jobs::{Job, JobError, NewJob};
+use crate::mrkdwn;
 use crate::registry::JobHandler;
 use crate::slack::api::{Message, SlackErrorCode};
 use crate::slack::blocks::escape;
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::state::AppState;
 use crate::store::audit::AuditEntry;
 
@@ -161,11 +163,11 @@ impl JobHandler for NotifyJob {
             &j.execution_id,
         );
         let status = status_line(&j);
-        let head = format!(
+        let head = mrkdwn!(
             "*{}* › *{}* ({})",
             escape(&j.application),
             escape(&j.pipeline_name),
-            escape(&j.stage_name)
+            escape(&j.stage_name),
         );
         let permalink = match (&j.channel, &j.message_ts) {
             (Some(c), Some(ts)) => state.slack().permalink(c, ts).await.ok(),
@@ -173,11 +175,11 @@ impl JobHandler for NotifyJob {
         };
         let reference = permalink
             .as_deref()
-            .map(|p| format!(" <{p}|View the judgment>."))
-            .unwrap_or_else(|| format!(" <{deck}|Open in Deck>."));
+            .map(|p| mrkdwn!(" {}.", Mrkdwn::link(p, "View the judgment")))
+            .unwrap_or_else(|| mrkdwn!(" {}.", Mrkdwn::link(&deck, "Open in Deck")));
 
         // Each recipient is its own job, so one failing recipient does not repeat the others.
-        let mut notes: Vec<(String, Option<String>, String)> = Vec::new();
+        let mut notes: Vec<(String, Option<String>, Mrkdwn)> = Vec::new();
         if let (Some(c), Some(ts)) = (&j.channel, &j.message_ts) {
             notes.push((c.clone(), Some(ts.clone()), status.clone()));
         }
@@ -187,7 +189,11 @@ impl JobHandler for NotifyJob {
             &j.pipeline_name,
         ) {
             for c in &route.notify_channels {
-                notes.push((c.clone(), None, format!("{head}: {status}{reference}")));
+                notes.push((
+                    c.clone(),
+                    None,
+                    mrkdwn!("{}: {}{}", head, status, reference),
+                ));
             }
         }
         if state.settings().approvals.notify_trigger_user
@@ -199,7 +205,7 @@ impl JobHandler for NotifyJob {
                     notes.push((
                         dm,
                         None,
-                        format!("Your execution {head}: {status}{reference}"),
+                        mrkdwn!("Your execution {}: {}{}", head, status, reference),
                     ));
                 }
                 Ok(None) => {
@@ -235,12 +241,12 @@ pub struct Note {
     pub id: String,
     pub channel: String,
     pub thread_ts: Option<String>,
-    pub text: String,
+    pub text: Mrkdwn,
 }
 
 impl Note {
     /// A note in the judgment's thread, if its message was posted.
-    pub fn in_thread(j: &Judgment, text: String) -> Option<Note> {
+    pub fn in_thread(j: &Judgment, text: Mrkdwn) -> Option<Note> {
         Some(Note {
             id: j.id.clone(),
             channel: j.channel.clone()?,
@@ -278,7 +284,7 @@ pub async fn thread_note(
     state: &AppState,
     j: &Judgment,
     key: &str,
-    text: String,
+    text: Mrkdwn,
 ) -> anyhow::Result<()> {
     if let Some(note) = Note::in_thread(j, text) {
         state

@@ -18,8 +18,10 @@ use super::message::{ACTION_APPROVE, ACTION_REJECT, progress_text};
 use super::model::{self, Judgment};
 use super::{JOB_HOME, policy, quorum};
 use crate::jobs::{Job, JobError, NewJob};
+use crate::mrkdwn;
 use crate::registry::{EventHandler, JobHandler};
 use crate::slack::blocks::{self, escape, link};
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::slack::payload::EventCallback;
 use crate::state::AppState;
 
@@ -31,7 +33,7 @@ const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Publish {
     pub user: String,
-    pub notice: Option<String>,
+    pub notice: Option<Mrkdwn>,
 }
 
 /// `app_home_opened`: queue a publish of the person's Home tab.
@@ -53,7 +55,7 @@ impl EventHandler for HomeOpened {
 }
 
 /// Queue a publish of `user`'s Home tab.
-pub async fn queue(state: &AppState, user: &str, notice: Option<String>) -> anyhow::Result<()> {
+pub async fn queue(state: &AppState, user: &str, notice: Option<Mrkdwn>) -> anyhow::Result<()> {
     let p = Publish {
         user: user.to_string(),
         notice,
@@ -69,7 +71,7 @@ impl JobHandler for PublishJob {
     async fn run(&self, state: &AppState, job: &Job) -> Result<(), JobError> {
         let p: Publish = job.payload().map_err(JobError::Permanent)?;
         let workspace = state.slack().auth_test().await?.url;
-        let view = build(state, &p.user, p.notice.as_deref(), &workspace).await?;
+        let view = build(state, &p.user, p.notice.as_ref(), &workspace).await?;
         state.slack().views_publish(&p.user, &view).await?;
         Ok(())
     }
@@ -79,7 +81,7 @@ impl JobHandler for PublishJob {
 pub async fn build(
     state: &AppState,
     user: &str,
-    notice: Option<&str>,
+    notice: Option<&Mrkdwn>,
     workspace: &str,
 ) -> anyhow::Result<Value> {
     let waiting = waiting_for(state, user).await?;
@@ -94,15 +96,13 @@ pub async fn build(
     }
     for j in waiting.iter().take(MAX_SHOWN) {
         let progress = quorum::progress(state, j).await?;
-        out.push(blocks::section(&judgment_text(
-            j, &progress, now, workspace,
-        )));
+        out.push(blocks::section(judgment_text(j, &progress, now, workspace)));
         out.push(buttons(j));
     }
     if waiting.len() > MAX_SHOWN {
-        out.push(blocks::context(&format!(
+        out.push(blocks::context(&mrkdwn!(
             "…and {} more; `/spinnaker pending` lists them all.",
-            waiting.len() - MAX_SHOWN
+            waiting.len() - MAX_SHOWN,
         )));
     }
     out.push(blocks::divider());
@@ -130,21 +130,21 @@ async fn waiting_for(state: &AppState, user: &str) -> anyhow::Result<Vec<Judgmen
 }
 
 /// One judgment: where, how long it has waited, the quorum, and a link to its message.
-fn judgment_text(j: &Judgment, progress: &quorum::Progress, now: i64, workspace: &str) -> String {
-    let mut text = format!(
+fn judgment_text(j: &Judgment, progress: &quorum::Progress, now: i64, workspace: &str) -> Mrkdwn {
+    let mut text = mrkdwn!(
         "*{}* › *{}* — stage *{}*\nWaiting for {}",
         escape(&j.application),
         escape(&j.pipeline_name),
         escape(&j.stage_name),
-        waited(now - j.created_at)
+        waited(now - j.created_at),
     );
     if progress.need > 1 || !progress.approvals.is_empty() {
-        text.push_str(" · ");
-        text.push_str(&progress_text(progress));
+        text.push(" · ");
+        text.push(progress_text(progress));
     }
     if let (Some(c), Some(ts)) = (&j.channel, &j.message_ts) {
-        text.push_str(" · ");
-        text.push_str(&link(&permalink(workspace, c, ts), "the message"));
+        text.push(" · ");
+        text.push(link(&permalink(workspace, c, ts), "the message"));
     }
     text
 }
@@ -175,16 +175,16 @@ fn waited(ms: i64) -> String {
 /// Approve and Reject, exactly the channel message's buttons (and confirmations).
 fn buttons(j: &Judgment) -> SlackBlock {
     let stage = escape(&j.stage_name);
-    let target = format!(
+    let target = mrkdwn!(
         "*{}* › *{}*",
         escape(&j.application),
-        escape(&j.pipeline_name)
+        escape(&j.pipeline_name),
     );
     let approve = blocks::button(ACTION_APPROVE, "Approve", &j.id)
         .with_style(SlackBlockButtonStyle::Primary)
         .with_confirm(blocks::confirm(
             "Approve this judgment?",
-            &format!("Spinnaker will continue {target} past *{stage}*."),
+            &mrkdwn!("Spinnaker will continue {} past *{}*.", target, stage),
             "Approve",
             "Cancel",
         ));
@@ -193,7 +193,7 @@ fn buttons(j: &Judgment) -> SlackBlock {
         .with_confirm(
             blocks::confirm(
                 "Reject this judgment?",
-                &format!("Spinnaker will stop {target} at *{stage}*."),
+                &mrkdwn!("Spinnaker will stop {} at *{}*.", target, stage),
                 "Reject",
                 "Cancel",
             )
@@ -206,7 +206,7 @@ fn buttons(j: &Judgment) -> SlackBlock {
 }
 
 /// The pipelines `user` started from Slack in the last 24 hours, newest first.
-async fn runs_text(state: &AppState, user: &str, now: i64) -> anyhow::Result<String> {
+async fn runs_text(state: &AppState, user: &str, now: i64) -> anyhow::Result<Mrkdwn> {
     let runs: Vec<(String, String, String, String, i64)> = sqlx::query_as(
         "SELECT execution_id, application, pipeline_name, status, started_at FROM pipeline_runs
          WHERE started_by = $1 AND started_at >= $2 ORDER BY started_at DESC LIMIT 15",
@@ -219,22 +219,19 @@ async fn runs_text(state: &AppState, user: &str, now: i64) -> anyhow::Result<Str
         return Ok("You started no pipeline from Slack in the last 24 hours.".into());
     }
     let deck = &state.settings().spinnaker.deck_url;
-    let lines: Vec<String> = runs
+    let lines: Vec<Mrkdwn> = runs
         .iter()
         .map(|(id, app, pipeline, status, started)| {
-            format!(
+            mrkdwn!(
                 "• *{}* › *{}* — {} · started {}",
                 escape(app),
                 escape(pipeline),
-                link(&crate::spinnaker::deck_url(deck, app, id), &escape(status)),
-                blocks::date(*started)
+                link(&crate::spinnaker::deck_url(deck, app, id), status),
+                blocks::date(*started),
             )
         })
         .collect();
-    Ok(blocks::truncate(
-        &lines.join("\n"),
-        blocks::SECTION_TEXT_MAX,
-    ))
+    Ok(Mrkdwn::join(lines, "\n").truncate(blocks::SECTION_TEXT_MAX))
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ use super::intake::record_external;
 use super::model::{self, Judgment, Outcome, StageOutcome, find_stage, stage_outcome};
 use super::{FEATURE, announce_outcome};
 use crate::jobs::{Job, JobError};
+use crate::mrkdwn;
 use crate::registry::JobHandler;
 use crate::slack::blocks::{escape, mention};
 use crate::spinnaker::gate::{GateError, JudgmentPatch};
@@ -66,11 +67,11 @@ impl JobHandler for JudgeJob {
                         state,
                         &j,
                         &format!("gate-trouble:{}", req.claimed_at),
-                        format!(
+                        mrkdwn!(
                             ":warning: Spinnaker's Gate did not answer ({}). slackops keeps trying to {} for {}; nothing has been sent twice.",
                             escape(&e.to_string()),
                             if j.decision.as_deref() == Some("stop") { "reject" } else { "approve" },
-                            mention(j.judge_user.as_deref().unwrap_or(""))
+                            mention(j.judge_user.as_deref().unwrap_or("")),
                         ),
                     )
                     .await;
@@ -317,9 +318,9 @@ async fn settle(
                 state,
                 j,
                 "decided-before-click",
-                format!(
+                mrkdwn!(
                     "{}: Spinnaker had already settled this stage before your judgment reached it; nothing was changed.",
-                    mention(j.judge_user.as_deref().unwrap_or(""))
+                    mention(j.judge_user.as_deref().unwrap_or("")),
                 ),
             )
             .await;
@@ -395,10 +396,10 @@ pub async fn give_back(state: &AppState, j: &Judgment, text: &str) -> anyhow::Re
             state,
             j,
             &format!("not-accepted:{claimed_at}"),
-            format!(
+            mrkdwn!(
                 ":warning: {}: {}",
                 mention(j.judge_user.as_deref().unwrap_or("")),
-                escape(text)
+                escape(text),
             ),
         )
         .await?;

@@ -12,9 +12,11 @@ use url::Url;
 
 use super::model::{self, Judgment, StageInfo};
 use super::quorum::Progress;
-use crate::slack::blocks::{self, escape, link, mention, truncate, truncate_with};
+use crate::mrkdwn;
+use crate::slack::blocks::{self, escape, link, mention, truncate};
 use crate::slack::choices;
 use crate::slack::html::to_mrkdwn;
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::spinnaker::deck_url;
 
 pub use crate::slack::blocks::date as slack_date;
@@ -25,7 +27,7 @@ pub const ACTION_INPUT: &str = "approvals:input";
 pub const ACTION_DECK: &str = "approvals:deck";
 pub const DECIDE_BLOCK: &str = "approvals_decide";
 
-fn who(user: Option<&str>, name: Option<&str>) -> String {
+fn who(user: Option<&str>, name: Option<&str>) -> Mrkdwn {
     match (user, name) {
         (Some(u), _) if u.starts_with('U') || u.starts_with('W') => mention(u),
         (Some(u), _) => escape(u),
@@ -34,19 +36,19 @@ fn who(user: Option<&str>, name: Option<&str>) -> String {
     }
 }
 
-fn trigger_text(info: &StageInfo) -> String {
+fn trigger_text(info: &StageInfo) -> Mrkdwn {
     let by = info.trigger_user.as_deref().map(escape);
     match (info.trigger_type.as_str(), by, &info.trigger_detail) {
-        ("manual", Some(u), _) => format!("{u} (manual)"),
-        (_, Some(u), Some(d)) => format!("{} ({u})", escape(d)),
+        ("manual", Some(u), _) => mrkdwn!("{} (manual)", u),
+        (_, Some(u), Some(d)) => mrkdwn!("{} ({})", d, u),
         (_, None, Some(d)) => escape(d),
-        (t, Some(u), None) => format!("{u} ({})", escape(t)),
-        (t, None, None) => format!("{} trigger", escape(t)),
+        (t, Some(u), None) => mrkdwn!("{} ({})", u, t),
+        (t, None, None) => mrkdwn!("{} trigger", t),
     }
 }
 
 /// Fallback text (notifications and screen readers) and the blocks.
-pub fn render(j: &Judgment, progress: &Progress, deck: &Url) -> (String, Value) {
+pub fn render(j: &Judgment, progress: &Progress, deck: &Url) -> (Mrkdwn, Value) {
     let info = j.info();
     let deck_link = deck_url(deck, &j.application, &j.execution_id);
     let app = escape(&j.application);
@@ -58,23 +60,29 @@ pub fn render(j: &Judgment, progress: &Progress, deck: &Url) -> (String, Value) 
         j.stage_name
     ))];
     let lead = if model::is_open(&j.state) {
-        format!(
-            "*{app}* › *{pipeline}* is waiting for a judgment at stage *{stage}*. {}",
+        mrkdwn!(
+            "*{}* › *{}* is waiting for a judgment at stage *{}*. {}",
+            app,
+            pipeline,
+            stage,
             link(&deck_link, "Open in Deck")
         )
     } else {
-        format!(
-            "*{app}* › *{pipeline}*, stage *{stage}*. {}",
+        mrkdwn!(
+            "*{}* › *{}*, stage *{}*. {}",
+            app,
+            pipeline,
+            stage,
             link(&deck_link, "Open in Deck")
         )
     };
-    out.push(blocks::section(&lead));
+    out.push(blocks::section(lead));
     out.push(facts(j, &app, &pipeline, &info));
     out.extend(details(&info, &deck_link));
 
     let status = match j.state.as_str() {
         model::AWAITING => awaiting_line(j, progress),
-        model::EXPIRED if j.decision.is_none() => format!(
+        model::EXPIRED if j.decision.is_none() => mrkdwn!(
             "{} {}",
             status_line(j),
             link(&deck_link, "Judge it in Deck")
@@ -82,33 +90,31 @@ pub fn render(j: &Judgment, progress: &Progress, deck: &Url) -> (String, Value) 
         _ => status_line(j),
     };
     out.push(blocks::divider());
-    out.push(blocks::section_with_id("approvals_status", &status));
+    out.push(blocks::section_with_id("approvals_status", status));
     if j.state == model::AWAITING {
         out.push(decision_block(j, &info));
     }
-    let fallback = format!(
+    let fallback = mrkdwn!(
         "Manual Judgment for {} › {}: {}",
-        j.application,
-        j.pipeline_name,
+        app,
+        pipeline,
         plain_status(j)
     );
     (fallback, blocks::to_json(&out))
 }
 
 /// Application, pipeline, who triggered it, when the stage started.
-fn facts(j: &Judgment, app: &str, pipeline: &str, info: &StageInfo) -> SlackBlock {
+fn facts(j: &Judgment, app: &Mrkdwn, pipeline: &Mrkdwn, info: &StageInfo) -> SlackBlock {
+    let started = if j.stage_start > 0 {
+        slack_date(j.stage_start)
+    } else {
+        "unknown".into()
+    };
     blocks::fields(&[
-        format!("*Application*\n{app}"),
-        format!("*Pipeline*\n{pipeline}"),
-        format!("*Triggered by*\n{}", trigger_text(info)),
-        format!(
-            "*Stage started*\n{}",
-            if j.stage_start > 0 {
-                slack_date(j.stage_start)
-            } else {
-                "unknown".into()
-            }
-        ),
+        mrkdwn!("*Application*\n{}", app),
+        mrkdwn!("*Pipeline*\n{}", pipeline),
+        mrkdwn!("*Triggered by*\n{}", trigger_text(info)),
+        mrkdwn!("*Stage started*\n{}", started),
     ])
 }
 
@@ -117,55 +123,44 @@ fn facts(j: &Judgment, app: &str, pipeline: &str, info: &StageInfo) -> SlackBloc
 fn details(info: &StageInfo, deck_link: &str) -> Vec<SlackBlock> {
     let mut out: Vec<SlackBlock> = Vec::new();
     if !info.parameters.is_empty() {
-        let list: Vec<String> = info
+        let list = info
             .parameters
             .iter()
-            .map(|(k, v)| format!("`{}`={}", escape(k), escape(&truncate(v, 80))))
-            .collect();
-        out.push(blocks::context(&format!(
+            .map(|(k, v)| mrkdwn!("`{}`={}", k, truncate(v, 80)));
+        out.push(blocks::context(mrkdwn!(
             "*Parameters:* {}",
-            list.join(", ")
+            Mrkdwn::join(list, ", ")
         )));
     }
     if !info.artifacts.is_empty() {
-        let list: Vec<String> = info
-            .artifacts
-            .iter()
-            .take(10)
-            .map(|a| escape(&truncate(a, 120)))
-            .collect();
+        let list = info.artifacts.iter().take(10).map(|a| truncate(a, 120));
         let more = info.artifacts.len().saturating_sub(10);
         let suffix = if more > 0 {
-            format!(" and {more} more")
+            mrkdwn!(" and {} more", more)
         } else {
-            String::new()
+            Mrkdwn::default()
         };
-        out.push(blocks::context(&format!(
-            "*Artifacts:* {}{suffix}",
-            list.join(", ")
+        out.push(blocks::context(mrkdwn!(
+            "*Artifacts:* {}{}",
+            Mrkdwn::join(list, ", "),
+            suffix
         )));
     }
     if let Some(html) = &info.instructions {
         let text = to_mrkdwn(html);
-        if !text.trim().is_empty() {
-            let body = format!("*Instructions*\n{text}");
-            let more = format!(" {}", link(deck_link, "full instructions in Deck"));
-            out.push(blocks::section(&truncate_with(
-                &body,
-                blocks::SECTION_TEXT_MAX,
-                &more,
-            )));
+        if !text.as_str().trim().is_empty() {
+            let body = mrkdwn!("*Instructions*\n{}", text);
+            let more = mrkdwn!(" {}", link(deck_link, "full instructions in Deck"));
+            out.push(blocks::section(
+                body.truncate_with(blocks::SECTION_TEXT_MAX, &more),
+            ));
         }
     }
     if !info.roles.is_empty() {
-        let roles: Vec<String> = info
-            .roles
-            .iter()
-            .map(|r| format!("`{}`", escape(r)))
-            .collect();
-        out.push(blocks::context(&format!(
+        let roles = info.roles.iter().map(|r| mrkdwn!("`{}`", r));
+        out.push(blocks::context(mrkdwn!(
             "Requires one of the Spinnaker roles {}",
-            roles.join(", ")
+            Mrkdwn::join(roles, ", ")
         )));
     }
 
@@ -210,19 +205,16 @@ fn decision_block(j: &Judgment, info: &StageInfo) -> SlackBlock {
     if !info.judgment_inputs.is_empty() && j.quorum_input.is_none() {
         elements.push(input_select(&info.judgment_inputs).into());
     }
-    let target = format!(
-        "*{}* › *{}*",
-        escape(&j.application),
-        escape(&j.pipeline_name)
-    );
+    let target = mrkdwn!("*{}* › *{}*", j.application, j.pipeline_name);
     elements.push(
         blocks::button(ACTION_APPROVE, "Approve", &j.id)
             .with_style(SlackBlockButtonStyle::Primary)
             .with_confirm(blocks::confirm(
                 "Approve this judgment?",
-                &format!(
-                    "Spinnaker will continue {target} past *{}*.",
-                    escape(&j.stage_name)
+                mrkdwn!(
+                    "Spinnaker will continue {} past *{}*.",
+                    target,
+                    j.stage_name
                 ),
                 "Approve",
                 "Cancel",
@@ -235,10 +227,7 @@ fn decision_block(j: &Judgment, info: &StageInfo) -> SlackBlock {
             .with_confirm(
                 blocks::confirm(
                     "Reject this judgment?",
-                    &format!(
-                        "Spinnaker will stop {target} at *{}*.",
-                        escape(&j.stage_name)
-                    ),
+                    mrkdwn!("Spinnaker will stop {} at *{}*.", target, j.stage_name),
                     "Reject",
                     "Cancel",
                 )
@@ -249,41 +238,46 @@ fn decision_block(j: &Judgment, info: &StageInfo) -> SlackBlock {
     blocks::actions(DECIDE_BLOCK, elements)
 }
 
-fn reason_suffix(j: &Judgment) -> String {
+fn reason_suffix(j: &Judgment) -> Mrkdwn {
     j.reason
         .as_deref()
-        .map(|r| format!("\nReason: {}", escape(r)))
+        .map(|r| mrkdwn!("\nReason: {}", r))
         .unwrap_or_default()
 }
 
 /// An expired judgment: left to Deck, or rejected by slackops after the interval.
-fn expired_line(j: &Judgment, when: &str) -> String {
+fn expired_line(j: &Judgment, when: &Mrkdwn) -> Mrkdwn {
     let after = match (j.expired_at, j.created_at) {
-        (Some(e), c) if e > c => format!(" after {} minutes without a judgment", (e - c) / 60_000),
-        _ => String::new(),
+        (Some(e), c) if e > c => mrkdwn!(" after {} minutes without a judgment", (e - c) / 60_000),
+        _ => Mrkdwn::default(),
     };
     if j.decision.as_deref() == Some("stop") {
-        format!(":alarm_clock: *Expired{after}*: slackops rejected it{when}.")
+        mrkdwn!(
+            ":alarm_clock: *Expired{}*: slackops rejected it{}.",
+            after,
+            when
+        )
     } else {
-        format!(
-            ":alarm_clock: *Expired in Slack{after}*. The buttons are gone; Spinnaker still waits."
+        mrkdwn!(
+            ":alarm_clock: *Expired in Slack{}*. The buttons are gone; Spinnaker still waits.",
+            after
         )
     }
 }
 
-fn input_suffix(j: &Judgment) -> String {
+fn input_suffix(j: &Judgment) -> Mrkdwn {
     j.judgment_input
         .as_deref()
-        .map(|i| format!(" with input *{}*", escape(i)))
+        .map(|i| mrkdwn!(" with input *{}*", i))
         .unwrap_or_default()
 }
 
 /// The one-line state, in mrkdwn.
-pub fn status_line(j: &Judgment) -> String {
+pub fn status_line(j: &Judgment) -> Mrkdwn {
     let judge = who(j.judge_user.as_deref(), j.judge_name.as_deref());
     let when = j
         .decided_at
-        .map(|t| format!(" at {}", slack_date(t)))
+        .map(|t| mrkdwn!(" at {}", slack_date(t)))
         .unwrap_or_default();
     let by = j
         .decided_by
@@ -293,7 +287,7 @@ pub fn status_line(j: &Judgment) -> String {
     let note = j.note.as_deref().map(escape);
     match j.state.as_str() {
         model::AWAITING => match note {
-            Some(n) => format!(":warning: {n}\nThe judgment is open again."),
+            Some(n) => mrkdwn!(":warning: {}\nThe judgment is open again.", n),
             None => ":hourglass_flowing_sand: Waiting for a judgment.".into(),
         },
         model::JUDGING => {
@@ -302,18 +296,25 @@ pub fn status_line(j: &Judgment) -> String {
             } else {
                 "Approving"
             };
-            let waiting = note.map(|n| format!("\n{n}")).unwrap_or_default();
-            format!(
-                ":arrows_counterclockwise: {verb}… by {judge}{}{waiting}",
-                input_suffix(j)
+            let waiting = note.map(|n| mrkdwn!("\n{}", n)).unwrap_or_default();
+            mrkdwn!(
+                ":arrows_counterclockwise: {}… by {}{}{}",
+                verb,
+                judge,
+                input_suffix(j),
+                waiting
             )
         }
-        model::APPROVED => format!(
-            ":white_check_mark: *Approved* by {judge}{when}{}",
+        model::APPROVED => mrkdwn!(
+            ":white_check_mark: *Approved* by {}{}{}",
+            judge,
+            when,
             input_suffix(j)
         ),
-        model::REJECTED => format!(
-            ":no_entry: *Rejected* by {judge}{when}{}{}",
+        model::REJECTED => mrkdwn!(
+            ":no_entry: *Rejected* by {}{}{}{}",
+            judge,
+            when,
             input_suffix(j),
             reason_suffix(j)
         ),
@@ -324,48 +325,53 @@ pub fn status_line(j: &Judgment) -> String {
             } else {
                 "Approved"
             };
-            format!(
-                ":white_check_mark: *{verb} in Spinnaker* by {by}{when}{}",
+            mrkdwn!(
+                ":white_check_mark: *{} in Spinnaker* by {}{}{}",
+                verb,
+                by,
+                when,
                 input_suffix(j)
             )
         }
         model::CANCELED => {
-            let reason = note.map(|n| format!(": {n}")).unwrap_or_default();
-            format!(":no_entry_sign: *The pipeline was canceled* by {by}{when}{reason}")
+            let reason = note.map(|n| mrkdwn!(": {}", n)).unwrap_or_default();
+            mrkdwn!(
+                ":no_entry_sign: *The pipeline was canceled* by {}{}{}",
+                by,
+                when,
+                reason
+            )
         }
-        model::ENDED => format!(
-            ":hourglass: *The stage ended without a judgment*{}{when}",
-            note.map(|n| format!(" ({n})")).unwrap_or_default()
+        model::ENDED => mrkdwn!(
+            ":hourglass: *The stage ended without a judgment*{}{}",
+            note.map(|n| mrkdwn!(" ({})", n)).unwrap_or_default(),
+            when
         ),
         model::VANISHED => ":grey_question: *This execution no longer exists in Spinnaker.*".into(),
-        other => format!("State: {}", escape(other)),
+        other => mrkdwn!("State: {}", other),
     }
 }
 
 /// The state of an awaiting judgment: a note (the judgment came back), then the quorum's
 /// progress with who approved and when, and the input the first approval fixed.
-pub fn awaiting_line(j: &Judgment, progress: &Progress) -> String {
+pub fn awaiting_line(j: &Judgment, progress: &Progress) -> Mrkdwn {
     let mut line = status_line(j);
     if progress.need > 1 || !progress.approvals.is_empty() {
-        line.push('\n');
-        line.push_str(&progress_text(progress));
+        line.push(&mrkdwn!("\n{}", progress_text(progress)));
     }
     if let Some(input) = &j.quorum_input {
-        line.push_str(&format!(
-            "\nApprovals are for the input *{}*.",
-            escape(input)
-        ));
+        line.push(&mrkdwn!("\nApprovals are for the input *{}*.", input));
     }
     line
 }
 
 /// "1 of 2 approvals: @alice (at …)".
-pub fn progress_text(progress: &Progress) -> String {
-    let who: Vec<String> = progress
+pub fn progress_text(progress: &Progress) -> Mrkdwn {
+    let who: Vec<Mrkdwn> = progress
         .approvals
         .iter()
         .map(|a| {
-            format!(
+            mrkdwn!(
                 "{} ({})",
                 who(Some(&a.user_id), Some(&a.user_name)),
                 slack_date(a.approved_at)
@@ -373,13 +379,13 @@ pub fn progress_text(progress: &Progress) -> String {
         })
         .collect();
     let have = progress.approvals.len();
-    let mut text = format!(
-        ":ballot_box_with_check: {have} of {} approvals",
+    let mut text = mrkdwn!(
+        ":ballot_box_with_check: {} of {} approvals",
+        have,
         progress.need
     );
     if !who.is_empty() {
-        text.push_str(": ");
-        text.push_str(&who.join(", "));
+        text.push(&mrkdwn!(": {}", Mrkdwn::join(who, ", ")));
     }
     text
 }
@@ -468,7 +474,7 @@ mod tests {
     #[test]
     fn awaiting_has_confirmed_approve_and_reject() {
         let (text, b) = render(&judgment("awaiting", &[]), &Progress::default(), &deck());
-        assert!(text.contains("waiting"));
+        assert!(text.as_str().contains("waiting"));
         assert_eq!(action_ids(&b), vec![ACTION_APPROVE, ACTION_REJECT]);
         let actions = b
             .as_array()
@@ -605,7 +611,10 @@ mod tests {
         j.decision = Some("stop".into());
         j.reason = Some("<!here> *broken*".into());
         let line = status_line(&j);
-        assert!(line.contains("Reason: &lt;!here&gt; *broken*"), "{line}");
+        assert!(
+            line.as_str().contains("Reason: &lt;!here&gt; *broken*"),
+            "{line:?}"
+        );
         let mut e = judgment("expired", &[]);
         e.decision = None;
         e.created_at = 0;
@@ -615,6 +624,6 @@ mod tests {
         assert!(all.contains("Expired in Slack after 30 minutes"), "{all}");
         assert!(all.contains("Judge it in Deck"), "{all}");
         e.decision = Some("stop".into());
-        assert!(status_line(&e).contains("slackops rejected it"));
+        assert!(status_line(&e).as_str().contains("slackops rejected it"));
     }
 }

@@ -8,8 +8,10 @@
 use super::model::StageInfo;
 use super::settings::{ApprovalsSettings, ApproverRule};
 use crate::authz::Identity;
+use crate::mrkdwn;
 use crate::principals::Principals;
 use crate::slack::blocks::escape;
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::state::AppState;
 
 /// The rules that apply: pipeline-specific rules for this application, else application-wide
@@ -44,14 +46,14 @@ pub async fn check(
     info: &StageInfo,
     who: &Identity,
     decision: &str,
-) -> anyhow::Result<Result<(), String>> {
+) -> anyhow::Result<Result<(), Mrkdwn>> {
     let settings = &state.settings().approvals;
     let authz = state.authz();
     let rules = approvers_for(settings, &info.application, &info.pipeline_name);
     if rules.is_empty() {
-        return Ok(Err(format!(
+        return Ok(Err(mrkdwn!(
             "No approvers are configured for *{}*, so its judgments cannot be decided from Slack. Ask your slackops operators to add `approvals.approvers` for it.",
-            escape(&info.application)
+            escape(&info.application),
         )));
     }
     let mut allowed = false;
@@ -69,11 +71,11 @@ pub async fn check(
             union.groups.extend(p.groups);
             union.emails.extend(p.emails);
         }
-        return Ok(Err(format!(
+        return Ok(Err(mrkdwn!(
             "You are not an approver for *{}* › *{}*. Approvers: {}.",
             escape(&info.application),
             escape(&info.pipeline_name),
-            authz.describe(&union).await
+            authz.describe(&union).await,
         )));
     }
 
@@ -85,21 +87,18 @@ pub async fn check(
             .flatten()
             .cloned()
             .collect();
-        let roles = info
-            .roles
-            .iter()
-            .map(|r| format!("`{}`", escape(r)))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let roles = Mrkdwn::join(info.roles.iter().map(|r| mrkdwn!("`{}`", r)), ", ");
         if groups.is_empty() {
-            return Ok(Err(format!(
-                "This stage requires one of the Spinnaker roles {roles}, and none of them is mapped to a Slack user group (`approvals.role_groups`). Judge it in Deck, or ask your slackops operators to map the role."
+            return Ok(Err(mrkdwn!(
+                "This stage requires one of the Spinnaker roles {}, and none of them is mapped to a Slack user group (`approvals.role_groups`). Judge it in Deck, or ask your slackops operators to map the role.",
+                roles,
             )));
         }
         if !authz.in_any_group(&who.user_id, &groups).await? {
-            return Ok(Err(format!(
-                "This stage requires one of the Spinnaker roles {roles}: members of {}. You are not in those groups.",
-                authz.describe_groups(&groups).await
+            return Ok(Err(mrkdwn!(
+                "This stage requires one of the Spinnaker roles {}: members of {}. You are not in those groups.",
+                roles,
+                authz.describe_groups(&groups).await,
             )));
         }
     }

@@ -21,9 +21,11 @@ use super::policy::approvers_for;
 use super::settings::OnExpiry;
 use super::{FEATURE, JOB_REMIND, JOB_RENDER, announce_outcome, delivery, enqueue, quorum};
 use crate::jobs::{Job, JobError, NewJob};
+use crate::mrkdwn;
 use crate::principals::Principals;
 use crate::registry::{JobHandler, Periodic};
 use crate::slack::blocks::escape;
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::state::AppState;
 use crate::store::Db;
 
@@ -173,14 +175,15 @@ impl JobHandler for RemindJob {
         }
         let progress = quorum::progress(state, &j).await.map_err(db_err)?;
         let waited = (state.now_ms() - j.created_at) / MINUTE_MS;
-        let text = format!(
-            ":bell: Reminder {} of {}: *{}* › *{}* has waited {waited} minutes for a judgment. {}: please approve or reject.\n{}",
+        let text = mrkdwn!(
+            ":bell: Reminder {} of {}: *{}* › *{}* has waited {} minutes for a judgment. {}: please approve or reject.\n{}",
             r.n,
             state.settings().approvals.max_reminders,
             escape(&j.application),
             escape(&j.pipeline_name),
+            waited,
             approvers(state, &j).await,
-            progress_text(&progress)
+            progress_text(&progress),
         );
         if let Some(note) = delivery::Note::in_thread(&j, text) {
             state
@@ -199,7 +202,7 @@ impl JobHandler for RemindJob {
 }
 
 /// Who is asked: the rules' user groups as mentions, else their users, else their emails.
-async fn approvers(state: &AppState, j: &Judgment) -> String {
+async fn approvers(state: &AppState, j: &Judgment) -> Mrkdwn {
     let mut union = Principals::default();
     for r in approvers_for(
         &state.settings().approvals,
@@ -215,20 +218,10 @@ async fn approvers(state: &AppState, j: &Judgment) -> String {
         return state.authz().describe_groups(&union.groups).await;
     }
     if !union.users.is_empty() {
-        return union
-            .users
-            .iter()
-            .map(|u| format!("<@{}>", escape(u)))
-            .collect::<Vec<_>>()
-            .join(", ");
+        return Mrkdwn::join(union.users.iter().map(|u| Mrkdwn::user(u)), ", ");
     }
     if !union.emails.is_empty() {
-        return union
-            .emails
-            .iter()
-            .map(|e| escape(e))
-            .collect::<Vec<_>>()
-            .join(", ");
+        return Mrkdwn::join(&union.emails, ", ");
     }
     "Approvers".into()
 }

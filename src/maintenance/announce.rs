@@ -14,9 +14,12 @@ use serde::{Deserialize, Serialize};
 use super::model::{self, Maintenance};
 use crate::announcements::settings::SystemEntry;
 use crate::jobs::{Job, JobError};
+use crate::mrkdwn;
 use crate::registry::{JobHandler, Periodic};
 use crate::slack::api::{Message, SlackErrorCode};
 use crate::slack::blocks::{self, escape};
+use crate::slack::mrkdwn::JoinMrkdwn;
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::state::AppState;
 
 pub const JOB_POST: &str = "maintenance.post";
@@ -31,7 +34,7 @@ pub struct Post {
     pub detail: Option<String>,
 }
 
-fn systems_text(catalogue: &[SystemEntry], ids: &[String]) -> String {
+fn systems_text(catalogue: &[SystemEntry], ids: &[String]) -> Mrkdwn {
     if ids.is_empty() {
         return "none named".into();
     }
@@ -44,54 +47,59 @@ fn systems_text(catalogue: &[SystemEntry], ids: &[String]) -> String {
                 .unwrap_or(id)
         })
         .map(escape)
-        .collect::<Vec<_>>()
-        .join(", ")
+        .join_mrkdwn(", ")
 }
 
 /// The announcement's text (mrkdwn, user text escaped).
-pub fn text(catalogue: &[SystemEntry], m: &Maintenance, post: &Post) -> String {
+pub fn text(catalogue: &[SystemEntry], m: &Maintenance, post: &Post) -> Mrkdwn {
     let title = escape(&m.title);
-    let when = format!(
+    let when = mrkdwn!(
         "{} – {}",
         blocks::date(m.starts_at),
-        blocks::date(m.ends_at)
+        blocks::date(m.ends_at),
     );
     match post.event.as_str() {
         "scheduled" => {
-            let mut t = format!(
-                ":calendar: *Scheduled maintenance: {title}*\n*When:* {when}\n*Systems:* {}",
-                systems_text(catalogue, &m.systems)
+            let mut t = mrkdwn!(
+                ":calendar: *Scheduled maintenance: {}*\n*When:* {}\n*Systems:* {}",
+                title,
+                when,
+                systems_text(catalogue, &m.systems),
             );
             if !m.summary.trim().is_empty() {
-                t.push_str(&format!("\n{}", escape(&m.summary)));
+                t.push(mrkdwn!("\n{}", escape(&m.summary)));
             }
             let who = if m.created_by.starts_with('U') || m.created_by.starts_with('W') {
                 blocks::mention(&m.created_by)
             } else {
                 escape(&m.created_by)
             };
-            t.push_str(&format!(
-                "\n_Scheduled by {who}. {}_",
+            t.push(mrkdwn!(
+                "\n_Scheduled by {}. {}_",
+                who,
                 if m.public {
                     "Shown on the public status page."
                 } else {
                     "Not shown on the public status page."
-                }
+                },
             ));
             t
         }
-        "updated" => format!(
-            ":pencil2: Maintenance *{title}* was changed: {}. Now {when}.",
-            escape(post.detail.as_deref().unwrap_or("details changed"))
+        "updated" => mrkdwn!(
+            ":pencil2: Maintenance *{}* was changed: {}. Now {}.",
+            title,
+            escape(post.detail.as_deref().unwrap_or("details changed")),
+            when,
         ),
-        "started" => format!(
-            ":construction: Maintenance *{title}* has started. It is planned to end {}. Systems: {}.",
+        "started" => mrkdwn!(
+            ":construction: Maintenance *{}* has started. It is planned to end {}. Systems: {}.",
+            title,
             blocks::date(m.ends_at),
-            systems_text(catalogue, &m.systems)
+            systems_text(catalogue, &m.systems),
         ),
-        "ended" => format!(":white_check_mark: Maintenance *{title}* has ended."),
-        "canceled" => format!(":x: Maintenance *{title}* ({when}) was canceled."),
-        other => format!("Maintenance *{title}*: {}", escape(other)),
+        "ended" => mrkdwn!(":white_check_mark: Maintenance *{}* has ended.", title),
+        "canceled" => mrkdwn!(":x: Maintenance *{}* ({}) was canceled.", title, when),
+        other => mrkdwn!("Maintenance *{}*: {}", title, escape(other)),
     }
 }
 

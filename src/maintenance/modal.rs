@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::model::{self, Draft};
 use super::{ChangeError, VIEW_CREATE};
+use crate::mrkdwn;
 use crate::registry::{SlackCtx, ViewHandler};
 use crate::slack::ack::Ack;
 use crate::slack::blocks::truncate;
@@ -104,8 +105,9 @@ pub async fn open(cx: &SlackCtx, cmd: &SlashCommand) -> anyhow::Result<Ack> {
         Ok(_) => Ok(Ack::Empty),
         Err(e) => {
             tracing::warn!(error = %e, "opening the maintenance modal failed");
-            Ok(Ack::ephemeral(format!(
-                "The maintenance form could not be opened ({e}); run the command again."
+            Ok(Ack::ephemeral(mrkdwn!(
+                "The maintenance form could not be opened ({}); run the command again.",
+                e,
             )))
         }
     }

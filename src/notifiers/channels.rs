@@ -20,9 +20,11 @@ use serde_json::{Value, json};
 use super::StatusEvent;
 use crate::announcements::settings::SystemEntry;
 use crate::jobs::{Job, JobError, NewJob};
+use crate::mrkdwn;
 use crate::registry::JobHandler;
 use crate::slack::api::{Message, SlackErrorCode};
-use crate::slack::blocks::{self, escape};
+use crate::slack::blocks;
+use crate::slack::mrkdwn::{JoinMrkdwn, Mrkdwn};
 use crate::state::AppState;
 
 /// The job kind of one notice to one channel.
@@ -252,7 +254,7 @@ impl JobHandler for NoticeJob {
 }
 
 /// System names for ids, escaped for mrkdwn.
-pub fn system_names(catalogue: &[SystemEntry], ids: &[String]) -> String {
+pub fn system_names(catalogue: &[SystemEntry], ids: &[String]) -> Mrkdwn {
     if ids.is_empty() {
         return "all systems".into();
     }
@@ -264,9 +266,7 @@ pub fn system_names(catalogue: &[SystemEntry], ids: &[String]) -> String {
                 .map(|s| s.name.as_str())
                 .unwrap_or(id)
         })
-        .map(escape)
-        .collect::<Vec<_>>()
-        .join(", ")
+        .join_mrkdwn(", ")
 }
 
 /// Milliseconds from an event field: a number, or RFC 3339 text (maintenance windows).
@@ -280,7 +280,7 @@ fn ms(v: &Value) -> Option<i64> {
 
 /// The notice's fallback text and blocks: a headline, what it is about, and links to the
 /// announcement and the status page when there are any. User text is escaped.
-fn render(state: &AppState, event: &StatusEvent) -> (String, Value) {
+fn render(state: &AppState, event: &StatusEvent) -> (Mrkdwn, Value) {
     let settings = state.settings();
     let d = &event.data;
     let systems = system_names(&settings.announcements.systems, &event_systems(event));
@@ -294,25 +294,25 @@ fn render(state: &AppState, event: &StatusEvent) -> (String, Value) {
                 _ => (":large_orange_circle:", "Outage update"),
             };
             let mut facts = vec![
-                format!("*State:* {}", escape(&str_of("state"))),
-                format!("*Severity:* {}", escape(&str_of("severity"))),
+                mrkdwn!("*State:* {}", str_of("state")),
+                mrkdwn!("*Severity:* {}", str_of("severity")),
             ];
             if event.kind == "outage.resolved" {
                 if let Some(at) = ms(&d["resolved_at"]) {
-                    facts.push(format!("*Resolved:* {}", blocks::date(at)));
+                    facts.push(mrkdwn!("*Resolved:* {}", blocks::date(at)));
                 }
             } else {
-                facts.push(format!("*ETA:* {}", escape(&str_of("eta"))));
+                facts.push(mrkdwn!("*ETA:* {}", str_of("eta")));
             }
             if let Some(at) = ms(&d["started_at"]) {
-                facts.push(format!("*Started:* {}", blocks::date(at)));
+                facts.push(mrkdwn!("*Started:* {}", blocks::date(at)));
             }
-            let mut what = escape(&str_of("summary"));
+            let mut what = Mrkdwn::text(&str_of("summary"));
             if let Some(r) = d["resolution"]["summary"]
                 .as_str()
                 .filter(|s| !s.is_empty())
             {
-                what.push_str(&format!("\n*Resolution:* {}", escape(r)));
+                what.push(mrkdwn!("\n*Resolution:* {}", r));
             }
             (emoji, headline, what, facts)
         }
@@ -325,23 +325,23 @@ fn render(state: &AppState, event: &StatusEvent) -> (String, Value) {
             };
             let mut facts = Vec::new();
             if let (Some(from), Some(to)) = (ms(&d["starts_at"]), ms(&d["ends_at"])) {
-                facts.push(format!(
+                facts.push(mrkdwn!(
                     "*Window:* {} – {}",
                     blocks::date(from),
                     blocks::date(to)
                 ));
             }
-            let title = escape(&str_of("title"));
+            let title = str_of("title");
             let summary = str_of("summary");
             let what = if summary.trim().is_empty() {
-                format!("*{title}*")
+                mrkdwn!("*{}*", title)
             } else {
-                format!("*{title}*\n{}", escape(&summary))
+                mrkdwn!("*{}*\n{}", title, summary)
             };
             (emoji, headline, what, facts)
         }
     };
-    facts.insert(0, format!("*Systems:* {systems}"));
+    facts.insert(0, mrkdwn!("*Systems:* {}", &systems));
     let mut links = Vec::new();
     if let Some(p) = d["permalink"].as_str() {
         links.push(blocks::link(p, "Announcement"));
@@ -355,23 +355,18 @@ fn render(state: &AppState, event: &StatusEvent) -> (String, Value) {
     } else {
         str_of("title")
     };
-    let text = blocks::truncate(
-        &format!("{headline}: {systems} — {}", escape(&subject)),
-        3000,
-    );
+    let text = mrkdwn!("{}: {} — {}", headline, &systems, subject).truncate(3000);
     let mut b = vec![
-        json!({"type": "section", "text": {"type": "mrkdwn", "text": blocks::truncate(
-            &format!("{emoji} *{headline}* · {systems}\n{what}"),
-            blocks::SECTION_TEXT_MAX,
-        )}}),
-        json!({"type": "context", "elements": [{"type": "mrkdwn", "text": blocks::truncate(
-            &facts.join(" · "),
-            blocks::CONTEXT_TEXT_MAX,
-        )}]}),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text":
+            mrkdwn!("{} *{}* · {}\n{}", emoji, headline, &systems, what)
+                .truncate(blocks::SECTION_TEXT_MAX)}}),
+        json!({"type": "context", "elements": [{"type": "mrkdwn", "text":
+            Mrkdwn::join(&facts, " · ").truncate(blocks::CONTEXT_TEXT_MAX)}]}),
     ];
     if !links.is_empty() {
         b.push(
-            json!({"type": "context", "elements": [{"type": "mrkdwn", "text": links.join(" · ")}]}),
+            json!({"type": "context", "elements": [{"type": "mrkdwn", "text":
+            Mrkdwn::join(&links, " · ")}]}),
         );
     }
     (text, Value::Array(b))

@@ -21,10 +21,12 @@ use sha2::{Digest, Sha256};
 use super::channels::{self, FEATURE, Subscription, system_names};
 use crate::announcements::settings::SystemEntry;
 use crate::jobs::{Job, JobError, NewJob};
+use crate::mrkdwn;
 use crate::registry::{CommandHandler, JobHandler, SlackCtx};
 use crate::slack::ack::{Ack, Reply};
 use crate::slack::api::{Message, SlackError, SlackErrorCode};
 use crate::slack::blocks::{self, mention};
+use crate::slack::mrkdwn::{JoinMrkdwn, Mrkdwn};
 use crate::slack::payload::SlashCommand;
 use crate::state::AppState;
 
@@ -36,7 +38,7 @@ const INVITE_FIRST: &str = ":lock: This is a private channel slackops is not in.
 
 /// The systems named after the subcommand word (spaces or commas between them), as configured
 /// ids, each once; or the message naming the unknown ones and listing the valid ones.
-pub fn parse_systems(catalogue: &[SystemEntry], text: &str) -> Result<Vec<String>, String> {
+pub fn parse_systems(catalogue: &[SystemEntry], text: &str) -> Result<Vec<String>, Mrkdwn> {
     let mut ids: Vec<String> = Vec::new();
     let mut unknown: Vec<String> = Vec::new();
     for word in text
@@ -54,22 +56,18 @@ pub fn parse_systems(catalogue: &[SystemEntry], text: &str) -> Result<Vec<String
         return Ok(ids);
     }
     let valid = if catalogue.is_empty() {
-        "none are configured (`announcements.systems`)".to_string()
+        Mrkdwn::from("none are configured (`announcements.systems`)")
     } else {
         catalogue
             .iter()
-            .map(|s| format!("`{}` ({})", s.id, blocks::escape(&s.name)))
-            .collect::<Vec<_>>()
-            .join(", ")
+            .map(|s| mrkdwn!("`{}` ({})", s.id, s.name))
+            .join_mrkdwn(", ")
     };
-    Err(format!(
-        ":warning: Unknown system{} {}. Valid systems: {valid}. Nothing was changed.",
+    Err(mrkdwn!(
+        ":warning: Unknown system{} {}. Valid systems: {}. Nothing was changed.",
         if unknown.len() == 1 { "" } else { "s" },
-        unknown
-            .iter()
-            .map(|u| format!("`{}`", blocks::escape(u)))
-            .collect::<Vec<_>>()
-            .join(", "),
+        unknown.iter().map(|u| mrkdwn!("`{}`", u)).join_mrkdwn(", "),
+        valid,
     ))
 }
 
@@ -136,8 +134,9 @@ impl CommandHandler for SubscribeCommand {
             job = job.dedup(format!("{JOB_SUBSCRIBE}:{channel}:{}", &once[..32]));
         }
         state.jobs().enqueue(job).await?;
-        Ok(Ack::ephemeral(format!(
-            ":hourglass_flowing_sand: Subscribing <#{channel}> to public outage and maintenance notices for {}…",
+        Ok(Ack::ephemeral(mrkdwn!(
+            ":hourglass_flowing_sand: Subscribing {} to public outage and maintenance notices for {}…",
+            Mrkdwn::channel(&channel),
             system_names(catalogue, &systems)
         )))
     }
@@ -145,7 +144,7 @@ impl CommandHandler for SubscribeCommand {
 
 /// Answer the person who subscribed, if Slack gave a `response_url`. An answer that cannot be
 /// delivered is logged: the outcome itself is decided.
-async fn answer(state: &AppState, ask: &SubscribeAsk, text: &str) {
+async fn answer(state: &AppState, ask: &SubscribeAsk, text: Mrkdwn) {
     let Some(url) = &ask.response_url else {
         return;
     };
@@ -187,9 +186,11 @@ impl JobHandler for SubscribeJob {
         } else {
             "subscribed this channel to"
         };
-        let text = format!(
-            ":bell: {} {verb} public outage and maintenance notices for {names}. `/{} unsubscribe` stops them.",
+        let text = mrkdwn!(
+            ":bell: {} {} public outage and maintenance notices for {}. `/{} unsubscribe` stops them.",
             mention(&ask.by),
+            verb,
+            names,
             command.trim_start_matches('/'),
         );
         if let Err(e) = slack.post_message(&Message::text(&ask.channel, text)).await {
@@ -234,7 +235,7 @@ async fn failed(
     e: SlackError,
 ) -> Result<(), JobError> {
     if let Some(why) = refusal(&e) {
-        answer(state, ask, why).await;
+        answer(state, ask, why.into()).await;
         state
             .audit(
                 FEATURE,
@@ -253,9 +254,9 @@ async fn failed(
     answer(
         state,
         ask,
-        &format!(
+        mrkdwn!(
             ":warning: This channel could not be subscribed: Slack answered {}. Nothing was changed; try again later or ask your slackops operators.",
-            blocks::escape(&e.to_string())
+            e
         ),
     )
     .await;
@@ -285,12 +286,14 @@ impl CommandHandler for UnsubscribeCommand {
                 json!({}),
             )
             .await;
+        let here = Mrkdwn::channel(channel);
         Ok(Ack::ephemeral(if removed {
-            format!(
-                ":no_bell: <#{channel}> is unsubscribed: it gets no more outage or maintenance notices."
+            mrkdwn!(
+                ":no_bell: {} is unsubscribed: it gets no more outage or maintenance notices.",
+                here
             )
         } else {
-            format!("<#{channel}> had no subscription; nothing changed.")
+            mrkdwn!("{} had no subscription; nothing changed.", here)
         }))
     }
 }
@@ -311,36 +314,37 @@ impl CommandHandler for ListCommand {
         let here = cmd.channel_id.clone().unwrap_or_default();
         let subs = channels::all(state.db().pool()).await?;
         let line = |s: &Subscription| {
-            format!(
-                "• <#{}>: {} (by {}, {})",
-                s.channel,
+            mrkdwn!(
+                "• {}: {} (by {}, {})",
+                Mrkdwn::channel(&s.channel),
                 system_names(catalogue, &s.systems),
                 mention(&s.updated_by),
                 blocks::date(s.updated_at)
             )
         };
         let mut text = match subs.iter().find(|s| s.channel == here) {
-            Some(s) => format!(
-                ":bell: This channel gets public outage and maintenance notices for {} (subscribed by {}, {}). `/{command} unsubscribe` stops them.",
+            Some(s) => mrkdwn!(
+                ":bell: This channel gets public outage and maintenance notices for {} (subscribed by {}, {}). `/{} unsubscribe` stops them.",
                 system_names(catalogue, &s.systems),
                 mention(&s.updated_by),
-                blocks::date(s.updated_at)
+                blocks::date(s.updated_at),
+                command
             ),
-            None => format!(
-                "This channel has no subscription. `/{command} subscribe [systems…]` subscribes it (no systems: all of them)."
+            None => mrkdwn!(
+                "This channel has no subscription. `/{} subscribe [systems…]` subscribes it (no systems: all of them).",
+                command
             ),
         };
         if subs.is_empty() {
-            text.push_str("\nNo channel is subscribed.");
+            text.push("\nNo channel is subscribed.");
         } else {
-            text.push_str(&format!("\n*Subscribed channels* ({}):\n", subs.len()));
-            let lines: Vec<String> = subs.iter().take(LIST_MAX).map(line).collect();
-            text.push_str(&lines.join("\n"));
+            text.push(mrkdwn!("\n*Subscribed channels* ({}):\n", subs.len()));
+            text.push(subs.iter().take(LIST_MAX).map(line).join_mrkdwn("\n"));
             if subs.len() > LIST_MAX {
-                text.push_str(&format!("\n… and {} more", subs.len() - LIST_MAX));
+                text.push(mrkdwn!("\n… and {} more", subs.len() - LIST_MAX));
             }
         }
-        Ok(Ack::ephemeral(blocks::truncate(&text, 3900)))
+        Ok(Ack::ephemeral(text.truncate(3900)))
     }
 }
 
@@ -371,7 +375,9 @@ mod tests {
 
     #[test]
     fn an_unknown_system_is_named_with_the_valid_ones() {
-        let why = parse_systems(&catalogue(), "subscribe search <!here>").unwrap_err();
+        let why = parse_systems(&catalogue(), "subscribe search <!here>")
+            .unwrap_err()
+            .into_string();
         assert!(why.contains("`&lt;!here&gt;`"), "{why}");
         assert!(
             why.contains("`search` (SEARCH), `payments` (PAYMENTS)"),

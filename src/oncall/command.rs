@@ -9,10 +9,12 @@ use super::clients::Oncall;
 use super::model::{Person, Shift};
 use super::settings::GroupSettings;
 use crate::clock::Millis;
+use crate::mrkdwn;
 use crate::registry::{CommandHandler, SlackCtx};
 use crate::slack::ack::{Ack, Reply};
-use crate::slack::blocks::{self, date, escape, mention, truncate};
+use crate::slack::blocks::{self, date, escape, mention};
 use crate::slack::choices;
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::slack::payload::SlashCommand;
 use crate::state::AppState;
 
@@ -27,9 +29,11 @@ impl CommandHandler for OncallCommand {
         let groups: Vec<&GroupSettings> = if arg.is_empty() {
             settings.groups.iter().collect()
         } else if arg == "help" {
-            return Ok(Ack::ephemeral(format!(
-                "`{0}` shows who is on call now and who is next for every on-call group; `{0} <group>` for one group (e.g. `{0} platform-oncall`).",
-                settings.command
+            return Ok(Ack::ephemeral(mrkdwn!(
+                "`{}` shows who is on call now and who is next for every on-call group; `{} &lt;group&gt;` for one group (e.g. `{} platform-oncall`).",
+                settings.command,
+                settings.command,
+                settings.command,
             )));
         } else {
             match settings.group(arg) {
@@ -40,14 +44,14 @@ impl CommandHandler for OncallCommand {
                         .iter()
                         .map(|g| format!("`{}`", g.handle.trim_start_matches('@')))
                         .collect();
-                    return Ok(Ack::ephemeral(format!(
+                    return Ok(Ack::ephemeral(mrkdwn!(
                         "There is no on-call group *{}*. Groups: {}.",
                         escape(arg),
                         if known.is_empty() {
                             "none are configured".to_string()
                         } else {
                             known.join(", ")
-                        }
+                        },
                     )));
                 }
             }
@@ -60,7 +64,7 @@ impl CommandHandler for OncallCommand {
         let svc = state.oncall().clone();
         let now = state.now_ms();
         let owned: Vec<GroupSettings> = groups.into_iter().cloned().collect();
-        let sections: Vec<String> = futures::stream::iter(owned)
+        let sections: Vec<Mrkdwn> = futures::stream::iter(owned)
             .map(|g| {
                 let svc = svc.clone();
                 async move { describe(state, &svc, &g, now).await }
@@ -70,17 +74,18 @@ impl CommandHandler for OncallCommand {
             .await;
         // Every group in the blocks (split into sections, none dropped without saying so); the
         // text is the notification fallback.
-        let entries: Vec<String> = sections.iter().map(|s| format!("{s}\n")).collect();
-        let hint = format!("Ask for one group: `{} <group>`.", settings.command);
-        let b = choices::list_blocks("", &entries, &hint);
+        let entries: Vec<Mrkdwn> = sections.iter().map(|s| mrkdwn!("{}\n", s)).collect();
+        let hint = mrkdwn!("Ask for one group: `{} &lt;group&gt;`.", settings.command);
+        let b = choices::list_blocks(&Mrkdwn::default(), &entries, &hint);
         Ok(Ack::Message(
-            Reply::ephemeral(truncate(&sections.join("\n\n"), 39_000)).blocks(blocks::to_json(&b)),
+            Reply::ephemeral(Mrkdwn::join(sections, "\n\n").truncate(39_000))
+                .blocks(blocks::to_json(&b)),
         ))
     }
 }
 
 /// One group: who is on call now (until when) and who is next (from when).
-async fn describe(state: &AppState, svc: &Oncall, g: &GroupSettings, now: Millis) -> String {
+async fn describe(state: &AppState, svc: &Oncall, g: &GroupSettings, now: Millis) -> Mrkdwn {
     let handle = escape(g.handle.trim_start_matches('@'));
     let horizon = now + (state.settings().oncall.next_horizon_hours as i64) * 3_600_000;
     let Asked {
@@ -90,20 +95,20 @@ async fn describe(state: &AppState, svc: &Oncall, g: &GroupSettings, now: Millis
         sources,
     } = match ask_sources(svc, g, now, horizon).await {
         Ok(asked) => asked,
-        Err(warning) => return format!("*@{handle}*\n:warning: {warning}"),
+        Err(warning) => return mrkdwn!("*@{}*\n:warning: {}", handle, warning),
     };
     shifts.retain(|s| !placeholder(g, &s.person));
     next_untimed.retain(|p| !placeholder(g, p));
-    let mut out = format!("*@{handle}*\n");
-    out.push_str(&now_line(state, svc, &shifts, now).await);
-    out.push_str(&next_line(state, svc, &shifts, next_untimed, next_unknown, now).await);
+    let mut out = mrkdwn!("*@{}*\n", handle);
+    out.push(now_line(state, svc, &shifts, now).await);
+    out.push(next_line(state, svc, &shifts, next_untimed, next_unknown, now).await);
     let window = g.window_ms();
-    out.push_str(&match super::schedule::next_change(&shifts, now, window) {
-        Some(t) => format!("\n@{handle} changes next at {}", date(t)),
-        None => format!("\n@{handle} changes next: not known"),
+    out.push(match super::schedule::next_change(&shifts, now, window) {
+        Some(t) => mrkdwn!("\n@{} changes next at {}", handle, date(t)),
+        None => mrkdwn!("\n@{} changes next: not known", handle),
     });
     if !sources.is_empty() {
-        out.push_str(&format!("\n_Source: {}_", escape(&sources.join("; "))));
+        out.push(mrkdwn!("\n_Source: {}_", escape(&sources.join("; "))));
     }
     out
 }
@@ -125,7 +130,7 @@ async fn ask_sources(
     g: &GroupSettings,
     now: Millis,
     horizon: Millis,
-) -> Result<Asked, String> {
+) -> Result<Asked, Mrkdwn> {
     let mut shifts: Vec<Shift> = Vec::new();
     let mut next_unknown = false;
     let mut next_untimed: Vec<Person> = Vec::new();
@@ -150,10 +155,10 @@ async fn ask_sources(
                 sources.extend(answer.sources);
             }
             Err(e) => {
-                return Err(format!(
+                return Err(mrkdwn!(
                     "could not ask {}: {}",
                     source.provider.as_str(),
-                    escape(&e.to_string())
+                    escape(&e.to_string()),
                 ));
             }
         }
@@ -178,7 +183,7 @@ fn placeholder(g: &GroupSettings, p: &Person) -> bool {
 }
 
 /// `Now: …` with when the current shift ends, or nobody.
-async fn now_line(state: &AppState, svc: &Oncall, shifts: &[Shift], now: Millis) -> String {
+async fn now_line(state: &AppState, svc: &Oncall, shifts: &[Shift], now: Millis) -> Mrkdwn {
     let current: Vec<&Shift> = shifts
         .iter()
         .filter(|s| s.start.is_none_or(|st| st <= now) && s.end.is_none_or(|en| en > now))
@@ -187,12 +192,12 @@ async fn now_line(state: &AppState, svc: &Oncall, shifts: &[Shift], now: Millis)
         return "Now: nobody\n".into();
     }
     let until = current.iter().filter_map(|s| s.end).min();
-    format!(
+    mrkdwn!(
         "Now: {}{}\n",
         names(state, svc, &current).await,
         until
-            .map(|u| format!(" (until {})", date(u)))
-            .unwrap_or_default()
+            .map(|u| mrkdwn!(" (until {})", date(u)))
+            .unwrap_or_default(),
     )
 }
 
@@ -205,7 +210,7 @@ async fn next_line(
     next_untimed: Vec<Person>,
     next_unknown: bool,
     now: Millis,
-) -> String {
+) -> Mrkdwn {
     let next_start = shifts
         .iter()
         .filter_map(|s| s.start.filter(|st| *st > now))
@@ -223,18 +228,18 @@ async fn next_line(
         })
         .collect();
     match next_start {
-        Some(st) => format!("Next: {} from {}", names(state, svc, &next).await, date(st)),
-        None if !untimed.is_empty() => format!(
+        Some(st) => mrkdwn!("Next: {} from {}", names(state, svc, &next).await, date(st)),
+        None if !untimed.is_empty() => mrkdwn!(
             "Next: {} (Opsgenie does not say when)",
-            names(state, svc, &untimed.iter().collect::<Vec<_>>()).await
+            names(state, svc, &untimed.iter().collect::<Vec<_>>()).await,
         ),
         None if next_unknown => "Next: not known".into(),
         None => "Next: no change within the next days".into(),
     }
 }
 
-async fn names(state: &AppState, svc: &Oncall, shifts: &[&Shift]) -> String {
-    let mut out: Vec<String> = Vec::new();
+async fn names(state: &AppState, svc: &Oncall, shifts: &[&Shift]) -> Mrkdwn {
+    let mut out: Vec<Mrkdwn> = Vec::new();
     for s in shifts {
         let p = &s.person;
         let id = match (&p.slack_id, &p.email) {
@@ -244,11 +249,11 @@ async fn names(state: &AppState, svc: &Oncall, shifts: &[&Shift]) -> String {
         };
         let shown = match id {
             Some(id) => mention(&id),
-            None => format!("{} (not in Slack)", escape(&p.label())),
+            None => mrkdwn!("{} (not in Slack)", escape(&p.label())),
         };
         if !out.contains(&shown) {
             out.push(shown);
         }
     }
-    out.join(", ")
+    Mrkdwn::join(out, ", ")
 }

@@ -23,10 +23,12 @@ use tracing::warn;
 
 use super::notify::Handover;
 use crate::jobs::{Job, JobError, NewJob};
+use crate::mrkdwn;
 use crate::registry::{ActionHandler, JobHandler, SlackCtx, ViewHandler};
 use crate::slack::ack::Ack;
 use crate::slack::api::Message;
-use crate::slack::blocks::{escape, mention, message_view, truncate};
+use crate::slack::blocks::{mention, message_view};
+use crate::slack::mrkdwn::{JoinMrkdwn, Mrkdwn};
 use crate::slack::payload::{Action, Interaction};
 use crate::state::AppState;
 
@@ -35,18 +37,16 @@ pub const NOTE_MAX: usize = 3000;
 /// The input's block id: field errors are shown on it.
 pub const NOTE_BLOCK: &str = "note";
 
-fn only_off(h: &Handover) -> String {
-    let who: Vec<String> = h.off.iter().map(|u| mention(u)).collect();
-    format!(
+fn only_off(h: &Handover) -> Mrkdwn {
+    mrkdwn!(
         "Only the person going off call ({}) can hand over *@{}*.",
-        who.join(", "),
-        escape(&h.handle)
+        h.off.iter().map(|u| mention(u)).join_mrkdwn(", "),
+        h.handle
     )
 }
 
 /// The note's modal.
 pub fn note_view(h: &Handover) -> Value {
-    let to: Vec<String> = h.on.iter().map(|u| mention(u)).collect();
     json!({
         "type": "modal",
         "callback_id": super::VIEW_HANDOVER,
@@ -55,11 +55,11 @@ pub fn note_view(h: &Handover) -> Value {
         "close": {"type": "plain_text", "text": "Cancel"},
         "private_metadata": serde_json::to_string(h).unwrap_or_default(),
         "blocks": [
-            {"type": "section", "text": {"type": "mrkdwn", "text": truncate(&format!(
+            {"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn!(
                 "Your handover note for *@{}* is posted in the thread of the shift-change notice and sent to {}.",
-                escape(&h.handle),
-                to.join(", ")
-            ), 3000)}},
+                h.handle,
+                h.on.iter().map(|u| mention(u)).join_mrkdwn(", ")
+            ).truncate(3000)}},
             {"type": "input", "block_id": NOTE_BLOCK,
              "label": {"type": "plain_text", "text": "Handover note"},
              "element": {"type": "plain_text_input", "action_id": "value", "multiline": true,
@@ -71,8 +71,10 @@ pub fn note_view(h: &Handover) -> Value {
 }
 
 /// Mrkdwn quote of user text, escaped.
-fn quote(note: &str) -> String {
-    format!(">{}", escape(note).replace('\n', "\n>"))
+fn quote(note: &str) -> Mrkdwn {
+    note.split('\n')
+        .map(|line| mrkdwn!(">{}", line))
+        .join_mrkdwn("\n")
 }
 
 /// The "Hand over" button.
@@ -113,8 +115,9 @@ impl ActionHandler for HandoverAction {
             Ok(_) => Ok(Ack::Empty),
             Err(e) => {
                 warn!(error = %e, "opening the handover modal failed");
-                Ok(Ack::ephemeral(format!(
-                    "The form could not be opened ({e}); press Hand over again."
+                Ok(Ack::ephemeral(mrkdwn!(
+                    "The form could not be opened ({}); press Hand over again.",
+                    e
                 )))
             }
         }
@@ -127,7 +130,7 @@ pub struct NotePost {
     pub channel: Option<String>,
     pub thread_ts: Option<String>,
     pub user: Option<String>,
-    pub text: String,
+    pub text: Mrkdwn,
 }
 
 /// The note's submission.
@@ -145,7 +148,7 @@ impl ViewHandler for HandoverView {
             )));
         };
         if !h.off.contains(&cx.user_id) {
-            return Ok(Ack::ViewUpdate(message_view("Hand over", &only_off(&h))));
+            return Ok(Ack::ViewUpdate(message_view("Hand over", only_off(&h))));
         }
         let note = view.input(NOTE_BLOCK, "value").unwrap_or_default();
         let note = note.trim();
@@ -167,7 +170,7 @@ impl ViewHandler for HandoverView {
                 "This form lost track of its notice; write your handover note in the thread.",
             )));
         };
-        let group = format!("*@{}*", escape(&h.handle));
+        let group = mrkdwn!("*@{}*", h.handle);
         let writer = mention(&cx.user_id);
         let mut jobs = vec![(
             "thread".to_string(),
@@ -175,8 +178,10 @@ impl ViewHandler for HandoverView {
                 channel: Some(channel.clone()),
                 thread_ts: Some(ts),
                 user: None,
-                text: format!(
-                    ":memo: Handover note from {writer} for {group}:\n{}",
+                text: mrkdwn!(
+                    ":memo: Handover note from {} for {}:\n{}",
+                    &writer,
+                    &group,
                     quote(note)
                 ),
             },
@@ -188,8 +193,11 @@ impl ViewHandler for HandoverView {
                     channel: None,
                     thread_ts: None,
                     user: Some(u.clone()),
-                    text: format!(
-                        ":memo: {writer} handed {group} over to you with a note (also in the thread of the shift-change notice in <#{channel}>):\n{}",
+                    text: mrkdwn!(
+                        ":memo: {} handed {} over to you with a note (also in the thread of the shift-change notice in {}):\n{}",
+                        &writer,
+                        &group,
+                        Mrkdwn::channel(&channel),
                         quote(note)
                     ),
                 },
@@ -237,7 +245,7 @@ impl JobHandler for HandoverJob {
             (None, Some(u)) => state.slack().open_dm(u).await?,
             (None, None) => return Ok(()),
         };
-        let mut msg = Message::text(channel, &p.text);
+        let mut msg = Message::text(channel, p.text);
         if let Some(ts) = &p.thread_ts {
             msg = msg.in_thread(ts);
         }

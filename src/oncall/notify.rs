@@ -14,9 +14,11 @@ use tracing::warn;
 
 use super::report::{GroupPlan, Outcome, SyncReport};
 use crate::jobs::{Job, JobError, NewJob};
+use crate::mrkdwn;
 use crate::registry::JobHandler;
 use crate::slack::api::Message;
-use crate::slack::blocks::{escape, mention, truncate};
+use crate::slack::blocks::{escape, mention};
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::state::AppState;
 
 /// The members slackops last announced for a group.
@@ -43,47 +45,58 @@ pub struct Dm {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Alert {
     pub channel: String,
-    pub text: String,
+    pub text: Mrkdwn,
 }
 
-fn people(ids: &[String]) -> String {
-    let m: Vec<String> = ids.iter().map(|u| mention(u)).collect();
+fn people(ids: &[String]) -> Mrkdwn {
+    let m: Vec<Mrkdwn> = ids.iter().map(|u| mention(u)).collect();
     match m.len() {
-        0 => String::new(),
+        0 => Mrkdwn::default(),
         1 => m[0].clone(),
-        n => format!("{} and {}", m[..n - 1].join(", "), m[n - 1]),
+        n => mrkdwn!("{} and {}", Mrkdwn::join(&m[..n - 1], ", "), m[n - 1]),
     }
 }
 
 /// `@new is now on call for @platform-oncall, taking over from @old`. The group is named, not
 /// mentioned, so a shift change does not ping everyone in it.
-pub fn notice_text(n: &Notice) -> String {
-    let group = format!("*@{}*", escape(&n.handle));
+pub fn notice_text(n: &Notice) -> Mrkdwn {
+    let group = mrkdwn!("*@{}*", escape(&n.handle));
     let verb = if n.added.len() == 1 { "is" } else { "are" };
     match (n.added.is_empty(), n.removed.is_empty()) {
-        (false, false) => format!(
-            ":pager: {} {verb} now on call for {group}, taking over from {}.",
+        (false, false) => mrkdwn!(
+            ":pager: {} {} now on call for {}, taking over from {}.",
             people(&n.added),
-            people(&n.removed)
-        ),
-        (false, true) => format!(
-            ":pager: {} {verb} now on call for {group}, joining {}.",
-            people(&n.added),
-            people(
-                &n.members
-                    .iter()
-                    .filter(|m| !n.added.contains(m))
-                    .cloned()
-                    .collect::<Vec<_>>()
-            )
-        )
-        .replace(", joining .", "."),
-        (true, false) => format!(
-            ":pager: {} went off call for {group}; on call now: {}.",
+            verb,
+            group,
             people(&n.removed),
-            people(&n.members)
         ),
-        (true, true) => format!(":pager: On call for {group}: {}.", people(&n.members)),
+        (false, true) => {
+            let others: Vec<String> = n
+                .members
+                .iter()
+                .filter(|m| !n.added.contains(m))
+                .cloned()
+                .collect();
+            let joining = if others.is_empty() {
+                Mrkdwn::default()
+            } else {
+                mrkdwn!(", joining {}", people(&others))
+            };
+            mrkdwn!(
+                ":pager: {} {} now on call for {}{}.",
+                people(&n.added),
+                verb,
+                group,
+                joining,
+            )
+        }
+        (true, false) => mrkdwn!(
+            ":pager: {} went off call for {}; on call now: {}.",
+            people(&n.removed),
+            group,
+            people(&n.members),
+        ),
+        (true, true) => mrkdwn!(":pager: On call for {}: {}.", group, people(&n.members)),
     }
 }
 
@@ -149,7 +162,7 @@ pub fn notice_message(channel: &str, n: &Notice) -> Message {
     }
     msg.blocks(json!([
         {"type": "section", "block_id": "notice",
-         "text": {"type": "mrkdwn", "text": truncate(&text, 3000)}},
+         "text": {"type": "mrkdwn", "text": text.truncate(3000)}},
         {"type": "actions", "block_id": "handover", "elements": [
             {"type": "button", "action_id": super::ACTION_HANDOVER,
              "text": {"type": "plain_text", "text": "Hand over"}, "value": value}
@@ -212,14 +225,15 @@ impl JobHandler for DmJob {
             .cloned()
             .collect();
         let with = if others.is_empty() {
-            String::new()
+            Mrkdwn::default()
         } else {
-            format!(" with {}", people(&others))
+            mrkdwn!(" with {}", people(&others))
         };
-        let text = format!(
-            ":pager: You are now on call for *@{}*{with}. Mentions of @{} reach you until your shift ends.",
+        let text = mrkdwn!(
+            ":pager: You are now on call for *@{}*{}. Mentions of @{} reach you until your shift ends.",
             escape(&d.handle),
-            escape(&d.handle)
+            with,
+            escape(&d.handle),
         );
         let dm = state.slack().open_dm(&d.user).await?;
         state.slack().post_message(&Message::text(dm, text)).await?;
@@ -265,7 +279,7 @@ async fn throttle(state: &AppState, key: &str) -> Result<bool, sqlx::Error> {
     Ok(false)
 }
 
-async fn alert(state: &AppState, key: &str, text: String) {
+async fn alert(state: &AppState, key: &str, text: Mrkdwn) {
     let Some(channel) = state.settings().oncall.ops_channel.clone() else {
         return;
     };
@@ -308,41 +322,43 @@ pub async fn report_problems(state: &AppState, report: &SyncReport) {
 /// Groups that failed: one alert each, or one summary when more than [`PER_GROUP_LIMIT`] failed.
 async fn report_failed(state: &AppState, failed: &[&GroupPlan], groups: usize, mins: u64) {
     if failed.len() > PER_GROUP_LIMIT {
-        let lines: Vec<String> = failed
+        let lines: Vec<Mrkdwn> = failed
             .iter()
             .take(10)
             .map(|g| {
-                format!(
+                mrkdwn!(
                     "• *@{}*: {} (error id `{}`)",
                     escape(&g.handle),
                     escape(g.error.as_deref().unwrap_or("unknown error")),
-                    g.error_id.as_deref().unwrap_or("-")
+                    g.error_id.as_deref().unwrap_or("-"),
                 )
             })
             .collect();
         let more = failed.len().saturating_sub(10);
-        let text = format!(
+        let text = mrkdwn!(
             ":warning: On-call sync could not update {} of {} groups; they keep their current members. \
-             The error ids are in slackops' logs. Not repeated here for {mins} min.\n{}{}",
+             The error ids are in slackops' logs. Not repeated here for {} min.\n{}{}",
             failed.len(),
             groups,
-            lines.join("\n"),
+            mins,
+            Mrkdwn::join(lines, "\n"),
             if more > 0 {
-                format!("\n… and {more} more")
+                mrkdwn!("\n… and {} more", more)
             } else {
-                String::new()
+                Mrkdwn::default()
             }
         );
         alert(state, "failed:many", text).await;
     } else {
         for g in failed {
             let kind = g.error_kind.as_deref().unwrap_or("error");
-            let text = format!(
+            let text = mrkdwn!(
                 ":warning: On-call sync could not update *@{}*: {}. It keeps its current members. \
-                 Error id `{}` (the same id is in slackops' logs). The same problem is not repeated here for {mins} min.",
+                 Error id `{}` (the same id is in slackops' logs). The same problem is not repeated here for {} min.",
                 escape(&g.handle),
                 escape(g.error.as_deref().unwrap_or("unknown error")),
                 g.error_id.as_deref().unwrap_or("-"),
+                mins,
             );
             alert(state, &format!("failed:{}:{kind}", g.handle), text).await;
         }
@@ -357,10 +373,10 @@ async fn report_kept_empty(state: &AppState, report: &SyncReport) {
         .filter(|g| g.outcome == Outcome::KeptEmpty)
         .take(PER_GROUP_LIMIT)
     {
-        let text = format!(
+        let text = mrkdwn!(
             ":zzz: Nobody is on call for *@{}* according to its sources, so it keeps its current members \
              (Slack refuses empty groups). Set `when_empty: fallback` with a `fallback` list to choose who is in it then.",
-            escape(&g.handle)
+            escape(&g.handle),
         );
         alert(state, &format!("empty:{}", g.handle), text).await;
     }
@@ -374,18 +390,20 @@ async fn report_missing(state: &AppState, missing: &[&GroupPlan]) {
         let mut everyone: Vec<String> = missing.iter().flat_map(|g| g.missing.clone()).collect();
         everyone.sort();
         everyone.dedup();
-        let text = format!(
-            ":bust_in_silhouette: On call in {} groups but not found in Slack: {}. {advice}",
+        let text = mrkdwn!(
+            ":bust_in_silhouette: On call in {} groups but not found in Slack: {}. {}",
             missing.len(),
-            escape(&everyone.join(", "))
+            escape(&everyone.join(", ")),
+            advice,
         );
         alert(state, &format!("missing:many:{}", everyone.join(",")), text).await;
     } else {
         for g in missing {
-            let text = format!(
-                ":bust_in_silhouette: On call for *@{}* but not found in Slack: {}. {advice}",
+            let text = mrkdwn!(
+                ":bust_in_silhouette: On call for *@{}* but not found in Slack: {}. {}",
                 escape(&g.handle),
-                escape(&g.missing.join(", "))
+                escape(&g.missing.join(", ")),
+                advice,
             );
             alert(
                 state,
@@ -432,6 +450,17 @@ mod tests {
             notice_text(&n(&[], &["U1"], &["U2"])),
             ":pager: <@U1> went off call for *@platform-oncall*; on call now: <@U2>."
         );
+    }
+
+    #[test]
+    fn a_shift_notice_shows_a_hostile_handle_and_id_as_text() {
+        let mut notice = n(&["U2"], &["<!channel>"], &["U2"]);
+        notice.handle = "<https://evil.example|Log in> & <@U0EVIL>".into();
+        let t = notice_text(&notice).into_string();
+        for raw in ["<!channel>", "<https://evil.example", "<@U0EVIL>"] {
+            assert!(!t.contains(raw), "raw {raw} in {t}");
+        }
+        assert!(t.contains("<@U2>"), "{t}");
     }
 
     #[test]

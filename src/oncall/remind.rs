@@ -31,9 +31,11 @@ use super::model::{Person, Shift};
 use super::settings::GroupSettings;
 use crate::clock::Millis;
 use crate::jobs::{Job, JobError, NewJob};
+use crate::mrkdwn;
 use crate::registry::JobHandler;
 use crate::slack::api::Message;
-use crate::slack::blocks::{escape, mention};
+use crate::slack::blocks::mention;
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::state::AppState;
 
 /// A shift worth a reminder, with who is on call just before it.
@@ -159,28 +161,29 @@ pub fn shift_times(start: Millis, end: Option<Millis>, tz: Option<&str>) -> Stri
     }
 }
 
-fn people(ids: &[String]) -> String {
-    let m: Vec<String> = ids.iter().map(|u| mention(u)).collect();
+fn people(ids: &[String]) -> Mrkdwn {
+    let m: Vec<Mrkdwn> = ids.iter().map(|u| mention(u)).collect();
     match m.len() {
-        0 => String::new(),
+        0 => Mrkdwn::default(),
         1 => m[0].clone(),
-        n => format!("{} and {}", m[..n - 1].join(", "), m[n - 1]),
+        n => mrkdwn!("{} and {}", Mrkdwn::join(&m[..n - 1], ", "), &m[n - 1]),
     }
 }
 
 /// The DM's text.
-pub fn reminder_text(r: &Reminder, tz: Option<&str>) -> String {
+pub fn reminder_text(r: &Reminder, tz: Option<&str>) -> Mrkdwn {
     let whom = if !r.from.is_empty() {
-        format!(" You take over from {}.", people(&r.from))
+        mrkdwn!(" You take over from {}.", people(&r.from))
     } else if !r.joining.is_empty() {
-        format!(" You join {}, who stay on call.", people(&r.joining))
+        mrkdwn!(" You join {}, who stay on call.", people(&r.joining))
     } else {
-        " Nobody is on call right before you.".to_string()
+        Mrkdwn::from(" Nobody is on call right before you.")
     };
-    format!(
-        ":alarm_clock: Your on-call shift for *@{}* is coming up: {}.{whom}",
-        escape(&r.handle),
+    mrkdwn!(
+        ":alarm_clock: Your on-call shift for *@{}* is coming up: {}.{}",
+        r.handle,
         shift_times(r.start, r.end, tz),
+        whom,
     )
 }
 

@@ -41,7 +41,7 @@ pub fn on_call_part(members: &[String], until: Option<Millis>, now: Millis) -> S
     } else {
         members
             .iter()
-            .map(|m| mention(m))
+            .map(|m| mention(m).into_string())
             .collect::<Vec<_>>()
             .join(", ")
     };

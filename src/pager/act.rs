@@ -23,6 +23,7 @@ use super::{FEATURE, JOB_FOLLOW};
 use crate::jobs::{Job, JobError, NewJob};
 use crate::oncall::providers::{ProviderError, parse_time};
 use crate::registry::JobHandler;
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::state::AppState;
 
 fn db_err(e: sqlx::Error) -> JobError {
@@ -408,7 +409,7 @@ async fn finish(
     if let (Some(text), Some(channel)) = (&tell, &inc.channel)
         && let Err(e) = state
             .slack()
-            .post_ephemeral(channel, &user, text, None)
+            .post_ephemeral(channel, &user, &Mrkdwn::text(text), None)
             .await
     {
         warn!(error = %e, "telling the person why their click did nothing failed");

@@ -16,6 +16,7 @@ use tracing::warn;
 use super::FEATURE;
 use crate::announcements::modal::{Meta, Mode, form_view, with_incident_link};
 use crate::announcements::model::Fields;
+use crate::mrkdwn;
 use crate::policy::may_announce;
 use crate::registry::{ActionHandler, SlackCtx};
 use crate::slack::ack::Ack;
@@ -86,8 +87,9 @@ impl ActionHandler for AnnounceHandler {
             }
             Err(e) => {
                 warn!(error = %e, "opening the announce form from an incident failed");
-                Ok(Ack::ephemeral(format!(
-                    "The form could not be opened ({e}); press Announce outage again."
+                Ok(Ack::ephemeral(mrkdwn!(
+                    "The form could not be opened ({}); press Announce outage again.",
+                    e,
                 )))
             }
         }

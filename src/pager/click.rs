@@ -18,10 +18,12 @@ use super::message::status_line;
 use super::model::{self, Incident};
 use super::{ACTION_ACK, ACTION_RESOLVE, FEATURE, JOB_ACT};
 use crate::jobs::NewJob;
+use crate::mrkdwn;
 use crate::principals::Principals;
 use crate::registry::{ActionHandler, SlackCtx};
 use crate::slack::ack::Ack;
 use crate::slack::blocks::mention;
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::slack::payload::{Action, Interaction};
 use crate::state::AppState;
 
@@ -88,10 +90,10 @@ async fn act(state: &AppState, user: &str, inc: &Incident, verb: &str) -> anyhow
 /// What to tell someone whose click cannot act on the incident as slackops last saw it.
 fn not_actionable(inc: &Incident, verb: &str) -> Option<Ack> {
     if let Some(u) = &inc.claim_user {
-        return Some(Ack::ephemeral(format!(
+        return Some(Ack::ephemeral(mrkdwn!(
             "{} is already {} this incident. Nothing was sent for your click.",
             mention(u),
-            doing(inc.claim_action.as_deref().unwrap_or(verb))
+            doing(inc.claim_action.as_deref().unwrap_or(verb)),
         )));
     }
     let people = super::message::People {
@@ -100,13 +102,13 @@ fn not_actionable(inc: &Incident, verb: &str) -> Option<Ack> {
     };
     let line = || status_line(inc, &people);
     match inc.status.as_str() {
-        model::RESOLVED => Some(Ack::ephemeral(format!(
+        model::RESOLVED => Some(Ack::ephemeral(mrkdwn!(
             "This incident is already resolved ({}). Nothing was sent.",
-            line()
+            line(),
         ))),
-        model::ACKNOWLEDGED if verb == model::ACKNOWLEDGE => Some(Ack::ephemeral(format!(
+        model::ACKNOWLEDGED if verb == model::ACKNOWLEDGE => Some(Ack::ephemeral(mrkdwn!(
             "This incident is already acknowledged ({}). Nothing was sent.",
-            line()
+            line(),
         ))),
         _ => None,
     }
@@ -126,7 +128,7 @@ pub async fn may_act(
     state: &AppState,
     inc: &Incident,
     user: &str,
-) -> anyhow::Result<Result<(), String>> {
+) -> anyhow::Result<Result<(), Mrkdwn>> {
     let responders = &state.settings().pager.responders;
     let mut allowed = Principals {
         groups: inc.route().oncall_group.into_iter().collect(),
@@ -144,8 +146,9 @@ pub async fn may_act(
     } else {
         state.authz().describe(&allowed).await
     };
-    Ok(Err(format!(
-        ":no_entry: Only the on-call people and the configured responders may act on this incident: {who}. Nothing was sent."
+    Ok(Err(mrkdwn!(
+        ":no_entry: Only the on-call people and the configured responders may act on this incident: {}. Nothing was sent.",
+        who,
     )))
 }
 

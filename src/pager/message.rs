@@ -12,9 +12,12 @@ use slack_morphism::prelude::*;
 
 use super::model::{self, Actor, Assignee, Incident};
 use super::{ACTION_ACK, ACTION_ANNOUNCE, ACTION_RESOLVE};
+use crate::mrkdwn;
 use crate::slack::blocks::{
     actions, button, context, date, escape, link, mention, section, to_json, truncate,
 };
+use crate::slack::mrkdwn::JoinMrkdwn;
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::state::AppState;
 
 /// Block id of the buttons.
@@ -23,8 +26,8 @@ pub const ACT_BLOCK: &str = "pager_act";
 /// People as the message shows them: mentions where the email maps to a Slack user.
 #[derive(Debug, Clone, Default)]
 pub struct People {
-    pub assignees: Vec<String>,
-    pub status_by: Option<String>,
+    pub assignees: Vec<Mrkdwn>,
+    pub status_by: Option<Mrkdwn>,
 }
 
 /// Resolve the incident's people to mentions. Lookups failing (Slack or the provider down) fall
@@ -65,7 +68,7 @@ async fn slack_of(state: &AppState, email: &str) -> Option<String> {
         .flatten()
 }
 
-async fn person(state: &AppState, inc: &Incident, a: &Assignee) -> String {
+async fn person(state: &AppState, inc: &Incident, a: &Assignee) -> Mrkdwn {
     let mut email = a.email.clone();
     // PagerDuty's webhook assignees carry no email (§A1): ask for the user.
     if email.is_none()
@@ -89,22 +92,22 @@ async fn person(state: &AppState, inc: &Incident, a: &Assignee) -> String {
 }
 
 /// What the incident's state line says.
-pub fn status_line(inc: &Incident, people: &People) -> String {
+pub fn status_line(inc: &Incident, people: &People) -> Mrkdwn {
     let by = people
         .status_by
         .as_ref()
-        .map(|b| format!(" by {b}"))
+        .map(|b| mrkdwn!(" by {}", b))
         .unwrap_or_default();
-    let when = format!(" · {}", date(inc.status_at));
+    let when = mrkdwn!(" · {}", date(inc.status_at));
     match inc.status.as_str() {
-        model::ACKNOWLEDGED => format!(":eyes: *Acknowledged*{by}{when}"),
-        model::RESOLVED => format!(":white_check_mark: *Resolved*{by}{when}"),
-        _ => format!(":rotating_light: *Triggered*{when}"),
+        model::ACKNOWLEDGED => mrkdwn!(":eyes: *Acknowledged*{}{}", by, when),
+        model::RESOLVED => mrkdwn!(":white_check_mark: *Resolved*{}{}", by, when),
+        _ => mrkdwn!(":rotating_light: *Triggered*{}", when),
     }
 }
 
 /// The fallback text (notifications) and the blocks.
-pub fn render(inc: &Incident, people: &People) -> (String, Value) {
+pub fn render(inc: &Incident, people: &People) -> (Mrkdwn, Value) {
     let provider = inc.provider().map(|p| p.label()).unwrap_or("Pager");
     let title = truncate(&inc.title, 200);
     let heading = match &inc.url {
@@ -116,44 +119,49 @@ pub fn render(inc: &Incident, people: &People) -> (String, Value) {
         .oncall_group
         .as_deref()
         .filter(|_| !inc.is_resolved())
-        .map(|g| format!(" {}", group_mention(g)))
+        .map(|g| mrkdwn!(" {}", group_mention(g)))
         .unwrap_or_default();
-    let mut blocks = vec![section(&format!("*{heading}*{group}"))];
-    let mut facts = vec![format!("*Service:* {}", escape(&inc.service))];
+    let mut blocks = vec![section(&mrkdwn!("*{}*{}", heading, group))];
+    let mut facts = vec![mrkdwn!("*Service:* {}", escape(&inc.service))];
     if let Some(u) = &inc.urgency {
-        facts.push(format!("*Urgency:* {}", escape(u)));
+        facts.push(mrkdwn!("*Urgency:* {}", escape(u)));
     }
-    facts.push(format!("*Opened:* {}", date(inc.opened_at)));
+    facts.push(mrkdwn!("*Opened:* {}", date(inc.opened_at)));
     if !people.assignees.is_empty() {
-        facts.push(format!("*Assigned to:* {}", people.assignees.join(", ")));
+        facts.push(mrkdwn!(
+            "*Assigned to:* {}",
+            Mrkdwn::join(&people.assignees, ", ")
+        ));
     }
-    blocks.push(section(&facts.join("\n")));
-    blocks.push(section(&status_line(inc, people)));
+    blocks.push(section(facts.iter().join_mrkdwn("\n")));
+    blocks.push(section(status_line(inc, people)));
     match (&inc.claim_user, &inc.claim_action) {
-        (Some(user), Some(action)) => blocks.push(context(&format!(
+        (Some(user), Some(action)) => blocks.push(context(&mrkdwn!(
             ":hourglass_flowing_sand: {} by {}…",
             if action == model::RESOLVE {
                 "Resolving"
             } else {
                 "Acknowledging"
             },
-            mention(user)
+            mention(user),
         ))),
         _ if !inc.is_resolved() => blocks.push(buttons(inc)),
         _ => {}
     }
-    blocks.push(context(&format!(
-        "{provider} incident `{}`",
-        escape(&inc.incident_id)
+    blocks.push(context(&mrkdwn!(
+        "{} incident `{}`",
+        provider,
+        escape(&inc.incident_id),
     )));
-    let text = format!(
-        "{provider}: {} ({})",
+    let text = mrkdwn!(
+        "{}: {} ({})",
+        provider,
         escape(&title),
         match inc.status.as_str() {
             model::ACKNOWLEDGED => "acknowledged",
             model::RESOLVED => "resolved",
             _ => "triggered",
-        }
+        },
     );
     (text, to_json(&blocks))
 }
@@ -174,15 +182,15 @@ fn buttons(inc: &Incident) -> SlackBlock {
 
 /// `<!subteam^ID>` for a group ID, else the handle as text (a handle cannot be mentioned
 /// without its ID).
-fn group_mention(group: &str) -> String {
+fn group_mention(group: &str) -> Mrkdwn {
     let g = group.trim_start_matches('@');
     if g.starts_with('S')
         && g.chars()
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
     {
-        format!("<!subteam^{g}>")
+        Mrkdwn::usergroup(g)
     } else {
-        format!("@{}", escape(g))
+        mrkdwn!("@{}", escape(g))
     }
 }
 

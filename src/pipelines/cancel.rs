@@ -10,9 +10,11 @@ use serde_json::{Value, json};
 use super::follow::is_final;
 use super::{ACTION_CONFIRM_CANCEL, FEATURE, authorize, deck_link};
 use crate::jobs::NewJob;
+use crate::mrkdwn;
 use crate::registry::{ActionHandler, SlackCtx};
 use crate::slack::ack::{Ack, Reply};
 use crate::slack::blocks::{self, escape, link, mention};
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::slack::payload::{Action, Interaction};
 use crate::spinnaker::gate::GateError;
 use crate::state::AppState;
@@ -26,13 +28,13 @@ struct CancelRequest {
 }
 
 /// Read the execution and say why it cannot be canceled, if so: `(application, pipeline)`.
-async fn target(state: &AppState, execution_id: &str) -> Result<(String, String, Value), String> {
+async fn target(state: &AppState, execution_id: &str) -> Result<(String, String, Value), Mrkdwn> {
     let exec = match state.gate().execution(execution_id).await {
         Ok(e) => e,
         Err(GateError::NotFound(_)) => {
-            return Err(format!(
+            return Err(mrkdwn!(
                 "Spinnaker has no execution `{}`.",
-                escape(execution_id)
+                escape(execution_id),
             ));
         }
         Err(GateError::Empty) => {
@@ -42,15 +44,15 @@ async fn target(state: &AppState, execution_id: &str) -> Result<(String, String,
             );
         }
         Err(e) if e.operator_check().is_some() => {
-            return Err(format!(
+            return Err(mrkdwn!(
                 "Spinnaker refused slackops: {}. Nothing was canceled.",
-                escape(&e.to_string())
+                escape(&e.to_string()),
             ));
         }
         Err(e) => {
-            return Err(format!(
+            return Err(mrkdwn!(
                 "Gate did not answer ({}); nothing was canceled.",
-                escape(&e.to_string())
+                escape(&e.to_string()),
             ));
         }
     };
@@ -69,12 +71,12 @@ async fn target(state: &AppState, execution_id: &str) -> Result<(String, String,
         .and_then(Value::as_str)
         .unwrap_or("UNKNOWN");
     if is_final(status) {
-        return Err(format!(
+        return Err(mrkdwn!(
             "*{}* › *{}* (`{}`) already ended with status {}; there is nothing to cancel.",
             escape(&app),
             escape(&name),
             escape(execution_id),
-            escape(status)
+            escape(status),
         ));
     }
     Ok((app, name, exec))
@@ -95,10 +97,10 @@ pub async fn cancel_command(
     })
     .unwrap_or_default();
     if carried.chars().count() > blocks::BUTTON_VALUE_MAX {
-        return Ok(Ack::ephemeral(format!(
+        return Ok(Ack::ephemeral(mrkdwn!(
             "The reason is too long ({} characters): shorten it to about {} characters and run the command again. Nothing was canceled.",
             reason.as_deref().unwrap_or_default().chars().count(),
-            blocks::BUTTON_VALUE_MAX - 100
+            blocks::BUTTON_VALUE_MAX - 100,
         )));
     }
     let (app, name, exec) = match target(state, execution_id).await {
@@ -117,25 +119,27 @@ pub async fn cancel_command(
                 json!({"reason": why}),
             )
             .await;
-        return Ok(Ack::ephemeral(format!(":no_entry: {why}")));
+        return Ok(Ack::ephemeral(mrkdwn!(":no_entry: {}", why)));
     }
     let started_by = exec
         .pointer("/trigger/user")
         .and_then(Value::as_str)
-        .map(|u| format!(", started by {}", escape(u)))
+        .map(|u| mrkdwn!(", started by {}", escape(u)))
         .unwrap_or_default();
     let why = reason
         .as_deref()
-        .map(|r| format!(" Reason: _{}_", escape(r)))
+        .map(|r| mrkdwn!(" Reason: _{}_", escape(r)))
         .unwrap_or_default();
-    let text = format!(
-        "Cancel *{}* › *{}* ({}{started_by})?{why}",
+    let text = mrkdwn!(
+        "Cancel *{}* › *{}* ({}{})?{}",
         escape(&app),
         escape(&name),
         link(
             &deck_link(&state.settings().spinnaker.deck_url, &app, execution_id),
             execution_id
         ),
+        started_by,
+        why,
     );
     let value = serde_json::to_string(&CancelRequest {
         execution_id: execution_id.to_string(),
@@ -198,7 +202,7 @@ impl ActionHandler for ConfirmCancel {
                 )
                 .await;
             return Ok(Ack::Message(
-                Reply::ephemeral(format!(":no_entry: {why}")).replace_original(),
+                Reply::ephemeral(mrkdwn!(":no_entry: {}", why)).replace_original(),
             ));
         }
         let once = format!(
@@ -263,17 +267,18 @@ async fn canceled(
     let why = req
         .reason
         .as_deref()
-        .map(|r| format!(": {}", escape(r)))
+        .map(|r| mrkdwn!(": {}", escape(r)))
         .unwrap_or_default();
-    let text = format!(
-        ":no_entry_sign: *{}* › *{}* canceled by {}{why} · {}",
+    let text = mrkdwn!(
+        ":no_entry_sign: *{}* › *{}* canceled by {}{} · {}",
         escape(app),
         escape(name),
         mention(user),
+        why,
         link(
             &deck_link(&state.settings().spinnaker.deck_url, app, &req.execution_id),
             "Open in Deck"
-        )
+        ),
     );
     // Posting waits on Slack and on our per-channel pacing: a job's work, never the ack's.
     if let Some(channel) = interaction.channel_id() {
@@ -319,9 +324,9 @@ async fn not_canceled(state: &AppState, user: &str, subject: &str, e: &GateError
         )
         .await;
     Ack::Message(
-        Reply::ephemeral(format!(
+        Reply::ephemeral(mrkdwn!(
             "Spinnaker did not cancel it: {}",
-            escape(&e.to_string())
+            escape(&e.to_string()),
         ))
         .replace_original(),
     )

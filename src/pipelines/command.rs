@@ -12,10 +12,13 @@ use super::follow::{duration, status_emoji};
 use super::parse::{Command, parse};
 use super::{StartRequest, cancel, deck_link, start};
 use crate::jobs::{Job, JobError, NewJob};
+use crate::mrkdwn;
 use crate::registry::{CommandHandler, JobHandler, SlackCtx};
 use crate::slack::ack::{Ack, Reply};
 use crate::slack::blocks::{self, escape, link};
 use crate::slack::choices;
+use crate::slack::mrkdwn::JoinMrkdwn;
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::slack::payload::SlashCommand;
 use crate::spinnaker::gate::GateError;
 use crate::state::AppState;
@@ -34,8 +37,10 @@ impl CommandHandler for PipelineCommand {
         let parsed = match parse(&cmd.text, &name) {
             Ok(c) => c,
             Err(e) => {
-                return Ok(Ack::ephemeral(format!(
-                    ":warning: {e}\nType `{name} help` for every subcommand."
+                return Ok(Ack::ephemeral(mrkdwn!(
+                    ":warning: {}\nType `{} help` for every subcommand.",
+                    e,
+                    name,
                 )));
             }
         };
@@ -70,31 +75,47 @@ impl CommandHandler for PipelineCommand {
 }
 
 pub fn help(name: &str) -> Ack {
-    Ack::ephemeral(format!(
-        "*{name}* — Spinnaker from Slack\n\
-         • `{name} start <application> <pipeline> [name=value …]` start a pipeline (a form asks for missing parameters), e.g. `{name} start payments deploy-prod version=v42`\n\
-         • `{name} cancel <execution id | Deck URL> [reason]` cancel a running execution, e.g. `{name} cancel 01J6Z3Q9W8 canary is failing`\n\
-         • `{name} status <application> [pipeline]` latest executions, e.g. `{name} status payments deploy-prod`\n\
-         • `{name} approve <execution id | Deck URL> [input]` approve the execution's waiting Manual Judgment (counts towards its quorum), e.g. `{name} approve 01J6Z3Q9W8 deploy`\n\
-         • `{name} reject <execution id | Deck URL> [reason]` reject it; the reason goes to the message's thread and the audit log, e.g. `{name} reject 01J6Z3Q9W8 canary is failing`\n\
-         • `{name} pending [application]` Manual Judgments waiting, with links to their approval messages, e.g. `{name} pending payments`\n\
-         • `{name} pipelines <application>` pipeline names, and which take parameters, e.g. `{name} pipelines payments`\n\
-         • `{name} help` this list"
+    Ack::ephemeral(mrkdwn!(
+        "*{}* — Spinnaker from Slack\n\
+         • `{} start &lt;application&gt; &lt;pipeline&gt; [name=value …]` start a pipeline (a form asks for missing parameters), e.g. `{} start payments deploy-prod version=v42`\n\
+         • `{} cancel &lt;execution id | Deck URL&gt; [reason]` cancel a running execution, e.g. `{} cancel 01J6Z3Q9W8 canary is failing`\n\
+         • `{} status &lt;application&gt; [pipeline]` latest executions, e.g. `{} status payments deploy-prod`\n\
+         • `{} approve &lt;execution id | Deck URL&gt; [input]` approve the execution's waiting Manual Judgment (counts towards its quorum), e.g. `{} approve 01J6Z3Q9W8 deploy`\n\
+         • `{} reject &lt;execution id | Deck URL&gt; [reason]` reject it; the reason goes to the message's thread and the audit log, e.g. `{} reject 01J6Z3Q9W8 canary is failing`\n\
+         • `{} pending [application]` Manual Judgments waiting, with links to their approval messages, e.g. `{} pending payments`\n\
+         • `{} pipelines &lt;application&gt;` pipeline names, and which take parameters, e.g. `{} pipelines payments`\n\
+         • `{} help` this list",
+        name,
+        name,
+        name,
+        name,
+        name,
+        name,
+        name,
+        name,
+        name,
+        name,
+        name,
+        name,
+        name,
+        name,
+        name,
+        name,
     ))
 }
 
 /// Report an unknown application precisely, anything else plainly.
 fn gate_problem(e: &GateError, application: &str) -> Ack {
     match e {
-        GateError::NotFound(_) => Ack::ephemeral(format!(
+        GateError::NotFound(_) => Ack::ephemeral(mrkdwn!(
             "There is no application *{}* in Spinnaker. Check the spelling (application names are lower case).",
-            escape(application)
+            escape(application),
         )),
-        e if e.is_transient() => Ack::ephemeral(format!(
+        e if e.is_transient() => Ack::ephemeral(mrkdwn!(
             "Gate did not answer ({}). Try again in a moment.",
-            escape(&e.to_string())
+            escape(&e.to_string()),
         )),
-        e => Ack::ephemeral(format!("Spinnaker refused: {}", escape(&e.to_string()))),
+        e => Ack::ephemeral(mrkdwn!("Spinnaker refused: {}", escape(&e.to_string()))),
     }
 }
 
@@ -125,21 +146,21 @@ async fn status(
     execs.sort_by_key(|e| std::cmp::Reverse(started(e)));
     execs.truncate(limit);
     let scope = match pipeline {
-        Some(p) => format!("*{}* › *{}*", escape(application), escape(p)),
-        None => format!("*{}*", escape(application)),
+        Some(p) => mrkdwn!("*{}* › *{}*", escape(application), escape(p)),
+        None => mrkdwn!("*{}*", escape(application)),
     };
     if execs.is_empty() {
-        return Ok(Ack::ephemeral(format!("No executions of {scope} found.")));
+        return Ok(Ack::ephemeral(mrkdwn!("No executions of {} found.", scope)));
     }
     let now = state.now_ms();
-    let lines: Vec<String> = execs
+    let lines: Vec<Mrkdwn> = execs
         .iter()
         .map(|e| execution_line(state, application, e, now))
         .collect();
     Ok(list_reply(
-        &format!("Latest executions of {scope}:"),
+        &mrkdwn!("Latest executions of {}:", scope),
         &lines,
-        "See the application in Deck for the rest.",
+        &"See the application in Deck for the rest.".into(),
     ))
 }
 
@@ -153,7 +174,7 @@ fn started(e: &Value) -> i64 {
 
 /// One execution in `status`: state (linked to Deck), name, who or what triggered it, its id in
 /// brief, when it started and how long it took.
-fn execution_line(state: &AppState, application: &str, e: &Value, now: i64) -> String {
+fn execution_line(state: &AppState, application: &str, e: &Value, now: i64) -> Mrkdwn {
     let id = e.get("id").and_then(Value::as_str).unwrap_or("");
     let status = e.get("status").and_then(Value::as_str).unwrap_or("UNKNOWN");
     let name = e.get("name").and_then(Value::as_str).unwrap_or("?");
@@ -174,8 +195,8 @@ fn execution_line(state: &AppState, application: &str, e: &Value, now: i64) -> S
     } else {
         "-".into()
     };
-    format!(
-        "{} {} *{}* · {} · {} · {when} · {took}",
+    mrkdwn!(
+        "{} {} *{}* · {} · {} · {} · {}",
         status_emoji(status),
         link(
             &deck_link(&state.settings().spinnaker.deck_url, application, id),
@@ -184,6 +205,8 @@ fn execution_line(state: &AppState, application: &str, e: &Value, now: i64) -> S
         escape(name),
         escape(who),
         escape(&id.chars().take(10).collect::<String>()),
+        when,
+        took,
     )
 }
 
@@ -196,58 +219,57 @@ async fn pipelines(state: &AppState, application: &str) -> anyhow::Result<Ack> {
         Err(e) => return Ok(gate_problem(&e, application)),
     };
     if configs.is_empty() {
-        return Ok(Ack::ephemeral(format!(
+        return Ok(Ack::ephemeral(mrkdwn!(
             "*{}* has no pipelines.",
-            escape(application)
+            escape(application),
         )));
     }
-    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    let mut names: BTreeMap<String, Mrkdwn> = BTreeMap::new();
     for c in &configs {
         let Some(name) = c.get("name").and_then(Value::as_str) else {
             continue;
         };
         let specs = start::specs(c);
         let mut note = if specs.is_empty() {
-            "no parameters".to_string()
+            Mrkdwn::from("no parameters")
         } else {
             let required = specs
                 .iter()
                 .filter(|s| s.required && s.default.is_none())
                 .count();
-            format!(
+            mrkdwn!(
                 "parameters: {}{}",
                 specs
                     .iter()
-                    .map(|s| format!("`{}`", escape(&s.name)))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                    .map(|s| mrkdwn!("`{}`", escape(&s.name)))
+                    .join_mrkdwn(", "),
                 if required > 0 {
-                    format!(" ({required} required)")
+                    mrkdwn!(" ({} required)", required)
                 } else {
-                    String::new()
-                }
+                    Mrkdwn::default()
+                },
             )
         };
         if c.get("disabled").and_then(Value::as_bool) == Some(true) {
-            note.push_str(" · disabled");
+            note.push(" · disabled");
         }
         names.insert(name.to_string(), note);
     }
-    let lines: Vec<String> = names
+    let lines: Vec<Mrkdwn> = names
         .iter()
-        .map(|(n, note)| format!("• *{}* — {note}", escape(n)))
+        .map(|(n, note)| mrkdwn!("• *{}* — {}", escape(n), note))
         .collect();
-    let heading = format!("Pipelines of *{}* ({}):", escape(application), lines.len());
+    let heading = mrkdwn!("Pipelines of *{}* ({}):", escape(application), lines.len());
     Ok(list_reply(
         &heading,
         &lines,
-        "See the application in Deck for the rest.",
+        &"See the application in Deck for the rest.".into(),
     ))
 }
 
 /// A list as an ephemeral reply: every line in sections (none cut, none dropped without saying
 /// so), and the heading as the notification text.
-fn list_reply(heading: &str, lines: &[String], more_hint: &str) -> Ack {
+fn list_reply(heading: &Mrkdwn, lines: &[Mrkdwn], more_hint: &Mrkdwn) -> Ack {
     let b = choices::list_blocks(heading, lines, more_hint);
     Ack::Message(Reply::ephemeral(heading).blocks(blocks::to_json(&b)))
 }
@@ -317,10 +339,11 @@ async fn pending(state: &AppState, application: Option<&str>) -> anyhow::Result<
     }
     if open.is_empty() {
         let scope = application
-            .map(|a| format!(" for *{}*", escape(a)))
+            .map(|a| mrkdwn!(" for *{}*", escape(a)))
             .unwrap_or_default();
-        return Ok(Ack::ephemeral(format!(
-            "No Manual Judgments are waiting{scope}."
+        return Ok(Ack::ephemeral(mrkdwn!(
+            "No Manual Judgments are waiting{}.",
+            scope,
         )));
     }
     open.sort_by_key(|j| j.created_at);
@@ -342,23 +365,25 @@ async fn pending(state: &AppState, application: Option<&str>) -> anyhow::Result<
         } else {
             ""
         };
-        lines.push(format!(
-            "• *{}* › *{}* — {}{state_note} · waiting since {} · {}",
+        lines.push(mrkdwn!(
+            "• *{}* › *{}* — {}{} · waiting since {} · {}",
             escape(&j.application),
             escape(&j.pipeline_name),
             escape(&j.stage_name),
+            state_note,
             crate::slack::blocks::date(j.created_at),
-            link(&target, "open")
+            link(&target, "open"),
         ));
     }
     let more = open.len().saturating_sub(20);
     let tail = if more > 0 {
-        format!("\n…and {more} more.")
+        mrkdwn!("\n…and {} more.", more)
     } else {
-        String::new()
+        Mrkdwn::default()
     };
-    Ok(Ack::ephemeral(format!(
-        "Manual Judgments waiting:\n{}{tail}",
-        lines.join("\n")
+    Ok(Ack::ephemeral(mrkdwn!(
+        "Manual Judgments waiting:\n{}{}",
+        lines.iter().join_mrkdwn("\n"),
+        tail,
     )))
 }

@@ -8,8 +8,10 @@ use serde_json::Value;
 
 use super::{RunRef, deck_link};
 use crate::jobs::{Job, JobError};
+use crate::mrkdwn;
 use crate::registry::JobHandler;
 use crate::slack::blocks::{escape, link, mention};
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::spinnaker::gate::GateError;
 use crate::state::AppState;
 
@@ -150,18 +152,18 @@ async fn ended(state: &AppState, run: &Run) -> Result<Ended, JobError> {
 }
 
 /// The "started" message, updated with the outcome and the duration.
-fn outcome_text(state: &AppState, run: &Run, ended: Ended) -> String {
+fn outcome_text(state: &AppState, run: &Run, ended: Ended) -> Mrkdwn {
     let Ended {
         status,
         end_ms,
         canceled_by,
         reason,
     } = ended;
-    let head = format!(
+    let head = mrkdwn!(
         "*{}* › *{}* started by {}",
         escape(&run.application),
         escape(&run.pipeline_name),
-        mention(&run.started_by)
+        mention(&run.started_by),
     );
     let took = duration(end_ms - run.started_at);
     let deck = link(
@@ -173,33 +175,49 @@ fn outcome_text(state: &AppState, run: &Run, ended: Ended) -> String {
         "Open in Deck",
     );
     match status.as_str() {
-        "SUCCEEDED" => format!(
-            "{} {head} *succeeded* in {took} · {deck}",
-            status_emoji(&status)
+        "SUCCEEDED" => mrkdwn!(
+            "{} {} *succeeded* in {} · {}",
+            status_emoji(&status),
+            head,
+            took,
+            deck,
         ),
         "CANCELED" | "STOPPED" => {
             let by = canceled_by
-                .map(|b| format!(" by {}", escape(&b)))
+                .map(|b| mrkdwn!(" by {}", escape(&b)))
                 .unwrap_or_default();
             let why = reason
-                .map(|r| format!(": {}", escape(&r)))
+                .map(|r| mrkdwn!(": {}", escape(&r)))
                 .unwrap_or_default();
-            format!(
-                "{} {head} was *canceled*{by}{why} after {took} · {deck}",
-                status_emoji(&status)
+            mrkdwn!(
+                "{} {} was *canceled*{}{} after {} · {}",
+                status_emoji(&status),
+                head,
+                by,
+                why,
+                took,
+                deck,
             )
         }
         "VANISHED" => {
-            format!(":grey_question: {head}: the execution no longer exists in Spinnaker.")
+            mrkdwn!(
+                ":grey_question: {}: the execution no longer exists in Spinnaker.",
+                head
+            )
         }
-        "UNFOLLOWED" => format!(
-            ":hourglass: {head} is still running after {}h; slackops stopped following it · {deck}",
-            state.settings().pipelines.follow_max_hours
+        "UNFOLLOWED" => mrkdwn!(
+            ":hourglass: {} is still running after {}h; slackops stopped following it · {}",
+            head,
+            state.settings().pipelines.follow_max_hours,
+            deck,
         ),
-        other => format!(
-            "{} {head} *failed* ({}) after {took} · {deck}",
+        other => mrkdwn!(
+            "{} {} *failed* ({}) after {} · {}",
             status_emoji(other),
-            escape(other)
+            head,
+            escape(other),
+            took,
+            deck,
         ),
     }
 }

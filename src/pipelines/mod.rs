@@ -27,10 +27,13 @@ use url::Url;
 
 use crate::authz::Identity;
 use crate::jobs::NewJob;
+use crate::mrkdwn;
 use crate::principals::Principals;
 use crate::registry::Registry;
 use crate::slack::api::{Message, Posted, SlackErrorCode};
 use crate::slack::blocks::{escape, link, mention};
+use crate::slack::mrkdwn::JoinMrkdwn;
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::spinnaker::gate::{GateError, ManualTrigger};
 use crate::state::AppState;
 use crate::store::new_id;
@@ -86,7 +89,7 @@ pub async fn authorize(
     application: &str,
     pipeline: &str,
     verb: &str,
-) -> anyhow::Result<Result<PipelineRule, String>> {
+) -> anyhow::Result<Result<PipelineRule, Mrkdwn>> {
     let Some(rule) = rule_for(&state.settings().pipelines, application, pipeline) else {
         state
             .audit(
@@ -98,9 +101,10 @@ pub async fn authorize(
                 json!({"reason": "no rule"}),
             )
             .await;
-        return Ok(Err(format!(
-            "Nobody may {verb} pipelines of *{}* from Slack: no `pipelines.rules` entry covers it. Ask your slackops operators.",
-            escape(application)
+        return Ok(Err(mrkdwn!(
+            "Nobody may {} pipelines of *{}* from Slack: no `pipelines.rules` entry covers it. Ask your slackops operators.",
+            verb,
+            escape(application),
         )));
     };
     let principals: Principals = rule.principals();
@@ -117,11 +121,12 @@ pub async fn authorize(
                 json!({}),
             )
             .await;
-        Ok(Err(format!(
-            "You may not {verb} *{}* › *{}* from Slack. Allowed: {}.",
+        Ok(Err(mrkdwn!(
+            "You may not {} *{}* › *{}* from Slack. Allowed: {}.",
+            verb,
             escape(application),
             escape(pipeline),
-            state.authz().describe(&principals).await
+            state.authz().describe(&principals).await,
         )))
     }
 }
@@ -156,7 +161,7 @@ pub async fn trigger_and_announce(
     state: &AppState,
     who: &Identity,
     req: &StartRequest,
-) -> Result<String, String> {
+) -> Result<Mrkdwn, Mrkdwn> {
     let subject = format!("pipeline:{}:{}", req.application, req.pipeline);
     let (execution_id, user_for_spinnaker) = trigger(state, who, req, &subject).await?;
     state.audit(
@@ -198,7 +203,7 @@ pub struct Announcement {
     pub channel: Option<String>,
     /// Who started it (a DM when the channel is out of reach).
     pub user: String,
-    pub text: String,
+    pub text: Mrkdwn,
 }
 
 /// Announces a start where the command was typed and queues the job following it.
@@ -244,7 +249,7 @@ async fn trigger(
     who: &Identity,
     req: &StartRequest,
     subject: &str,
-) -> Result<(String, String), String> {
+) -> Result<(String, String), Mrkdwn> {
     let user_for_spinnaker = who
         .email
         .clone()
@@ -290,43 +295,43 @@ async fn trigger(
 
 /// What a failed start means for the person, and its audit outcome. A transient failure may
 /// have started the pipeline: never retried, and the person is told how to check.
-fn not_started(state: &AppState, req: &StartRequest, e: &GateError) -> (&'static str, String) {
+fn not_started(state: &AppState, req: &StartRequest, e: &GateError) -> (&'static str, Mrkdwn) {
     match e {
         GateError::BadRequest(m) => (
             "refused",
-            format!(
+            mrkdwn!(
                 "Spinnaker refused to start *{}* › *{}*: {}",
                 escape(&req.application),
                 escape(&req.pipeline),
-                escape(m)
+                escape(m),
             ),
         ),
         GateError::NotFound(m) => (
             "not_found",
-            format!(
+            mrkdwn!(
                 "Spinnaker does not know *{}* › *{}*: {}",
                 escape(&req.application),
                 escape(&req.pipeline),
-                escape(m)
+                escape(m),
             ),
         ),
         GateError::Forbidden(m) => (
             "refused",
-            format!("Spinnaker refused slackops' request: {}", escape(m)),
+            mrkdwn!("Spinnaker refused slackops' request: {}", escape(m)),
         ),
         e if e.is_transient() => (
             "unknown",
-            format!(
+            mrkdwn!(
                 "Gate did not answer properly ({}). The pipeline may or may not have started, so slackops did not retry: check with `{} status {} {}` before starting it again.",
                 escape(&e.to_string()),
                 state.settings().pipelines.command,
                 req.application,
-                req.pipeline
+                req.pipeline,
             ),
         ),
         e => (
             "failed",
-            format!("Starting the pipeline failed: {}", escape(&e.to_string())),
+            mrkdwn!("Starting the pipeline failed: {}", escape(&e.to_string())),
         ),
     }
 }
@@ -337,34 +342,34 @@ fn started_text(
     who: &Identity,
     req: &StartRequest,
     execution_id: &str,
-) -> String {
+) -> Mrkdwn {
     let deck = deck_link(
         &state.settings().spinnaker.deck_url,
         &req.application,
         execution_id,
     );
     let params = if req.parameters.is_empty() {
-        String::new()
+        Mrkdwn::default()
     } else {
-        format!(
+        mrkdwn!(
             "\nParameters: {}",
             req.parameters
                 .iter()
-                .map(|(k, v)| format!(
+                .map(|(k, v)| mrkdwn!(
                     "`{}`={}",
                     escape(k),
-                    escape(&crate::slack::blocks::truncate(v, 80))
+                    escape(&crate::slack::blocks::truncate(v, 80)),
                 ))
-                .collect::<Vec<_>>()
-                .join(", ")
+                .join_mrkdwn(", "),
         )
     };
-    format!(
-        ":rocket: *{}* › *{}* started by {} · {}{params}",
+    mrkdwn!(
+        ":rocket: *{}* › *{}* started by {} · {}{}",
         escape(&req.application),
         escape(&req.pipeline),
         mention(&who.user_id),
-        link(&deck, "Open in Deck")
+        link(&deck, "Open in Deck"),
+        params,
     )
 }
 
@@ -406,7 +411,7 @@ async fn announce_start(
     state: &AppState,
     user: &str,
     channel: Option<&str>,
-    text: &str,
+    text: &Mrkdwn,
 ) -> Option<Posted> {
     let mut posted = None;
     if let Some(channel) = channel {

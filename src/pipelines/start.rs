@@ -16,11 +16,14 @@ use tracing::warn;
 
 use super::{ACTION_CONFIRM_START, StartRequest, VIEW_START, authorize, trigger_and_announce};
 use crate::authz::Identity;
+use crate::mrkdwn;
 use crate::pipelines::settings::PipelineRule;
 use crate::registry::{ActionHandler, SlackCtx, ViewHandler};
 use crate::slack::ack::{Ack, Reply};
 use crate::slack::blocks::{self, escape, message_view, modal_title, truncate};
 use crate::slack::choices;
+use crate::slack::mrkdwn::JoinMrkdwn;
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::slack::payload::{Action, Interaction, SlashCommand};
 use crate::spinnaker::gate::GateError;
 use crate::state::AppState;
@@ -96,46 +99,45 @@ pub fn specs(config: &Value) -> Vec<ParamSpec> {
 }
 
 /// Check given parameters: known names, and values among a parameter's options.
-pub fn validate(specs: &[ParamSpec], given: &BTreeMap<String, String>) -> Result<(), String> {
+pub fn validate(specs: &[ParamSpec], given: &BTreeMap<String, String>) -> Result<(), Mrkdwn> {
     for (k, v) in given {
         let Some(spec) = specs.iter().find(|s| &s.name == k) else {
             let known = if specs.is_empty() {
-                "it takes no parameters".to_string()
+                Mrkdwn::from("it takes no parameters")
             } else {
-                format!(
+                mrkdwn!(
                     "it takes {}",
                     specs
                         .iter()
-                        .map(|s| format!("`{}`", escape(&s.name)))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                        .map(|s| mrkdwn!("`{}`", escape(&s.name)))
+                        .join_mrkdwn(", "),
                 )
             };
-            return Err(format!(
-                "`{}` is not a parameter of this pipeline: {known}.",
-                escape(k)
+            return Err(mrkdwn!(
+                "`{}` is not a parameter of this pipeline: {}.",
+                escape(k),
+                known,
             ));
         };
         // `name=` with nothing for a required parameter without a default opens the form
         // (`missing`); anything else blank would reach Gate as a value.
         if spec.required && is_blank(v) && (!v.is_empty() || spec.default.is_some()) {
-            return Err(format!(
+            return Err(mrkdwn!(
                 "`{}` is required and cannot be blank: give it a value, e.g. `{}=…`.",
                 escape(k),
-                escape(k)
+                escape(k),
             ));
         }
         if !spec.options.is_empty() && !spec.options.contains(v) {
-            return Err(format!(
+            return Err(mrkdwn!(
                 "`{}={}` is not allowed: `{}` must be one of {}.",
                 escape(k),
                 escape(v),
                 escape(k),
                 spec.options
                     .iter()
-                    .map(|o| format!("`{}`", escape(o)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                    .map(|o| mrkdwn!("`{}`", escape(o)))
+                    .join_mrkdwn(", "),
             ));
         }
     }
@@ -184,10 +186,10 @@ fn block_id(name: &str) -> String {
 pub fn loading_view(req: &StartRequest) -> Value {
     message_view(
         "Start pipeline",
-        &format!(
+        &mrkdwn!(
             ":hourglass_flowing_sand: Looking up *{}* › *{}* in Spinnaker…",
             escape(&req.application),
-            escape(&req.pipeline)
+            escape(&req.pipeline),
         ),
     )
 }
@@ -195,12 +197,12 @@ pub fn loading_view(req: &StartRequest) -> Value {
 /// The parameter form (also the confirmation step for pipelines that need one).
 pub fn form_view(req: &StartRequest, specs: &[ParamSpec]) -> Value {
     let mut blocks = vec![
-        json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&format!(
-        "Start *{}* › *{}*{}",
-        escape(&req.application),
-        escape(&req.pipeline),
-        if specs.is_empty() { "?" } else { " with these parameters:" }
-    ), 3000)}}),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": Mrkdwn::truncate(&mrkdwn!(
+            "Start *{}* › *{}*{}",
+            escape(&req.application),
+            escape(&req.pipeline),
+            if specs.is_empty() { "?" } else { " with these parameters:" },
+        ), 3000)}}),
     ];
     for s in specs.iter().take(95) {
         let given = req
@@ -260,26 +262,28 @@ struct Prepared {
 }
 
 /// Identity, authorization, and the pipeline's config. `Err` is a message for the person.
-async fn prepare(state: &AppState, user: &str, req: &StartRequest) -> Result<Prepared, String> {
-    let who = state
-        .authz()
-        .identity(user)
-        .await
-        .map_err(|e| format!("slackops could not read your Slack profile ({e}); try again."))?;
+async fn prepare(state: &AppState, user: &str, req: &StartRequest) -> Result<Prepared, Mrkdwn> {
+    let who = state.authz().identity(user).await.map_err(|e| {
+        mrkdwn!(
+            "slackops could not read your Slack profile ({}); try again.",
+            e
+        )
+    })?;
     let rule = match authorize(state, &who, &req.application, &req.pipeline, "start").await {
         Ok(Ok(rule)) => rule,
-        Ok(Err(why)) => return Err(format!(":no_entry: {why}")),
+        Ok(Err(why)) => return Err(mrkdwn!(":no_entry: {}", why)),
         Err(e) => {
-            return Err(format!(
-                "slackops could not check your permissions ({e}); try again."
+            return Err(mrkdwn!(
+                "slackops could not check your permissions ({}); try again.",
+                e,
             ));
         }
     };
     if !rule.startable {
-        return Err(format!(
+        return Err(mrkdwn!(
             "*{}* › *{}* cannot be started from Slack (`pipelines.rules`: startable is false). Start it in Deck.",
             escape(&req.application),
-            escape(&req.pipeline)
+            escape(&req.pipeline),
         ));
     }
     let config = match state
@@ -292,23 +296,23 @@ async fn prepare(state: &AppState, user: &str, req: &StartRequest) -> Result<Pre
             return Err(not_found(state, &req.application, &req.pipeline).await);
         }
         Err(e) if e.is_transient() => {
-            return Err(format!(
+            return Err(mrkdwn!(
                 "Gate did not answer ({}); nothing was started. Try again in a moment.",
-                escape(&e.to_string())
+                escape(&e.to_string()),
             ));
         }
         Err(e) => {
-            return Err(format!(
+            return Err(mrkdwn!(
                 "Spinnaker would not show the pipeline: {}",
-                escape(&e.to_string())
+                escape(&e.to_string()),
             ));
         }
     };
     if config.get("disabled").and_then(Value::as_bool) == Some(true) {
-        return Err(format!(
+        return Err(mrkdwn!(
             "*{}* › *{}* is disabled in Spinnaker.",
             escape(&req.application),
-            escape(&req.pipeline)
+            escape(&req.pipeline),
         ));
     }
     Ok(Prepared {
@@ -319,12 +323,12 @@ async fn prepare(state: &AppState, user: &str, req: &StartRequest) -> Result<Pre
 }
 
 /// Why a pipeline lookup found nothing: the application, or the pipeline.
-async fn not_found(state: &AppState, application: &str, pipeline: &str) -> String {
+async fn not_found(state: &AppState, application: &str, pipeline: &str) -> Mrkdwn {
     let cmd = &state.settings().pipelines.command;
     match state.gate().application(application).await {
-        Err(GateError::NotFound(_)) => format!(
+        Err(GateError::NotFound(_)) => mrkdwn!(
             "There is no application *{}* in Spinnaker. Check the spelling (application names are lower case).",
-            escape(application)
+            escape(application),
         ),
         _ => {
             let names = state
@@ -336,20 +340,21 @@ async fn not_found(state: &AppState, application: &str, pipeline: &str) -> Strin
                         .filter_map(|c| {
                             c.get("name")
                                 .and_then(Value::as_str)
-                                .map(|n| format!("`{}`", escape(n)))
+                                .map(|n| mrkdwn!("`{}`", escape(n)))
                         })
                         .collect::<Vec<_>>()
                 })
                 .unwrap_or_default();
             let list = if names.is_empty() {
-                format!("See `{cmd} pipelines {application}`.")
+                mrkdwn!("See `{} pipelines {}`.", cmd, application)
             } else {
-                format!("Its pipelines: {}.", names.join(", "))
+                mrkdwn!("Its pipelines: {}.", names.iter().join_mrkdwn(", "))
             };
-            format!(
-                "*{}* has no pipeline *{}*. {list}",
+            mrkdwn!(
+                "*{}* has no pipeline *{}*. {}",
                 escape(application),
-                escape(pipeline)
+                escape(pipeline),
+                list,
             )
         }
     }
@@ -374,7 +379,7 @@ pub async fn start_command(
             req.application,
             req.pipeline
         );
-        return reply(state, view_id.as_deref(), format!("{text}{usage}")).await;
+        return reply(state, view_id.as_deref(), mrkdwn!("{}{}", text, usage)).await;
     }
     let lacking = missing(&p.specs, &req.parameters);
     if !lacking.is_empty() || (p.rule.confirm && view_id.is_some()) {
@@ -398,7 +403,7 @@ async fn prepare_showing_progress(
     state: &AppState,
     cmd: &SlashCommand,
     req: &StartRequest,
-) -> (Result<Prepared, String>, Option<String>) {
+) -> (Result<Prepared, Mrkdwn>, Option<String>) {
     let began = Instant::now();
     let work = prepare(state, &cmd.user_id, req);
     tokio::pin!(work);
@@ -419,7 +424,7 @@ async fn prepare_showing_progress(
 }
 
 /// Answer in the modal if one is open, else privately.
-async fn reply(state: &AppState, view_id: Option<&str>, text: String) -> anyhow::Result<Ack> {
+async fn reply(state: &AppState, view_id: Option<&str>, text: Mrkdwn) -> anyhow::Result<Ack> {
     match view_id {
         Some(id) => {
             state
@@ -461,11 +466,13 @@ async fn open_form(
                 .map(|s| format!("{}=…", s.name))
                 .collect::<Vec<_>>()
                 .join(" ");
-            Ack::ephemeral(format!(
-                "This pipeline needs parameters, and the form could not be opened ({e}). Give them in the command: `{} start {} {} {names}`",
+            Ack::ephemeral(mrkdwn!(
+                "This pipeline needs parameters, and the form could not be opened ({}). Give them in the command: `{} start {} {} {}`",
+                e,
                 state.settings().pipelines.command,
                 req.application,
-                req.pipeline
+                req.pipeline,
+                names,
             ))
         }
     }
@@ -475,18 +482,18 @@ async fn open_form(
 fn confirmation(req: &StartRequest) -> Reply {
     let value = serde_json::to_string(req).unwrap_or_default();
     let params = if req.parameters.is_empty() {
-        "no parameters".to_string()
+        Mrkdwn::from("no parameters")
     } else {
         req.parameters
             .iter()
-            .map(|(k, v)| format!("`{}`={}", escape(k), escape(v)))
-            .collect::<Vec<_>>()
-            .join(", ")
+            .map(|(k, v)| mrkdwn!("`{}`={}", escape(k), escape(v)))
+            .join_mrkdwn(", ")
     };
-    let text = format!(
-        "Start *{}* › *{}* with {params}?",
+    let text = mrkdwn!(
+        "Start *{}* › *{}* with {}?",
         escape(&req.application),
-        escape(&req.pipeline)
+        escape(&req.pipeline),
+        params,
     );
     if value.len() > blocks::BUTTON_VALUE_MAX {
         return Reply::ephemeral(
@@ -546,12 +553,15 @@ impl ViewHandler for StartView {
             Ok(text) => Ok(Ack::ViewUpdate(message_view("Pipeline started", &text))),
             Err(text) => {
                 // Gate's 400 names the parameter: show it on that field when there is one.
-                let named = p
-                    .specs
-                    .iter()
-                    .find(|s| text.contains(&format!("parameter {} is missing", s.name)));
+                let named = p.specs.iter().find(|s| {
+                    text.as_str()
+                        .contains(&format!("parameter {} is missing", s.name))
+                });
                 match named {
-                    Some(s) => Ok(Ack::ViewErrors(vec![(block_id(&s.name), text)])),
+                    Some(s) => Ok(Ack::ViewErrors(vec![(
+                        block_id(&s.name),
+                        text.into_string(),
+                    )])),
                     None => Ok(Ack::ViewUpdate(message_view("Start pipeline", &text))),
                 }
             }
@@ -650,11 +660,13 @@ mod tests {
         assert!(
             validate(&s, &given(&[("colour", "red")]))
                 .unwrap_err()
+                .as_str()
                 .contains("`colour` is not a parameter")
         );
         assert!(
             validate(&s, &given(&[("env", "qa")]))
                 .unwrap_err()
+                .as_str()
                 .contains("must be one of `staging`, `prod`")
         );
         let m: Vec<_> = missing(&s, &given(&[("env", "prod")]))
@@ -684,6 +696,7 @@ mod tests {
         assert!(
             validate(&specs, &given)
                 .unwrap_err()
+                .as_str()
                 .contains("cannot be blank")
         );
     }

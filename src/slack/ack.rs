@@ -14,6 +14,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::mrkdwn::Mrkdwn;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum ResponseType {
@@ -28,7 +30,8 @@ pub enum ResponseType {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Reply {
     pub response_type: ResponseType,
-    pub text: String,
+    /// mrkdwn, as in every message.
+    pub text: Mrkdwn,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub blocks: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -40,13 +43,13 @@ pub struct Reply {
 }
 
 impl Reply {
-    pub fn ephemeral(text: impl Into<String>) -> Self {
+    pub fn ephemeral(text: impl Into<Mrkdwn>) -> Self {
         Self {
             text: text.into(),
             ..Default::default()
         }
     }
-    pub fn in_channel(text: impl Into<String>) -> Self {
+    pub fn in_channel(text: impl Into<Mrkdwn>) -> Self {
         Self {
             response_type: ResponseType::InChannel,
             text: text.into(),
@@ -84,7 +87,7 @@ pub enum Ack {
 }
 
 impl Ack {
-    pub fn ephemeral(text: impl Into<String>) -> Self {
+    pub fn ephemeral(text: impl Into<Mrkdwn>) -> Self {
         Ack::Message(Reply::ephemeral(text))
     }
     pub fn view_error(block_id: impl Into<String>, message: impl Into<String>) -> Self {

@@ -25,6 +25,7 @@ use url::Url;
 use crate::config::SlackSettings;
 use crate::metrics::SharedMetrics;
 use crate::secret::Secret;
+use crate::slack::mrkdwn::Mrkdwn;
 
 /// Methods whose arguments Slack reads only from a form or query string (JSON bodies are accepted
 /// by write methods only).
@@ -334,8 +335,8 @@ pub struct Posted {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Message {
     pub channel: String,
-    /// Fallback text (notifications, screen readers); required even with blocks.
-    pub text: String,
+    /// Fallback text (notifications, screen readers); required even with blocks. It is mrkdwn.
+    pub text: Mrkdwn,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub blocks: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -347,7 +348,7 @@ pub struct Message {
 }
 
 impl Message {
-    pub fn text(channel: impl Into<String>, text: impl Into<String>) -> Self {
+    pub fn text(channel: impl Into<String>, text: impl Into<Mrkdwn>) -> Self {
         Self {
             channel: channel.into(),
             text: text.into(),
@@ -606,7 +607,7 @@ impl SlackApi {
         &self,
         channel: &str,
         ts: &str,
-        text: &str,
+        text: &Mrkdwn,
         blocks: Option<&Value>,
     ) -> Result<Posted, SlackError> {
         let mut args = json!({"channel": channel, "ts": ts, "text": text});
@@ -620,7 +621,7 @@ impl SlackApi {
         &self,
         channel: &str,
         user: &str,
-        text: &str,
+        text: &Mrkdwn,
         blocks: Option<&Value>,
     ) -> Result<(), SlackError> {
         let mut args = json!({"channel": channel, "user": user, "text": text});

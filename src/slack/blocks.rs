@@ -1,11 +1,15 @@
 //! Block Kit building blocks on slack-morphism's typed models, with Slack's limits applied.
 //!
 //! Slack rejects a whole message (`invalid_blocks`) when one text is over its limit
-//! (reference/slack.md §3), so every helper here truncates to the documented limit and user
-//! supplied text is escaped for mrkdwn. Features compose these and send [`to_json`].
+//! (reference/slack.md §3), so every helper here truncates to the documented limit. Mrkdwn fields
+//! take a [`Mrkdwn`], so user text reaches them escaped exactly once (see [`super::mrkdwn`]);
+//! plain-text fields (headers, buttons, titles) take `&str` and are never escaped. Features
+//! compose these and send [`to_json`].
 
 use serde_json::{Value, json};
 use slack_morphism::prelude::*;
+
+pub use super::mrkdwn::{Mrkdwn, escape};
 
 /// Section text limit.
 pub const SECTION_TEXT_MAX: usize = 3000;
@@ -19,20 +23,6 @@ pub const BUTTON_VALUE_MAX: usize = 2000;
 pub const CONTEXT_TEXT_MAX: usize = 2000;
 /// Blocks per message.
 pub const MESSAGE_BLOCKS_MAX: usize = 50;
-
-/// Escape `&`, `<` and `>` so user text cannot form links, mentions or broadcasts.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// Cut to at most `max` characters, ending with `…` when cut. Never splits a character.
 pub fn truncate(text: &str, max: usize) -> String {
@@ -53,29 +43,31 @@ pub fn truncate_with(text: &str, max: usize, suffix: &str) -> String {
     format!("{}…{suffix}", text.chars().take(room).collect::<String>())
 }
 
-pub fn md_text(text: &str, max: usize) -> SlackBlockText {
-    SlackBlockText::MarkDown(SlackBlockMarkDownText::new(truncate(text, max)))
+pub fn md_text(text: &Mrkdwn, max: usize) -> SlackBlockText {
+    SlackBlockText::MarkDown(SlackBlockMarkDownText::new(
+        text.truncate(max).into_string(),
+    ))
 }
 
 pub fn plain(text: &str, max: usize) -> SlackBlockPlainTextOnly {
     SlackBlockPlainTextOnly::from(truncate(text, max))
 }
 
-pub fn section(text: &str) -> SlackBlock {
+pub fn section(text: impl Into<Mrkdwn>) -> SlackBlock {
     SlackSectionBlock::new()
-        .with_text(md_text(text, SECTION_TEXT_MAX))
+        .with_text(md_text(&text.into(), SECTION_TEXT_MAX))
         .into()
 }
 
-pub fn section_with_id(block_id: &str, text: &str) -> SlackBlock {
+pub fn section_with_id(block_id: &str, text: impl Into<Mrkdwn>) -> SlackBlock {
     SlackSectionBlock::new()
         .with_block_id(SlackBlockId(block_id.into()))
-        .with_text(md_text(text, SECTION_TEXT_MAX))
+        .with_text(md_text(&text.into(), SECTION_TEXT_MAX))
         .into()
 }
 
 /// Up to 10 two-column fields.
-pub fn fields(items: &[String]) -> SlackBlock {
+pub fn fields(items: &[Mrkdwn]) -> SlackBlock {
     SlackSectionBlock::new()
         .with_fields(items.iter().take(10).map(|t| md_text(t, 2000)).collect())
         .into()
@@ -85,9 +77,10 @@ pub fn header(text: &str) -> SlackBlock {
     SlackHeaderBlock::new(plain(text, HEADER_TEXT_MAX)).into()
 }
 
-pub fn context(text: &str) -> SlackBlock {
+pub fn context(text: impl Into<Mrkdwn>) -> SlackBlock {
+    let text = text.into().truncate(CONTEXT_TEXT_MAX).into_string();
     SlackContextBlock::new(vec![SlackContextBlockElement::MarkDown(
-        SlackBlockMarkDownText::new(truncate(text, CONTEXT_TEXT_MAX)),
+        SlackBlockMarkDownText::new(text),
     )])
     .into()
 }
@@ -109,10 +102,10 @@ pub fn link_button(action_id: &str, text: &str, url: &url::Url) -> SlackBlockBut
 }
 
 /// A confirm dialog (title ≤ 100, text ≤ 300, buttons ≤ 30 characters).
-pub fn confirm(title: &str, text: &str, yes: &str, no: &str) -> SlackBlockConfirmItem {
+pub fn confirm(title: &str, text: impl Into<Mrkdwn>, yes: &str, no: &str) -> SlackBlockConfirmItem {
     SlackBlockConfirmItem::new(
         plain(title, 100),
-        md_text(text, 300),
+        md_text(&text.into(), 300),
         plain(yes, 30),
         plain(no, 30),
     )
@@ -131,26 +124,18 @@ pub fn to_json(blocks: &[SlackBlock]) -> Value {
 }
 
 /// `<url|label>` with the label escaped.
-pub fn link(url: &str, label: &str) -> String {
-    format!(
-        "<{}|{}>",
-        url.replace('|', "%7C").replace('>', "%3E"),
-        escape(label)
-    )
+pub fn link(url: &str, label: &str) -> Mrkdwn {
+    Mrkdwn::link(url, label)
 }
 
 /// `<!date^…>`: shown in each reader's own time zone.
-pub fn date(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let fallback = chrono::DateTime::from_timestamp(secs, 0)
-        .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string())
-        .unwrap_or_default();
-    format!("<!date^{secs}^{{date_short_pretty}} at {{time}}|{fallback}>")
+pub fn date(ms: i64) -> Mrkdwn {
+    Mrkdwn::date(ms)
 }
 
 /// A user mention.
-pub fn mention(user_id: &str) -> String {
-    format!("<@{user_id}>")
+pub fn mention(user_id: &str) -> Mrkdwn {
+    Mrkdwn::user(user_id)
 }
 
 /// A modal's title (Slack allows 24 characters).
@@ -159,26 +144,19 @@ pub fn modal_title(text: &str) -> Value {
 }
 
 /// A modal that only says something.
-pub fn message_view(heading: &str, text: &str) -> Value {
+pub fn message_view(heading: &str, text: impl Into<Mrkdwn>) -> Value {
+    let text = text.into().truncate(SECTION_TEXT_MAX);
     json!({
         "type": "modal",
         "title": modal_title(heading),
         "close": {"type": "plain_text", "text": "Close"},
-        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": truncate(text, 3000)}}]
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escape_neutralises_mentions_and_links() {
-        assert_eq!(
-            escape("<!channel> & <http://x|y>"),
-            "&lt;!channel&gt; &amp; &lt;http://x|y&gt;"
-        );
-    }
 
     #[test]
     fn truncate_respects_char_boundaries_and_limits() {

@@ -14,6 +14,8 @@ use sha2::{Digest, Sha256};
 use slack_morphism::prelude::SlackBlock;
 
 use super::blocks::{self, MESSAGE_BLOCKS_MAX, SECTION_TEXT_MAX, truncate};
+use super::mrkdwn::Mrkdwn;
+use crate::mrkdwn;
 
 /// Most options a static select may hold.
 pub const SELECT_OPTIONS_MAX: usize = 100;
@@ -88,20 +90,20 @@ pub fn select_options(choices: &[String]) -> (&'static str, Value) {
 /// A list as section blocks: `heading`, then every line, packed into sections under Slack's
 /// 3000-character limit without splitting a line. When the lines need more than a message's 50
 /// blocks, the last block says how many were left out and `more_hint` says where to see them.
-pub fn list_blocks(heading: &str, lines: &[String], more_hint: &str) -> Vec<SlackBlock> {
+pub fn list_blocks(heading: &Mrkdwn, lines: &[Mrkdwn], more_hint: &Mrkdwn) -> Vec<SlackBlock> {
     // (text, entries in it)
-    let mut sections: Vec<(String, usize)> = Vec::new();
-    let mut current = (heading.to_string(), 0);
+    let mut sections: Vec<(Mrkdwn, usize)> = Vec::new();
+    let mut current = (heading.clone(), 0);
     for line in lines {
-        let line = truncate(line, SECTION_TEXT_MAX - 1);
-        let len = current.0.chars().count();
-        if len > 0 && len + 1 + line.chars().count() > SECTION_TEXT_MAX {
+        let line = line.truncate(SECTION_TEXT_MAX - 1);
+        let len = current.0.as_str().chars().count();
+        if len > 0 && len + 1 + line.as_str().chars().count() > SECTION_TEXT_MAX {
             sections.push(std::mem::take(&mut current));
         }
         if !current.0.is_empty() {
-            current.0.push('\n');
+            current.0.push(Mrkdwn::from("\n"));
         }
-        current.0.push_str(&line);
+        current.0.push(&line);
         current.1 += 1;
     }
     if !current.0.is_empty() {
@@ -113,9 +115,11 @@ pub fn list_blocks(heading: &str, lines: &[String], more_hint: &str) -> Vec<Slac
     let kept = &sections[..MESSAGE_BLOCKS_MAX - 1];
     let shown: usize = kept.iter().map(|(_, n)| n).sum();
     let mut out: Vec<SlackBlock> = kept.iter().map(|(s, _)| blocks::section(s)).collect();
-    out.push(blocks::context(&format!(
-        "…and {} more not shown: a Slack message holds at most {MESSAGE_BLOCKS_MAX} blocks. {more_hint}",
-        lines.len() - shown
+    out.push(blocks::context(mrkdwn!(
+        "…and {} more not shown: a Slack message holds at most {} blocks. {}",
+        lines.len() - shown,
+        MESSAGE_BLOCKS_MAX,
+        more_hint
     )));
     out
 }
@@ -170,10 +174,10 @@ mod tests {
 
     #[test]
     fn lists_are_split_into_sections_without_cutting_a_line() {
-        let lines: Vec<String> = (0..60)
-            .map(|i| format!("• pipeline-{i:02}-{}", long(80, 'n')))
+        let lines: Vec<Mrkdwn> = (0..60)
+            .map(|i| Mrkdwn::text(&format!("• pipeline-{i:02}-{}", long(80, 'n'))))
             .collect();
-        let b = blocks::to_json(&list_blocks("Pipelines:", &lines, ""));
+        let b = blocks::to_json(&list_blocks(&"Pipelines:".into(), &lines, &"".into()));
         let texts: Vec<String> = b
             .as_array()
             .unwrap()
@@ -184,16 +188,16 @@ mod tests {
         assert!(texts.iter().all(|t| t.chars().count() <= SECTION_TEXT_MAX));
         let all = texts.join("\n");
         for l in &lines {
-            assert!(all.lines().any(|x| x == l), "{l} is shown whole");
+            assert!(all.lines().any(|x| x == l.as_str()), "{l:?} is shown whole");
         }
     }
 
     #[test]
     fn a_list_beyond_fifty_blocks_says_how_many_are_left_out() {
-        let lines: Vec<String> = (0..200)
-            .map(|i| format!("{i}:{}", long(1400, 'z')))
+        let lines: Vec<Mrkdwn> = (0..200)
+            .map(|i| Mrkdwn::text(&format!("{i}:{}", long(1400, 'z'))))
             .collect();
-        let b = blocks::to_json(&list_blocks("H", &lines, "See Deck."));
+        let b = blocks::to_json(&list_blocks(&"H".into(), &lines, &"See Deck.".into()));
         let arr = b.as_array().unwrap();
         assert_eq!(arr.len(), MESSAGE_BLOCKS_MAX);
         let last = arr.last().unwrap()["elements"][0]["text"].as_str().unwrap();

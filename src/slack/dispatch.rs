@@ -19,7 +19,9 @@ use serde_json::{Value, json};
 use tracing::{Instrument, Span, debug, error, info, warn};
 
 use super::ack::{Ack, Reply};
+use super::mrkdwn::Mrkdwn;
 use super::payload::{EventCallback, EventEnvelope, Interaction, SlashCommand};
+use crate::mrkdwn;
 use crate::registry::SlackCtx;
 use crate::state::AppState;
 
@@ -132,7 +134,7 @@ fn settle(kind: Kind, result: anyhow::Result<Ack>, late: &Late) -> Ack {
 /// A modal answered already cannot show field errors or close itself: say so in the view.
 fn late_form(kind: Kind, ack: Ack) -> Ack {
     match (kind, ack) {
-        (Kind::ViewSubmission, Ack::ViewErrors(errors)) => Ack::ViewUpdate(error_view(&format!(
+        (Kind::ViewSubmission, Ack::ViewErrors(errors)) => Ack::ViewUpdate(error_view(&mrkdwn!(
             ":warning: {}",
             errors
                 .iter()
@@ -141,7 +143,7 @@ fn late_form(kind: Kind, ack: Ack) -> Ack {
                 .join("\n")
         ))),
         (Kind::ViewSubmission, Ack::Empty | Ack::ViewClear) => {
-            Ack::ViewUpdate(error_view(":white_check_mark: Done."))
+            Ack::ViewUpdate(error_view(&":white_check_mark: Done.".into()))
         }
         (_, ack) => ack,
     }
@@ -151,8 +153,9 @@ fn late_form(kind: Kind, ack: Ack) -> Ack {
 fn failure_ack(kind: Kind, e: &anyhow::Error, late: &Late) -> Ack {
     let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
     error!(error.id = %id, error.message = %e, error.cause_chain = ?e, handler = kind.as_str(), "handler failed");
-    let text = format!(
-        ":warning: Sorry, that did not work (error id `{id}`). Nothing was changed; try again, and if it keeps failing, give the error id to your slackops operators."
+    let text = mrkdwn!(
+        ":warning: Sorry, that did not work (error id `{}`). Nothing was changed; try again, and if it keeps failing, give the error id to your slackops operators.",
+        id
     );
     match late {
         Late::View(_) => Ack::ViewUpdate(error_view(&text)),
@@ -161,10 +164,10 @@ fn failure_ack(kind: Kind, e: &anyhow::Error, late: &Late) -> Ack {
 }
 
 fn working_view() -> Value {
-    error_view(":hourglass_flowing_sand: Working on it…")
+    error_view(&":hourglass_flowing_sand: Working on it…".into())
 }
 
-fn error_view(text: &str) -> Value {
+fn error_view(text: &Mrkdwn) -> Value {
     json!({
         "type": "modal",
         "title": {"type": "plain_text", "text": "slackops"},
@@ -228,15 +231,11 @@ pub async fn command(state: &AppState, cmd: SlashCommand) -> Ack {
     let Some(handler) = state.registry().command_handler(&cmd.command) else {
         state.metrics().dispatched("unhandled");
         info!(command = %cmd.command, "no handler for this slash command");
-        return Ack::Message(Reply::ephemeral(format!(
+        let known = state.registry().commands().map(|c| mrkdwn!("`{}`", c));
+        return Ack::Message(Reply::ephemeral(mrkdwn!(
             "slackops does not know the command `{}`. Available: {}",
             cmd.command,
-            state
-                .registry()
-                .commands()
-                .map(|c| format!("`{c}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            Mrkdwn::join(known, ", ")
         )));
     };
     state.metrics().dispatched("command");
@@ -347,9 +346,9 @@ async fn claim(
         }
         Err(e) => {
             error!(error = %crate::store::short_db_error(&e), "cannot record the interaction; nothing done");
-            let text = ":warning: slackops could not record this right now; nothing was changed. Try again in a moment.";
+            let text: Mrkdwn = ":warning: slackops could not record this right now; nothing was changed. Try again in a moment.".into();
             Err(match interaction.kind.as_str() {
-                "view_submission" => Ack::ViewUpdate(error_view(text)),
+                "view_submission" => Ack::ViewUpdate(error_view(&text)),
                 _ => Ack::ephemeral(text),
             })
         }

@@ -18,11 +18,13 @@
 
 use html5gum::{DefaultEmitter, Error, StartTag, Token, Tokenizer};
 
+use super::mrkdwn::Mrkdwn;
+
 /// Converts Spinnaker's HTML `instructions` into Slack mrkdwn. See the module docs for the rules.
 ///
 /// Text without any markup (no tags, comments or doctype) keeps its whitespace and line breaks as
 /// written and is only entity-decoded and escaped: people often type plain multi-line text there.
-pub fn to_mrkdwn(html: &str) -> String {
+pub fn to_mrkdwn(html: &str) -> Mrkdwn {
     // Spans let a bogus comment such as `<!channel>` be shown as the text it was written as.
     let mut emitter = DefaultEmitter::<usize>::new_with_span();
     // Without this the tokenizer would read `<script>` bodies as markup and text as tags.
@@ -34,7 +36,8 @@ pub fn to_mrkdwn(html: &str) -> String {
             Err(never) => match never {},
         }
     }
-    converter.finish()
+    // The converter escapes every literal text and builds only checked links (module docs).
+    Mrkdwn::__composed(converter.finish())
 }
 
 /// Deeper nesting of inline styles is ignored: it keeps per-word work bounded on hostile input.
@@ -755,7 +758,9 @@ fn is_block(name: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::to_mrkdwn;
+    fn to_mrkdwn(html: &str) -> String {
+        super::to_mrkdwn(html).into_string()
+    }
 
     #[track_caller]
     fn check(html: &str, expected: &str) {

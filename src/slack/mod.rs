@@ -20,6 +20,7 @@ pub mod blocks;
 pub mod choices;
 pub mod dispatch;
 pub mod html;
+pub mod mrkdwn;
 pub mod once;
 pub mod payload;
 pub mod routes;

@@ -211,7 +211,7 @@ async fn refusals_by_command_say_why_and_change_nothing() {
         );
         let missing = text_of(&spinnaker(&app, "reject", APPROVER).await);
         assert!(
-            missing.contains("Usage") && missing.contains("reject <execution id"),
+            missing.contains("Usage") && missing.contains("reject &lt;execution id"),
             "{engine:?}: {missing}"
         );
         let wrong_input =
@@ -228,8 +228,8 @@ async fn refusals_by_command_say_why_and_change_nothing() {
         );
         let help = text_of(&spinnaker(&app, "help", APPROVER).await);
         assert!(
-            help.contains("/spinnaker approve <execution id | Deck URL> [input]")
-                && help.contains("/spinnaker reject <execution id | Deck URL> [reason]"),
+            help.contains("/spinnaker approve &lt;execution id | Deck URL&gt; [input]")
+                && help.contains("/spinnaker reject &lt;execution id | Deck URL&gt; [reason]"),
             "{engine:?}: help lists both: {help}"
         );
         app.stop().await;

@@ -15,6 +15,7 @@ mod approvals_quorum;
 mod approvals_support;
 mod approvals_timers;
 mod config_cli;
+mod escaping;
 mod grafana;
 mod helpers;
 mod jobs;

@@ -933,3 +933,35 @@ async fn the_maintenance_modal_submitted_twice_schedules_one_window() {
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_maintenance_notice_shows_hostile_title_and_summary_as_text() {
+    let app = app_on(TestDb::sqlite()).await;
+    let hostile = "<!channel> <https://evil.example|Log in> & <@U0EVIL>";
+    let now = now_ms();
+    let body = json!({"title": hostile, "summary": hostile, "systems": ["api"],
+                      "starts_at": rfc(now + 3_600_000), "ends_at": rfc(now + 7_200_000)});
+    let (status, _) = api(
+        &app,
+        "POST",
+        "/api/v1/maintenances",
+        Some(API_TOKEN),
+        Some(body.to_string()),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let posted = app
+        .slack
+        .wait_for_messages(CHANNEL, 1, Duration::from_secs(10))
+        .await;
+    let shown = format!("{} {}", posted[0].text, posted[0].blocks);
+    for raw in ["<!channel>", "<https://evil.example", "<@U0EVIL>"] {
+        assert!(!shown.contains(raw), "raw {raw} in {shown}");
+    }
+    assert!(
+        posted[0].text.contains("&lt;!channel&gt;"),
+        "{}",
+        posted[0].text
+    );
+    app.stop().await;
+}

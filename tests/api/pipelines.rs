@@ -472,11 +472,11 @@ async fn help_and_an_empty_command_list_every_subcommand_with_examples() {
         assert_mentions(
             &help,
             &[
-                "`/spinnaker start <application> <pipeline> [name=value …]`",
-                "`/spinnaker cancel <execution id | Deck URL> [reason]`",
-                "`/spinnaker status <application> [pipeline]`",
+                "`/spinnaker start &lt;application&gt; &lt;pipeline&gt; [name=value …]`",
+                "`/spinnaker cancel &lt;execution id | Deck URL&gt; [reason]`",
+                "`/spinnaker status &lt;application&gt; [pipeline]`",
                 "`/spinnaker pending [application]`",
-                "`/spinnaker pipelines <application>`",
+                "`/spinnaker pipelines &lt;application&gt;`",
                 "`/spinnaker help`",
                 // Concrete examples, not only the syntax.
                 "e.g. `/spinnaker start payments deploy-prod version=v42`",
@@ -501,7 +501,7 @@ async fn help_and_an_empty_command_list_every_subcommand_with_examples() {
     assert_eq!(body["response_type"], "ephemeral");
     let text = body["text"].as_str().expect("text");
     assert!(
-        text.contains("`/deploybot start <application>") && !text.contains("/spinnaker"),
+        text.contains("`/deploybot start &lt;application&gt;") && !text.contains("/spinnaker"),
         "help names the configured command: {text}"
     );
     app.stop().await;
@@ -1077,7 +1077,7 @@ async fn bad_input_gets_an_ephemeral_explanation_and_triggers_nothing() {
             "start myapp",
             &[
                 "`start` needs an application and a pipeline",
-                "Usage: `/spinnaker start <application> <pipeline> [name=value …]`",
+                "Usage: `/spinnaker start &lt;application&gt; &lt;pipeline&gt; [name=value …]`",
             ],
         ),
         (
@@ -1765,7 +1765,7 @@ async fn pipelines_lists_the_names_with_their_parameters() {
     let text = ephemeral(&app, "pipelines", TRIGGER_USER).await;
     assert_mentions(
         &text,
-        &["Usage: `/spinnaker pipelines <application>`"],
+        &["Usage: `/spinnaker pipelines &lt;application&gt;`"],
         "no application",
     );
     assert_nothing_triggered(&app, "pipelines");
@@ -2078,4 +2078,24 @@ async fn a_start_modal_submitted_twice_starts_the_pipeline_once() {
         assert_eq!(started_messages(&app).len(), 1, "{engine:?}: {msgs:?}");
         app.stop().await;
     }
+}
+
+#[tokio::test]
+async fn a_command_result_shows_hostile_input_as_text() {
+    let app = pipelines_builder(TestDb::sqlite()).await.spawn().await;
+    for text in [
+        "cancel <https://evil.example|Log",
+        "cancel x/<!channel>y",
+        "status <@U0EVIL>",
+    ] {
+        let sent = send(&app, text, TRIGGER_USER).await;
+        let mut shown = vec![sent.body["text"].as_str().unwrap_or("").to_string()];
+        shown.push(sent.body["blocks"].to_string());
+        for s in shown {
+            for raw in ["<!channel>", "<https://evil.example", "<@U0EVIL>"] {
+                assert!(!s.contains(raw), "{text}: raw {raw} in {s}");
+            }
+        }
+    }
+    app.stop().await;
 }

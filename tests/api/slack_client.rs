@@ -151,7 +151,7 @@ async fn ok_false_becomes_a_typed_error_code_and_is_not_retried() {
         .await
         .expect_err("unknown channel");
     let no_message = api
-        .update_message("C0OPS", "1700000000.999900", "edited", None)
+        .update_message("C0OPS", "1700000000.999900", &"edited".into(), None)
         .await
         .expect_err("unknown message");
 
@@ -265,9 +265,12 @@ async fn posts_to_one_channel_are_paced_while_posts_to_many_channels_are_not() {
     // Act
     let started = Instant::now();
     for i in 0..6 {
-        api.post_message(&Message::text("C0ONE", format!("one channel {i}")))
-            .await
-            .expect("posted");
+        api.post_message(&Message::text(
+            "C0ONE",
+            slackops::mrkdwn!("one channel {}", i),
+        ))
+        .await
+        .expect("posted");
     }
     let one_channel = started.elapsed();
     let started = Instant::now();
@@ -307,8 +310,11 @@ async fn concurrent_posts_to_one_channel_are_paced_too() {
     let posts = (0..6).map(|i| {
         let api = api.clone();
         async move {
-            api.post_message(&Message::text("C0OPS", format!("concurrent {i}")))
-                .await
+            api.post_message(&Message::text(
+                "C0OPS",
+                slackops::mrkdwn!("concurrent {}", i),
+            ))
+            .await
         }
     });
     let results = futures::future::join_all(posts).await;

@@ -59,7 +59,9 @@ impl CommandHandler for Command {
                 Ok(Ack::ephemeral("slow result"))
             }
             "fail" => anyhow::bail!("the handler failed"),
-            other => Ok(Ack::Message(Reply::in_channel(format!("pong {other}")))),
+            other => Ok(Ack::Message(Reply::in_channel(slackops::mrkdwn!(
+                "pong {}", other
+            )))),
         }
     }
 }
