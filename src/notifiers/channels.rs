@@ -4,7 +4,7 @@
 //! Fed from the same event point as the webhooks ([`super::enqueue`], called by the one write
 //! path of outages and of maintenance windows inside their transaction), so a committed change is
 //! always noticed and nothing else feeds subscribers. Only public changes of the kinds in
-//! [`NOTICE_KINDS`] go out, and only to channels whose systems meet the change's. Each notice is a
+//! [`super::notice::NOTICE_KINDS`] go out, and only to channels whose systems meet the change's. Each notice is a
 //! job keyed by (event kind, id, version, channel): a retry, a repeated event or a second replica
 //! never posts twice in one channel.
 //!
@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::StatusEvent;
+use super::{StatusEvent, notice};
 use crate::announcements::settings::SystemEntry;
 use crate::jobs::{Job, JobError, NewJob};
 use crate::mrkdwn;
@@ -32,20 +32,6 @@ pub const JOB_NOTICE: &str = "notifiers.channel_notice";
 
 /// The audit log's feature name for subscriptions.
 pub const FEATURE: &str = "subscriptions";
-
-/// The changes subscribers hear of: an outage opening (or opening again), each update, its
-/// resolution; a maintenance window scheduled, started, ended, and canceled (so a scheduled
-/// notice is never left standing). Reassignments, postmortem links and window edits are internal.
-pub const NOTICE_KINDS: &[&str] = &[
-    "outage.announced",
-    "outage.updated",
-    "outage.reopened",
-    "outage.resolved",
-    "maintenance.scheduled",
-    "maintenance.started",
-    "maintenance.ended",
-    "maintenance.canceled",
-];
 
 /// One channel's subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +49,7 @@ impl Subscription {
     /// Whether a change about `systems` reaches this channel. A change naming no system reaches
     /// only the channels subscribed to every system.
     pub fn wants(&self, systems: &[String]) -> bool {
-        self.systems.is_empty() || systems.iter().any(|s| self.systems.contains(s))
+        notice::reaches(&self.systems, systems)
     }
 }
 
@@ -146,19 +132,12 @@ pub async fn remove(state: &AppState, channel: &str) -> Result<bool, sqlx::Error
 
 /// The systems a change is about, as its event carries them.
 fn event_systems(event: &StatusEvent) -> Vec<String> {
-    event.data["systems"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
+    notice::systems(&event.data)
 }
 
-/// Whether subscribers hear of `event` at all: a kind they get, about something public.
+/// Whether subscribers hear of `event` at all ([`notice::noticed`]).
 pub fn noticed(event: &StatusEvent) -> bool {
-    NOTICE_KINDS.contains(&event.kind.as_str()) && event.data["public"].as_bool() == Some(true)
+    notice::noticed(&event.kind, &event.data)
 }
 
 /// The dedup key of `event`'s notice in `channel`: once per change and channel.

@@ -12,6 +12,7 @@
 
 pub mod channels;
 pub mod grafana;
+pub mod notice;
 pub mod settings;
 pub mod subscribe;
 

@@ -32,6 +32,7 @@ use super::settings::{SmtpSettings, StatusSettings};
 use super::tokens;
 use crate::announcements::settings::SystemEntry;
 use crate::jobs::{Job, JobError, NewJob};
+use crate::notifiers::notice;
 use crate::registry::JobHandler;
 use crate::state::AppState;
 
@@ -44,18 +45,6 @@ pub const ACTIVE: &str = "active";
 pub const JOB_FANOUT: &str = "status.email.fanout";
 /// One email to one subscriber.
 pub const JOB_SEND: &str = "status.email.send";
-
-/// The changes subscribers are told of (event kinds as [`crate::notifiers`] names them).
-pub const NOTICE_KINDS: &[&str] = &[
-    "outage.announced",
-    "outage.updated",
-    "outage.reopened",
-    "outage.resolved",
-    "maintenance.scheduled",
-    "maintenance.started",
-    "maintenance.ended",
-    "maintenance.canceled",
-];
 
 /// A change as subscribers are told of it: the event's kind, the outage's or window's id, when,
 /// and the outage or window after the change, as the API shows it.
@@ -72,7 +61,7 @@ impl Notice {
         self.data["version"].as_i64().unwrap_or(0)
     }
     fn systems(&self) -> Vec<String> {
-        serde_json::from_value(self.data["systems"].clone()).unwrap_or_default()
+        notice::systems(&self.data)
     }
     /// `kind:id:version`, what dedup keys name the change by.
     fn key(&self) -> String {
@@ -119,10 +108,7 @@ pub async fn queue_notice(
     at: i64,
     data: &Value,
 ) -> Result<(), sqlx::Error> {
-    if !state.settings().status.smtp.enabled()
-        || !NOTICE_KINDS.contains(&kind)
-        || data["public"] != Value::Bool(true)
-    {
+    if !state.settings().status.smtp.enabled() || !notice::noticed(kind, data) {
         return Ok(());
     }
     let notice = Notice {
@@ -154,12 +140,6 @@ pub(crate) async fn queue_confirmation(
         .max_attempts(state.settings().status.smtp.max_attempts);
     state.jobs().insert(&mut *conn, job).await?;
     Ok(())
-}
-
-/// Whether a subscriber who picked `picked` (empty: every system) is told of a change to
-/// `systems`.
-pub fn wants(picked: &[String], systems: &[String]) -> bool {
-    picked.is_empty() || picked.iter().any(|p| systems.contains(p))
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -199,7 +179,7 @@ impl JobHandler for FanoutJob {
         let mut queued = 0;
         for (id, picked) in rows {
             let picked: Vec<String> = serde_json::from_str(&picked).unwrap_or_default();
-            if !wants(&picked, &systems) {
+            if !notice::reaches(&picked, &systems) {
                 continue;
             }
             let send = Send {
@@ -675,14 +655,6 @@ fn confirmation_text(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn subscribers_get_their_systems_or_everything() {
-        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert!(wants(&v(&[]), &v(&["api"])));
-        assert!(wants(&v(&["api", "db"]), &v(&["db"])));
-        assert!(!wants(&v(&["web"]), &v(&["api", "db"])));
-    }
 
     #[test]
     fn a_notice_says_only_what_the_page_shows() {
