@@ -6,7 +6,7 @@
 //! It sits below the interaction layer and the features (docs/architecture.md): it must never
 //! import a feature's handlers or the registry, only the clients, the store, the job queue and
 //! the features' long-lived parts kept in files of their own (`oncall::clients`,
-//! `status::cache`).
+//! `status::cache`, `status::mailer`).
 
 use std::any::Any;
 use std::sync::Arc;
@@ -45,6 +45,8 @@ struct Inner {
     http: reqwest::Client,
     /// The status page's snapshot (per replica; see `crate::status`).
     status: Arc<crate::status::cache::StatusCache>,
+    /// The status page's SMTP client (see `crate::status::mailer`).
+    mailer: crate::status::mailer::Mailer,
     oncall: Arc<crate::oncall::clients::Oncall>,
     /// Socket Mode connections up (always ready in HTTP mode).
     socket: SocketHealth,
@@ -87,6 +89,7 @@ impl AppState {
             settings.slack.mode == crate::config::SlackMode::Socket,
             metrics.socket_connections.clone(),
         );
+        let mailer = crate::status::mailer::Mailer::new(&settings.status);
         Ok(Self {
             inner: Arc::new(Inner {
                 settings,
@@ -102,6 +105,7 @@ impl AppState {
                 tasks: TaskTracker::new(),
                 http: parts.http,
                 status: Arc::new(crate::status::cache::StatusCache::new()),
+                mailer,
                 oncall,
                 socket,
             }),
@@ -154,6 +158,10 @@ impl AppState {
     /// The status page's in-memory snapshot.
     pub fn status(&self) -> &crate::status::cache::StatusCache {
         &self.inner.status
+    }
+    /// The status page's SMTP client.
+    pub fn mailer(&self) -> &crate::status::mailer::Mailer {
+        &self.inner.mailer
     }
 
     /// Socket Mode's connection count, for readiness.

@@ -15,20 +15,17 @@
 //! of an address in 24 hours are sent, the rest are skipped and counted. Addresses and SMTP
 //! credentials never reach a log line: logs name the subscriber's id and the SMTP reply code.
 
-use std::time::Duration;
-
 use anyhow::anyhow;
 use async_trait::async_trait;
+use lettre::Message;
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, header::HeaderName, header::HeaderValue};
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::extension::ClientId;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::health::Health;
-use super::settings::{SmtpSettings, StatusSettings};
+use super::mailer::{self, SmtpFailure};
+use super::settings::StatusSettings;
 use super::tokens;
 use crate::announcements::settings::SystemEntry;
 use crate::jobs::{Job, JobError, NewJob};
@@ -303,7 +300,7 @@ async fn deliver(state: &AppState, job: &Job, send: &Send) -> Result<&'static st
     }
     let message = build_message(settings, job, &sub.email, &subject, body, unsubscribe)
         .map_err(JobError::Permanent)?;
-    match smtp_send(&settings.smtp, settings, message).await {
+    match state.mailer().send(message).await {
         Ok(()) => {
             tracing::info!(subscriber = %sub.id, email = send.email.label(), "status email sent");
             Ok("sent")
@@ -383,22 +380,6 @@ async fn release(state: &AppState, job: &Job) -> Result<(), sqlx::Error> {
 
 // ----------------------------------------------------------------------------------- SMTP
 
-enum SmtpFailure {
-    /// A 5xx answer (its code): retrying cannot help.
-    Permanent(String),
-    /// A 4xx answer, a connection or TLS error, a timeout: what happened, without addresses.
-    Transient(String),
-}
-
-/// The domain of the sender's address, for Message-ID and EHLO.
-fn from_domain(smtp: &SmtpSettings) -> String {
-    smtp.from
-        .trim()
-        .parse::<Mailbox>()
-        .map(|m| m.email.domain().to_string())
-        .unwrap_or_else(|_| "localhost".into())
-}
-
 fn build_message(
     settings: &StatusSettings,
     job: &Job,
@@ -424,7 +405,7 @@ fn build_message(
         .message_id(Some(format!(
             "<{}@{}>",
             job.id,
-            from_domain(&settings.smtp)
+            mailer::from_domain(&settings.smtp)
         )))
         .raw_header(HeaderValue::new(
             HeaderName::new_from_ascii_str("Auto-Submitted"),
@@ -444,55 +425,6 @@ fn build_message(
     b.header(ContentType::TEXT_PLAIN)
         .body(body)
         .map_err(|e| anyhow!("building the email failed: {e}"))
-}
-
-async fn smtp_send(
-    smtp: &SmtpSettings,
-    settings: &StatusSettings,
-    message: Message,
-) -> Result<(), SmtpFailure> {
-    let mut b = AsyncSmtpTransport::<Tokio1Executor>::from_url(smtp.url.expose().trim())
-        // lettre's message names neither the URL nor its password.
-        .map_err(|e| SmtpFailure::Permanent(format!("status.smtp.url is unusable: {e}")))?;
-    if !smtp.username.is_empty() {
-        b = b.credentials(Credentials::new(
-            smtp.username.expose().to_string(),
-            smtp.password.expose().to_string(),
-        ));
-    }
-    let hello = settings
-        .public_url
-        .as_ref()
-        .and_then(|u| u.host_str().map(str::to_owned))
-        .unwrap_or_else(|| from_domain(smtp));
-    let timeout = Duration::from_millis(smtp.timeout_ms);
-    let transport = b
-        .hello_name(ClientId::Domain(hello))
-        .timeout(Some(timeout))
-        .build();
-    match tokio::time::timeout(timeout * 2, transport.send(message)).await {
-        Err(_) => Err(SmtpFailure::Transient("timed out".into())),
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => {
-            let code = e.status().map(|c| c.to_string());
-            if e.is_permanent() {
-                Err(SmtpFailure::Permanent(code.unwrap_or_else(|| "5xx".into())))
-            } else if e.is_transient() {
-                Err(SmtpFailure::Transient(format!(
-                    "the mail server answered {}",
-                    code.unwrap_or_else(|| "4xx".into())
-                )))
-            } else if e.is_timeout() {
-                Err(SmtpFailure::Transient("timed out".into()))
-            } else if e.is_tls() {
-                Err(SmtpFailure::Transient("TLS failed".into()))
-            } else {
-                Err(SmtpFailure::Transient(
-                    "could not talk to the mail server".into(),
-                ))
-            }
-        }
-    }
 }
 
 // ----------------------------------------------------------------------------------- Texts

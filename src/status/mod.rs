@@ -14,6 +14,7 @@
 pub mod cache;
 pub mod email;
 pub mod health;
+pub mod mailer;
 pub mod render;
 pub mod settings;
 pub mod snapshot;
