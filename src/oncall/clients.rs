@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::model::Person;
 use super::providers;
 use super::settings::OncallSettings;
 use crate::slack::api::{SlackApi, SlackError};
@@ -75,5 +76,19 @@ impl Oncall {
                 })
             })
             .await
+    }
+
+    /// A provider's person as a Slack user ID: the ID the provider gave, else the one their email
+    /// has in Slack ([`Oncall::slack_id`], cached); `None` when neither finds one.
+    pub async fn person_id(
+        &self,
+        slack: &SlackApi,
+        p: &Person,
+    ) -> Result<Option<String>, Arc<SlackError>> {
+        match (&p.slack_id, &p.email) {
+            (Some(id), _) => Ok(Some(id.clone())),
+            (None, Some(email)) => self.slack_id(slack, email).await,
+            (None, None) => Ok(None),
+        }
     }
 }

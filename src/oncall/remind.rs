@@ -18,8 +18,6 @@
 //! (the providers split shifts at layer and level boundaries), remind after the shift started,
 //! or say anything the providers did not say.
 
-use std::collections::HashMap;
-
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::TimeZone;
@@ -187,39 +185,17 @@ pub fn reminder_text(r: &Reminder, tz: Option<&str>) -> Mrkdwn {
     )
 }
 
-/// The Slack ID of a person (directly, or by email through the lookup cache).
-async fn slack_id(
-    state: &AppState,
-    svc: &Oncall,
-    cache: &mut HashMap<String, Option<String>>,
-    p: &Person,
-) -> anyhow::Result<Option<String>> {
-    if let Some(id) = &p.slack_id {
-        return Ok(Some(id.clone()));
-    }
-    let Some(email) = &p.email else {
-        return Ok(None);
-    };
-    if let Some(found) = cache.get(email) {
-        return Ok(found.clone());
-    }
-    let found = svc
-        .slack_id(state.slack(), email)
+/// The Slack ID of a person ([`Oncall::person_id`]).
+async fn slack_id(state: &AppState, svc: &Oncall, p: &Person) -> anyhow::Result<Option<String>> {
+    svc.person_id(state.slack(), p)
         .await
-        .map_err(|e| anyhow::anyhow!("looking {email} up in Slack failed: {e}"))?;
-    cache.insert(email.clone(), found.clone());
-    Ok(found)
+        .map_err(|e| anyhow::anyhow!("looking {} up in Slack failed: {e}", p.label()))
 }
 
-async fn ids(
-    state: &AppState,
-    svc: &Oncall,
-    cache: &mut HashMap<String, Option<String>>,
-    people: &[&Person],
-) -> anyhow::Result<Vec<String>> {
+async fn ids(state: &AppState, svc: &Oncall, people: &[&Person]) -> anyhow::Result<Vec<String>> {
     let mut out = Vec::new();
     for p in people {
-        if let Some(id) = slack_id(state, svc, cache, p).await?
+        if let Some(id) = slack_id(state, svc, p).await?
             && !out.contains(&id)
         {
             out.push(id);
@@ -247,18 +223,17 @@ pub async fn record(
     let handle = g.handle.trim_start_matches('@').to_ascii_lowercase();
     let ups = upcoming(shifts, now);
     let next = next_due(&ups, now, remind_ms);
-    let mut cache = HashMap::new();
     let mut rows = Vec::new();
     for u in &ups {
         // Someone who is not in Slack cannot be reminded (the sync reports them as missing).
-        let Some(user) = slack_id(state, svc, &mut cache, u.person).await? else {
+        let Some(user) = slack_id(state, svc, u.person).await? else {
             continue;
         };
         let due = u.start - remind_ms <= now;
         let (from, joining) = if due {
             (
-                ids(state, svc, &mut cache, &u.takes_over_from).await?,
-                ids(state, svc, &mut cache, &u.joining).await?,
+                ids(state, svc, &u.takes_over_from).await?,
+                ids(state, svc, &u.joining).await?,
             )
         } else {
             (vec![], vec![])

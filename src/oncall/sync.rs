@@ -364,16 +364,8 @@ async fn resolve(
     type Looked = Result<(Person, Option<String>), Arc<SlackError>>;
     let results: Vec<Looked> = futures::stream::iter(people)
         .map(|p| async move {
-            if let Some(id) = &p.slack_id {
-                return Ok((p.clone(), Some(id.clone())));
-            }
-            match &p.email {
-                Some(e) => {
-                    let id = svc.slack_id(state.slack(), e).await?;
-                    Ok((p, id))
-                }
-                None => Ok((p, None)),
-            }
+            let id = svc.person_id(state.slack(), &p).await?;
+            Ok((p, id))
         })
         .buffer_unordered(8)
         .collect()
